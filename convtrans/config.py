@@ -1,0 +1,266 @@
+"""``Conv1DTransposeConfig``: every argument of Keras's ``Conv1DTranspose``, validated once.
+
+The config is a frozen, hashable dataclass, so it can be a static argument of ``jax.jit``. All
+validation that does not need the input happens in the constructor; errors name the argument, the
+value given and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+from typing import Any, Callable, Mapping, Optional, Union
+
+from convtrans import activations, constraints, initializers, regularizers
+from convtrans.geometry import effective_kernel_size
+
+Padding = Union[str, int, tuple[int, int]]
+
+_KERAS_PADDINGS = ("valid", "same")
+# Keys of a Keras layer config that describe the Keras object rather than the computation.
+_IGNORED_KERAS_KEYS = frozenset(
+    {"name", "trainable", "dtype", "groups", "batch_input_shape", "batch_shape", "input_shape", "input_dim"}
+)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _size(value: Any, argument: str, *, minimum: int = 1) -> int:
+    """An int, or a 1-element tuple/list of one (Keras's 1-D size form), at least ``minimum``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 1:
+            raise ValueError(
+                f"{argument}={value!r}: a 1-D layer takes a single integer or a 1-element "
+                f"tuple/list, got {len(value)} elements."
+            )
+        (value,) = value
+    if not _is_int(value):
+        raise TypeError(f"{argument} must be an integer, got {value!r} of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def _padding(value: Any) -> Padding:
+    if isinstance(value, str):
+        lowered = value.lower()
+        if lowered not in _KERAS_PADDINGS:
+            hint = (
+                " Keras's Conv1DTranspose does not support causal padding; for a causal "
+                "upsampler use padding='valid' and crop the right end."
+                if lowered == "causal" else ""
+            )
+            raise ValueError(
+                f"padding={value!r} is not supported; expected 'valid' or 'same' (any case), a "
+                f"non-negative int, or a pair (left, right) of them.{hint}"
+            )
+        return lowered
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1:
+            value = value[0]
+        elif len(value) == 2:
+            return (_size(value[0], "padding[0]", minimum=0), _size(value[1], "padding[1]", minimum=0))
+        else:
+            raise ValueError(f"padding={value!r}: expected a pair (left, right), got {len(value)} elements.")
+    if _is_int(value):
+        p = _size(value, "padding", minimum=0)
+        return (p, p)
+    raise TypeError(
+        f"padding must be 'valid', 'same', a non-negative int or a pair (left, right); got "
+        f"{value!r} of type {type(value).__name__}."
+    )
+
+
+def _data_format(value: Any) -> str:
+    if isinstance(value, str) and value.lower() in ("channels_last", "channels_first"):
+        return value.lower()
+    raise ValueError(
+        f"data_format={value!r} is not supported; expected 'channels_last' (batch, steps, "
+        "channels) or 'channels_first' (batch, channels, steps)."
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv1DTransposeConfig:
+    """The arguments of a 1-D transposed convolution, in Keras's names and with its defaults.
+
+    Attributes:
+      filters: number of output channels.
+      kernel_size: taps of the kernel (int or 1-tuple).
+      strides: upsampling factor (int or 1-tuple).
+      padding: ``"valid"`` or ``"same"`` (Keras, any case), or PyTorch-style integer padding ``p``
+        or ``(left, right)``, which crops that many samples from each side of the full result.
+      output_padding: extra samples on the right. ``None`` (Keras's default) and ``0`` differ for
+        Keras paddings; see :func:`convtrans.output_length`. Must be ``< strides`` with Keras
+        paddings and ``< max(strides, dilation_rate)`` with integer padding (PyTorch's rule).
+      data_format: ``"channels_last"`` (batch, steps, channels) or ``"channels_first"``.
+      dilation_rate: spacing between taps. With Keras paddings, ``strides > 1`` and
+        ``dilation_rate > 1`` cannot be combined (Keras's rule); integer padding allows it
+        (PyTorch's rule).
+      activation: a Keras activation name, None (linear) or a callable.
+      use_bias: whether a bias of shape ``(filters,)`` is added before the activation.
+      kernel_initializer, bias_initializer: Keras names, Keras config dicts,
+        :mod:`convtrans.initializers` objects or ``jax.nn.initializers`` callables.
+      kernel_regularizer, bias_regularizer, activity_regularizer: None, ``"l1"``, ``"l2"``,
+        ``"l1l2"``, Keras dicts or :mod:`convtrans.regularizers` objects.
+      kernel_constraint, bias_constraint: None, Keras names or dicts, or
+        :mod:`convtrans.constraints` objects.
+      groups: split channels into this many independent groups (PyTorch's ``groups``); the kernel
+        is ``(kernel_size, filters // groups, in_channels)``.
+    """
+
+    filters: int
+    kernel_size: int
+    strides: int = 1
+    padding: Padding = "valid"
+    output_padding: Optional[int] = None
+    data_format: str = "channels_last"
+    dilation_rate: int = 1
+    activation: Union[str, Callable, None] = None
+    use_bias: bool = True
+    kernel_initializer: Any = "glorot_uniform"
+    bias_initializer: Any = "zeros"
+    kernel_regularizer: Any = None
+    bias_regularizer: Any = None
+    activity_regularizer: Any = None
+    kernel_constraint: Any = None
+    bias_constraint: Any = None
+    groups: int = 1
+
+    def __post_init__(self):
+        def store(name, value):
+            object.__setattr__(self, name, value)
+
+        store("filters", _size(self.filters, "filters"))
+        store("kernel_size", _size(self.kernel_size, "kernel_size"))
+        store("strides", _size(self.strides, "strides"))
+        store("dilation_rate", _size(self.dilation_rate, "dilation_rate"))
+        store("groups", _size(self.groups, "groups"))
+        store("padding", _padding(self.padding))
+        store("data_format", _data_format(self.data_format))
+        if not isinstance(self.use_bias, bool):
+            raise TypeError(f"use_bias must be a bool, got {self.use_bias!r}.")
+        keras_padding = isinstance(self.padding, str)
+
+        if keras_padding and self.strides > 1 and self.dilation_rate > 1:
+            raise ValueError(
+                f"strides={self.strides} and dilation_rate={self.dilation_rate} cannot both be > 1 "
+                f"with padding={self.padding!r} (Keras's rule); use one of them, or PyTorch-style "
+                "integer padding."
+            )
+        if self.output_padding is not None:
+            op = _size(self.output_padding, "output_padding", minimum=0)
+            limit = self.strides if keras_padding else max(self.strides, self.dilation_rate)
+            if op >= limit:
+                rule = "strides" if keras_padding else "max(strides, dilation_rate)"
+                raise ValueError(
+                    f"output_padding={op} must be smaller than {rule}={limit}; with strides=1 "
+                    "only output_padding=None or 0 is allowed."
+                    if limit == 1 else
+                    f"output_padding={op} must be smaller than {rule}={limit}."
+                )
+            store("output_padding", op)
+        if self.filters % self.groups:
+            raise ValueError(
+                f"groups={self.groups} must divide filters={self.filters}; each group produces "
+                "filters // groups output channels."
+            )
+
+        store("activation", activations.validate(self.activation))
+        store("kernel_initializer", initializers.get(self.kernel_initializer, "kernel_initializer"))
+        store("bias_initializer", initializers.get(self.bias_initializer, "bias_initializer"))
+        for name in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+            store(name, regularizers.get(getattr(self, name), name))
+        for name in ("kernel_constraint", "bias_constraint"):
+            store(name, constraints.get(getattr(self, name), name))
+
+    @property
+    def effective_kernel_size(self) -> int:
+        """``(kernel_size - 1) * dilation_rate + 1``."""
+        return effective_kernel_size(self.kernel_size, self.dilation_rate)
+
+    @property
+    def channel_axis(self) -> int:
+        """Axis of the channels in inputs and outputs: -1 or 1."""
+        return -1 if self.data_format == "channels_last" else 1
+
+    @property
+    def time_axis(self) -> int:
+        """Axis of the steps in inputs and outputs: 1 or -1."""
+        return 1 if self.data_format == "channels_last" else -1
+
+    def kernel_shape(self, in_channels: int) -> tuple[int, int, int]:
+        """Keras layout ``(kernel_size, filters // groups, in_channels)``."""
+        return (self.kernel_size, self.filters // self.groups, in_channels)
+
+    def replace(self, **changes: Any) -> "Conv1DTransposeConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    # --- Keras interop -------------------------------------------------------------------
+
+    @classmethod
+    def from_keras(cls, config: Mapping[str, Any]) -> "Conv1DTransposeConfig":
+        """From ``keras.layers.Conv1DTranspose(...).get_config()`` (Keras 3 or TF 2.x, also after
+        a JSON round trip). Layer metadata (name, trainable, dtype) and TF's ``groups`` key, which
+        that layer ignores, are dropped."""
+        if not isinstance(config, Mapping):
+            raise TypeError(f"config must be a dict from layer.get_config(), got {type(config).__name__}.")
+        fields = {f.name for f in dataclasses.fields(cls)} - {"groups"}
+        unknown = set(config) - fields - _IGNORED_KERAS_KEYS
+        if unknown:
+            raise ValueError(
+                f"config has keys {sorted(unknown)} that Keras's Conv1DTranspose does not take; "
+                f"expected a subset of {sorted(fields | _IGNORED_KERAS_KEYS)}."
+            )
+        missing = {"filters", "kernel_size"} - set(config)
+        if missing:
+            raise ValueError(f"config lacks the required keys {sorted(missing)}.")
+        return cls(**{k: v for k, v in config.items() if k in fields})
+
+    def to_keras(self) -> dict[str, Any]:
+        """A dict that ``keras.layers.Conv1DTranspose.from_config`` turns into an identical layer.
+
+        Raises:
+          ValueError: for what Keras's layer cannot express: ``groups > 1``, integer padding, or
+            activations and initializers given as Python callables.
+        """
+        if self.groups != 1:
+            raise ValueError(f"groups={self.groups}: Keras's Conv1DTranspose has no groups.")
+        if not isinstance(self.padding, str):
+            raise ValueError(
+                f"padding={self.padding!r}: Keras's Conv1DTranspose only has 'valid' and 'same'."
+            )
+        if not isinstance(self.activation, str):
+            raise ValueError(
+                f"activation={self.activation!r} is a Python callable; Keras configs need a name."
+            )
+
+        def serialize(name):
+            value = getattr(self, name)
+            if value is None:
+                return None
+            if not hasattr(value, "to_keras"):
+                raise ValueError(f"{name}={value!r} is a Python callable; Keras configs need a Keras object.")
+            return value.to_keras()
+
+        return {
+            "filters": self.filters,
+            "kernel_size": (self.kernel_size,),
+            "strides": (self.strides,),
+            "padding": self.padding,
+            "output_padding": None if self.output_padding is None else (self.output_padding,),
+            "data_format": self.data_format,
+            "dilation_rate": (self.dilation_rate,),
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            **{
+                name: serialize(name)
+                for name in (
+                    "kernel_initializer", "bias_initializer", "kernel_regularizer",
+                    "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint",
+                )
+            },
+        }

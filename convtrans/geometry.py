@@ -1,0 +1,109 @@
+"""Output-length and padding arithmetic: the one place where it lives.
+
+Everything in convtrans that needs to know how long an output is, or how far a transposed
+convolution reaches past the input, calls the two functions here.
+
+Notation: ``n`` input length, ``k`` kernel size, ``s`` stride, ``d`` dilation,
+``op`` output padding, ``ke = (k - 1) * d + 1`` the effective (dilated) kernel size.
+
+The transposed convolution is described by a pair of pads ``(left, right)`` that would be applied
+to the ``s``-dilated input before a stride-1 convolution with the flipped kernel (Keras's
+formulation). The "full" result, where every product of every input sample and tap lands, uses
+``(ke - 1, ke - 1)`` and has length ``(n - 1) * s + ke``; smaller pads crop it, larger pads append
+zeros-only positions (bias and activation still apply there). The output length is then
+
+    out = (n - 1) * s + left + right - ke + 2,
+
+and output sample ``t`` is sample ``t + (ke - 1 - left)`` of the full result.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # pragma: no cover
+    from convtrans.config import Conv1DTransposeConfig
+
+
+class TransposePads(NamedTuple):
+    """Pads ``(left, right)`` of the s-dilated input; negative values crop."""
+
+    left: int
+    right: int
+
+
+def effective_kernel_size(kernel_size: int, dilation_rate: int) -> int:
+    """``(kernel_size - 1) * dilation_rate + 1``: the span of a dilated kernel."""
+    return (kernel_size - 1) * dilation_rate + 1
+
+
+def transpose_pads(config: "Conv1DTransposeConfig") -> TransposePads:
+    """The ``(left, right)`` pads of the s-dilated input that define ``config``'s output.
+
+    Keras modes (what ``keras.layers.Conv1DTranspose`` computes on every backend):
+
+    - ``valid``: ``left = ke - 1``, ``right = ke - 1 + op`` with ``op`` defaulting to
+      ``max(ke, s) - ke``.
+    - ``same``: ``pad = s + ke - 2`` if ``op`` is None, else ``ke + ke % 2 - 2 + op``;
+      ``left = min(ceil(pad / 2), ke - 1)``, ``right = pad - left``.
+
+    PyTorch mode (``padding=(p_left, p_right)``): crop ``p_left`` / ``p_right`` samples from the
+    full result, then add ``op`` (default 0) samples on the right, so
+    ``left = ke - 1 - p_left`` and ``right = ke - 1 - p_right + op``.
+    """
+    s = config.strides
+    ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
+    op = config.output_padding
+    if config.padding == "valid":
+        if op is None:
+            op = max(ke, s) - ke
+        return TransposePads(ke - 1, ke - 1 + op)
+    if config.padding == "same":
+        pad = s + ke - 2 if op is None else ke + ke % 2 - 2 + op
+        left = min(math.ceil(pad / 2), ke - 1)
+        return TransposePads(left, pad - left)
+    crop_left, crop_right = config.padding
+    return TransposePads(ke - 1 - crop_left, ke - 1 - crop_right + (op or 0))
+
+
+def output_length(config: "Conv1DTransposeConfig", length: int) -> int:
+    """Length of the output time axis for an input of ``length`` steps.
+
+    Matches Keras's ``Conv1DTranspose`` (``padding`` "valid"/"same") and PyTorch's
+    ``ConvTranspose1d`` (integer padding):
+
+    ================  =================  ================================
+    padding           output_padding     output length
+    ================  =================  ================================
+    valid             None               ``(n - 1) * s + max(ke, s)``
+    valid             op                 ``(n - 1) * s + ke + op``
+    same              None               ``n * s``
+    same              op                 ``(n - 1) * s + ke % 2 + op``
+    ``(pl, pr)``      op (None = 0)      ``(n - 1) * s + ke - pl - pr + op``
+    ================  =================  ================================
+
+    Raises:
+      ValueError: if ``length < 1``, or if the padding crops more than the full result holds.
+    """
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(
+            f"input length must be a positive integer, got {length!r}; "
+            "a transposed convolution needs at least one input step."
+        )
+    pads = transpose_pads(config)
+    ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
+    out = (length - 1) * config.strides + pads.left + pads.right - ke + 2
+    if out < 0:
+        raise ValueError(
+            f"padding={config.padding!r} crops more than the full output holds: an input of "
+            f"length {length} gives a full result of {(length - 1) * config.strides + ke} "
+            f"steps, which leaves {out}. Use a longer input or smaller padding."
+        )
+    return out
+
+
+def full_result_offset(config: "Conv1DTransposeConfig") -> int:
+    """Index in the full result of output sample 0: ``ke - 1 - left`` (negative: zeros before)."""
+    ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
+    return ke - 1 - transpose_pads(config).left

@@ -1,0 +1,192 @@
+"""``conv1d_transpose``: the pure, jit/vmap/grad-safe 1-D transposed convolution.
+
+The computation is split in two: a *kernel function* computes the transposed convolution itself
+(no bias, no activation) in the config's data format, and :func:`conv1d_transpose` wraps it with
+input checks, bias, activation and the regularization terms. Kernel functions are registered by
+name in :data:`IMPLEMENTATIONS`, so the reference and the fast paths are interchangeable and can be
+checked against each other.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from convtrans import activations
+from convtrans.config import Conv1DTransposeConfig
+from convtrans.geometry import output_length, transpose_pads
+
+Params = Mapping[str, jax.Array]
+Aux = dict[str, jax.Array]
+# (x, kernel, config, precision) -> conv output without bias, in config.data_format.
+KernelFn = Callable[[jax.Array, jax.Array, Conv1DTransposeConfig, Any], jax.Array]
+
+REGULARIZATION_KEYS = ("kernel", "bias", "activity")
+
+
+def _dimension_numbers(config: Conv1DTransposeConfig) -> tuple[str, str, str]:
+    layout = "NWC" if config.data_format == "channels_last" else "NCW"
+    return (layout, "WIO", layout)
+
+
+def conv_kernel_to_wio(kernel: jax.Array, groups: int) -> jax.Array:
+    """Keras's ``(k, filters // groups, in_channels)`` kernel as the ``(k, in/groups, filters)``
+    (WIO) kernel of the equivalent grouped convolution, taps not flipped.
+
+    Input channel ``c`` of group ``g = c // (in/groups)`` feeds output channels
+    ``g * (filters/groups) + o``, which is how ``feature_group_count`` lays out its groups.
+    """
+    k, filters_per_group, in_channels = kernel.shape
+    in_per_group = in_channels // groups
+    grouped = kernel.reshape(k, filters_per_group, groups, in_per_group)
+    return grouped.transpose(0, 3, 2, 1).reshape(k, in_per_group, groups * filters_per_group)
+
+
+def lhs_dilation_conv(
+    x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any = None
+) -> jax.Array:
+    """The reference: a stride-1 convolution of the s-dilated input with the flipped kernel.
+
+    ``conv_general_dilated(x, flip(kernel), padding=[(left, right)], lhs_dilation=s,
+    rhs_dilation=d)`` with Keras's pads (see :func:`convtrans.geometry.transpose_pads`); this is
+    bit-for-bit what Keras 3's JAX backend computes. Negative pads (PyTorch-style padding) are
+    applied as a crop after the convolution.
+    """
+    left, right = transpose_pads(config)
+    rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
+    y = lax.conv_general_dilated(
+        x,
+        rhs,
+        window_strides=(1,),
+        padding=[(max(left, 0), max(right, 0))],
+        lhs_dilation=(config.strides,),
+        rhs_dilation=(config.dilation_rate,),
+        dimension_numbers=_dimension_numbers(config),
+        feature_group_count=config.groups,
+        precision=precision,
+    )
+    steps = y.shape[config.time_axis]
+    return lax.slice_in_dim(y, max(-left, 0), steps - max(-right, 0), axis=config.time_axis % 3)
+
+
+IMPLEMENTATIONS: dict[str, KernelFn] = {"lhs_dilation": lhs_dilation_conv}
+
+
+def default_implementation(backend: Optional[str] = None) -> str:
+    """The implementation :func:`conv1d_transpose` uses on ``backend`` (default: JAX's)."""
+    del backend
+    return "lhs_dilation"
+
+
+def _check_inputs(params: Any, x: Any, config: Conv1DTransposeConfig) -> None:
+    if not isinstance(config, Conv1DTransposeConfig):
+        raise TypeError(f"config must be a Conv1DTransposeConfig, got {type(config).__name__}.")
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params must be a mapping {{'kernel': ..., 'bias': ...}}, got {type(params).__name__}."
+        )
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"x must be an array, got {type(x).__name__}.")
+    if x.ndim != 3:
+        layout = "(batch, steps, channels)" if config.data_format == "channels_last" else "(batch, channels, steps)"
+        raise ValueError(
+            f"x must have rank 3 {layout} for data_format={config.data_format!r}, got shape "
+            f"{tuple(x.shape)} (rank {x.ndim}). Use jax.vmap for extra leading axes."
+        )
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(
+            f"x must have a floating dtype (float16, bfloat16, float32, float64), got {x.dtype}."
+        )
+    in_channels = x.shape[config.channel_axis]
+    if in_channels % config.groups:
+        raise ValueError(
+            f"groups={config.groups} must divide the input's {in_channels} channels (x shape "
+            f"{tuple(x.shape)}, data_format={config.data_format!r})."
+        )
+    expected = {"kernel": config.kernel_shape(in_channels)}
+    if config.use_bias:
+        expected["bias"] = (config.filters,)
+    for name, shape in expected.items():
+        if name not in params:
+            raise ValueError(f"params lacks {name!r}; expected an array of shape {shape}.")
+        value = params[name]
+        if not hasattr(value, "shape") or tuple(value.shape) != shape:
+            got = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
+            hint = ""
+            if name == "kernel" and hasattr(value, "shape") and len(value.shape) == 3 and value.shape[:2] == shape[:2]:
+                hint = (
+                    f" The kernel was built for {value.shape[2]} input channels, but x has "
+                    f"{in_channels}."
+                )
+            raise ValueError(
+                f"params[{name!r}] must have shape {shape} (Keras layout (kernel_size, "
+                f"filters // groups, in_channels) for the kernel), got {got}.{hint}"
+                if name == "kernel" else f"params['bias'] must have shape {shape}, got {got}."
+            )
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            raise TypeError(f"params[{name!r}] must be floating, got dtype {value.dtype}.")
+    if not config.use_bias and "bias" in params:
+        raise ValueError("params has a 'bias' but config.use_bias is False.")
+    output_length(config, x.shape[config.time_axis])
+
+
+def regularization_terms(params: Params, y: jax.Array, config: Conv1DTransposeConfig) -> Aux:
+    """The layer's penalties, each a float scalar; keys are always ``kernel, bias, activity``.
+
+    Their sum equals Keras's ``sum(layer.losses)``: the kernel and bias regularizers of the
+    weights, and the activity regularizer of the output divided by the batch size (zero for an
+    empty batch).
+    """
+    dtype = jnp.promote_types(params["kernel"].dtype, jnp.float32)
+    zero = jnp.zeros((), dtype)
+
+    def penalty(regularizer, value):
+        return zero if regularizer is None else regularizer(value).astype(dtype)
+
+    batch = y.shape[0]
+    activity = penalty(config.activity_regularizer, y.astype(jnp.promote_types(y.dtype, dtype)))
+    return {
+        "kernel": penalty(config.kernel_regularizer, params["kernel"]),
+        "bias": penalty(config.bias_regularizer, params["bias"]) if config.use_bias else zero,
+        "activity": activity / batch if batch else zero,
+    }
+
+
+def conv1d_transpose(
+    params: Params,
+    x: jax.Array,
+    config: Conv1DTransposeConfig,
+    *,
+    precision: Any = None,
+    implementation: Optional[str] = None,
+) -> tuple[jax.Array, Aux]:
+    """Keras's ``Conv1DTranspose`` as a pure function: ``y = activation(conv(x) + bias)``.
+
+    Args:
+      params: ``{"kernel": (kernel_size, filters // groups, in_channels), "bias": (filters,)}``
+        (Keras layout; ``bias`` only when ``config.use_bias``).
+      x: ``(batch, steps, in_channels)`` for channels_last or ``(batch, in_channels, steps)`` for
+        channels_first, floating. The computation runs in ``x.dtype`` (parameters are cast).
+      config: the layer's configuration (hashable: pass it as a static argument under jit).
+      precision: ``lax.Precision`` for the convolution.
+      implementation: a key of :data:`IMPLEMENTATIONS`; None picks the fastest for the backend.
+
+    Returns:
+      ``(y, aux)``: ``y`` of shape ``(batch, output_length(config, steps), filters)`` (or
+      channels first), and ``aux``, a dict of scalar regularization terms with keys
+      ``kernel``, ``bias`` and ``activity`` whose sum is Keras's ``sum(layer.losses)``.
+    """
+    _check_inputs(params, x, config)
+    name = implementation or default_implementation()
+    if name not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation={name!r} is unknown; expected one of {sorted(IMPLEMENTATIONS)}.")
+    kernel = params["kernel"].astype(x.dtype)
+    y = IMPLEMENTATIONS[name](x, kernel, config, precision)
+    if config.use_bias:
+        bias = params["bias"].astype(x.dtype)
+        y = y + (bias if config.data_format == "channels_last" else bias[:, None])
+    y = activations.get(config.activation)(y)
+    return y, regularization_terms(params, y, config)
