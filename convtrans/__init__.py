@@ -3,18 +3,24 @@
 from convtrans import activations, constraints, initializers, regularizers
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.geometry import output_length, transpose_pads
+from convtrans.linen import Conv1DTranspose
 from convtrans.ops import IMPLEMENTATIONS, conv1d_transpose, default_implementation
+from convtrans.optim import Constrained, apply_constraints, keras_constraints
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Constrained",
+    "Conv1DTranspose",
     "Conv1DTransposeConfig",
     "IMPLEMENTATIONS",
     "activations",
+    "apply_constraints",
     "constraints",
     "conv1d_transpose",
     "default_implementation",
     "initializers",
+    "keras_constraints",
     "output_length",
     "regularizers",
     "transpose_pads",

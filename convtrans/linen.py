@@ -1,0 +1,142 @@
+"""``Conv1DTranspose`` as a ``flax.linen`` module: Keras's arguments, :func:`conv1d_transpose` inside.
+
+Parameters (Keras layout and names):
+
+- ``kernel``: ``(kernel_size, filters // groups, in_channels)``, drawn by ``kernel_initializer``;
+- ``bias``: ``(filters,)``, drawn by ``bias_initializer`` (only with ``use_bias``).
+
+A parameter with a Keras constraint is stored boxed in :class:`convtrans.optim.Constrained`, which
+``apply`` unboxes by itself and :func:`convtrans.keras_constraints` uses to project it after each
+optimizer step.
+
+Regularization: each configured penalty (kernel, bias, activity; see
+:func:`convtrans.ops.regularization_terms`) is sown into the ``"losses"`` collection during
+``apply`` (not during ``init``). Add them to the training loss::
+
+    y, state = model.apply({"params": params}, x, mutable=["losses"])
+    loss = task_loss(y) + sum(jax.tree.leaves(state["losses"]))
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from convtrans.config import Conv1DTransposeConfig, Padding
+from convtrans.ops import REGULARIZATION_KEYS, conv1d_transpose
+from convtrans.optim import Constrained
+
+_CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Conv1DTransposeConfig))
+
+
+def _boxed(init, constraint):
+    """``init`` whose result is boxed with ``constraint`` (unchanged if there is none)."""
+    if constraint is None:
+        return init
+
+    def boxed_init(key, shape, dtype):
+        return Constrained(init(key, shape, dtype), constraint)
+
+    return boxed_init
+
+
+class Conv1DTranspose(nn.Module):
+    """Keras's ``Conv1DTranspose`` layer for flax.linen.
+
+    Takes every argument of :class:`convtrans.Conv1DTransposeConfig` by the same name and with
+    the same default, plus:
+
+    Attributes:
+      dtype: dtype of the computation and the output; None promotes the input's and the
+        parameters' dtypes (flax's rule). ``jnp.bfloat16`` gives bfloat16 outputs with float32
+        parameters.
+      param_dtype: dtype of ``kernel`` and ``bias`` (float32).
+      precision: ``lax.Precision`` of the convolution.
+      implementation: a key of :data:`convtrans.IMPLEMENTATIONS`; None picks the backend default.
+
+    ``__call__(x)``: ``x`` is ``(batch, steps, in_channels)`` (channels_last) or
+    ``(batch, in_channels, steps)`` (channels_first); returns
+    ``y = activation(conv_transpose(x, kernel) + bias)`` of length
+    ``convtrans.output_length(self.config, steps)``.
+    """
+
+    filters: int
+    kernel_size: Any
+    strides: Any = 1
+    padding: Padding = "valid"
+    output_padding: Optional[int] = None
+    data_format: str = "channels_last"
+    dilation_rate: Any = 1
+    activation: Any = None
+    use_bias: bool = True
+    kernel_initializer: Any = "glorot_uniform"
+    bias_initializer: Any = "zeros"
+    kernel_regularizer: Any = None
+    bias_regularizer: Any = None
+    activity_regularizer: Any = None
+    kernel_constraint: Any = None
+    bias_constraint: Any = None
+    groups: int = 1
+    dtype: Optional[Any] = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    implementation: Optional[str] = None
+
+    @property
+    def config(self) -> Conv1DTransposeConfig:
+        """The validated :class:`Conv1DTransposeConfig` of this layer."""
+        return Conv1DTransposeConfig(**{name: getattr(self, name) for name in _CONFIG_FIELDS})
+
+    @classmethod
+    def from_config(cls, config: Conv1DTransposeConfig, **kwargs: Any) -> "Conv1DTranspose":
+        """A module with ``config``'s arguments; ``kwargs`` adds ``dtype``, ``name``, etc."""
+        if not isinstance(config, Conv1DTransposeConfig):
+            raise TypeError(f"config must be a Conv1DTransposeConfig, got {type(config).__name__}.")
+        fields = {name: getattr(config, name) for name in _CONFIG_FIELDS}
+        return cls(**fields, **kwargs)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        config = self.config
+        x = jnp.asarray(x)
+        if x.ndim != 3:
+            raise ValueError(
+                f"x must have rank 3 (batch, steps, channels) or (batch, channels, steps), got "
+                f"shape {tuple(x.shape)}."
+            )
+        in_channels = x.shape[config.channel_axis]
+        params = {
+            "kernel": self.param(
+                "kernel",
+                _boxed(config.kernel_initializer, config.kernel_constraint),
+                config.kernel_shape(in_channels),
+                self.param_dtype,
+            )
+        }
+        if config.use_bias:
+            params["bias"] = self.param(
+                "bias",
+                _boxed(config.bias_initializer, config.bias_constraint),
+                (config.filters,),
+                self.param_dtype,
+            )
+        # The parameters stay in param_dtype (penalties are computed from them); conv1d_transpose
+        # casts them to the input's dtype for the convolution itself.
+        dtype = self.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
+        y, aux = conv1d_transpose(
+            params, x.astype(dtype), config, precision=self.precision,
+            implementation=self.implementation,
+        )
+        if not self.is_initializing():
+            regularizers = (config.kernel_regularizer, config.bias_regularizer, config.activity_regularizer)
+            for key, regularizer in zip(REGULARIZATION_KEYS, regularizers):
+                if regularizer is not None and (key != "bias" or config.use_bias):
+                    self.sow("losses", f"{key}_regularization", aux[key])
+        return y
+
+
+__all__ = ["Conv1DTranspose"]

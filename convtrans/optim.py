@@ -1,0 +1,224 @@
+"""Keras's weight constraints inside an optax optimizer.
+
+Keras applies a variable's constraint right after each optimizer step: ``w_new = c(w + update)``.
+:func:`keras_constraints` is an ``optax.GradientTransformation`` that does the same for every
+constrained parameter of a model. Chain it *last*::
+
+    tx = optax.chain(optax.adam(1e-3), convtrans.keras_constraints())
+
+How it finds the constraints, without parameter paths:
+
+- linen: :class:`convtrans.Conv1DTranspose` stores a constrained ``kernel``/``bias`` in a
+  :class:`Constrained` box (a ``flax.linen.meta.AxisMetadata``, like ``nn.Partitioned``) that
+  carries the constraint as static metadata. ``model.apply`` unboxes it by itself; optax and
+  ``jax.tree.map`` see through it to the array.
+- nnx: :class:`convtrans.nnx.Conv1DTranspose` gives a constrained ``nnx.Param`` the metadata
+  ``constraint=...``.
+
+``init`` records, for every leaf of the parameter tree it is given, the constraint found there
+(in the optimizer state, as static tree structure: nothing to checkpoint); ``update`` applies the
+recorded constraint of each leaf, and also honours :class:`Constrained` boxes in the ``params`` it
+receives. ``nnx.Optimizer`` calls ``init`` with the model's ``nnx.Param`` variables and
+``update`` with plain arrays, which is why the constraints are recorded at ``init``. So: call
+``tx.init`` on the boxed linen ``params`` straight from ``model.init`` (not on ``nn.unbox``-ed
+ones), and build ``nnx.Optimizer(model, tx, wrt=nnx.Param)`` as usual.
+
+The update returned is ``c(w + u) - w``, so ``optax.apply_updates`` yields ``c(w + u)`` up to one
+rounding of that difference (exact whenever ``c(w + u)`` is within a factor of 2 of ``w``, as for
+small steps; otherwise within one ulp). :func:`apply_constraints` projects a tree directly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from flax.core import meta
+
+Constraint = Callable[[jax.Array], jax.Array]
+
+
+class Constrained(struct.PyTreeNode, meta.AxisMetadata):
+    """A parameter boxed with the Keras constraint applied to it after each optimizer update.
+
+    The array is the only pytree child, so ``jax.tree.map``, ``jax.grad`` and optax treat the box
+    as transparent and keep it; ``constraint`` is static metadata. Flax's ``self.param`` unboxes
+    it, and ``nn.unbox(tree)`` strips all boxes.
+
+    Attributes:
+      value: the parameter array.
+      constraint: ``w -> w'``, e.g. a :mod:`convtrans.constraints` object.
+    """
+
+    value: Any
+    constraint: Constraint = struct.field(pytree_node=False)
+
+    def unbox(self) -> Any:
+        return self.value
+
+    def replace_boxed(self, val: Any) -> "Constrained":
+        return self.replace(value=val)
+
+    # A constraint acts on the whole weight; under nn.vmap / nn.scan it acts on each slice.
+    def add_axis(self, index: int, params: dict[Any, Any]) -> "Constrained":
+        return self.replace(constraint=_Sliced(self.constraint, index))
+
+    def remove_axis(self, index: int, params: dict[Any, Any]) -> "Constrained":
+        inner = self.constraint
+        if isinstance(inner, _Sliced) and inner.axis == index:
+            return self.replace(constraint=inner.constraint)
+        return self
+
+    def to_nnx_metadata(self) -> dict[str, Any]:
+        return {"value": self.value, "constraint": self.constraint}
+
+    @classmethod
+    def from_nnx_metadata(cls, metadata: dict[str, Any]) -> "Constrained":
+        return cls(metadata["value"], metadata["constraint"])
+
+
+@struct.dataclass
+class _Sliced:
+    """``constraint`` applied independently to each slice along ``axis`` (a stacked weight)."""
+
+    constraint: Constraint = struct.field(pytree_node=False)
+    axis: int = struct.field(pytree_node=False)
+
+    def __call__(self, w: jax.Array) -> jax.Array:
+        return jax.vmap(self.constraint, in_axes=self.axis, out_axes=self.axis)(w)
+
+
+def _constraint_of(node: Any) -> Optional[Constraint]:
+    """The constraint a parameter-tree node carries, if any (linen box or nnx variable)."""
+    if isinstance(node, Constrained):
+        return node.constraint
+    get_metadata = getattr(node, "get_metadata", None)
+    if callable(get_metadata) and _is_nnx_variable(node):
+        return get_metadata().get("constraint")
+    return None
+
+
+def _is_nnx_variable(node: Any) -> bool:
+    try:
+        from flax import nnx
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(node, nnx.Variable)
+
+
+def _is_carrier(node: Any) -> bool:
+    return isinstance(node, Constrained) or _is_nnx_variable(node)
+
+
+def leaf_constraints(tree: Any) -> tuple[Optional[Constraint], ...]:
+    """One entry per array leaf of ``tree`` (in ``jax.tree.leaves`` order): its constraint or None."""
+    found: list[Optional[Constraint]] = []
+    for node in jax.tree.leaves(tree, is_leaf=_is_carrier):
+        constraint = _constraint_of(node)
+        found.extend([constraint] * len(jax.tree.leaves(node)) if _is_carrier(node) else [constraint])
+    return tuple(found)
+
+
+@jax.tree_util.register_static
+class _Recorded:
+    """Static (treedef-only) record of the constraints found at ``init``; holds no arrays."""
+
+    def __init__(self, constraints: tuple[Optional[Constraint], ...]):
+        self.constraints = constraints
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, _Recorded) and self.constraints == other.constraints
+
+    def __hash__(self) -> int:
+        return hash(self.constraints)
+
+    def __repr__(self) -> str:
+        return f"_Recorded({sum(c is not None for c in self.constraints)} constrained leaves)"
+
+
+class KerasConstraintsState(NamedTuple):
+    """Optimizer state of :func:`keras_constraints`: the recorded constraints, no arrays."""
+
+    recorded: _Recorded
+
+
+def apply_constraints(params: Any) -> Any:
+    """``params`` with every :class:`Constrained` box (or nnx ``constraint`` variable) projected.
+
+    Use it once after initialization if the initial weights must already satisfy the constraint
+    (Keras does not do this: it constrains only after updates).
+    """
+
+    def project(node):
+        constraint = _constraint_of(node)
+        if constraint is None:
+            return node
+        return jax.tree.map(constraint, node)
+
+    return jax.tree.map(project, params, is_leaf=_is_carrier)
+
+
+def keras_constraints() -> optax.GradientTransformation:
+    """Project every constrained parameter after the update, as Keras does: ``w <- c(w + u)``.
+
+    Chain it last: ``optax.chain(optax.adam(1e-3), convtrans.keras_constraints())``. It needs
+    ``params`` in ``update`` (``tx.update(grads, state, params)``, which ``nnx.Optimizer`` passes).
+
+    linen::
+
+        variables = model.init(key, x)
+        params = variables["params"]            # constrained weights are Constrained boxes
+        tx = optax.chain(optax.sgd(0.1), convtrans.keras_constraints())
+        opt_state = tx.init(params)             # init on the boxed params
+        grads = jax.grad(loss_fn)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+
+    nnx::
+
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        optimizer.update(model, grads)
+
+    Parameters without a constraint get their update unchanged. Works for any number of layers
+    anywhere in the tree, and for other modules' parameters boxed with :class:`Constrained`.
+    """
+
+    def init_fn(params: Any) -> KerasConstraintsState:
+        return KerasConstraintsState(_Recorded(leaf_constraints(params)))
+
+    def update_fn(updates: Any, state: KerasConstraintsState, params: Any = None):
+        if params is None:
+            raise ValueError(
+                "keras_constraints() needs the current params: call tx.update(updates, state, params)."
+            )
+        update_leaves, treedef = jax.tree.flatten(updates)
+        param_leaves = jax.tree.leaves(params)
+        boxed = leaf_constraints(params)
+        recorded = state.recorded.constraints
+        if not (len(update_leaves) == len(param_leaves) == len(boxed)):
+            raise ValueError(
+                f"updates have {len(update_leaves)} array leaves but params have "
+                f"{len(param_leaves)}; pass the same parameter tree to both."
+            )
+        if recorded and len(recorded) != len(param_leaves):
+            raise ValueError(
+                f"keras_constraints() was initialized on a tree with {len(recorded)} leaves, but "
+                f"params have {len(param_leaves)}; call tx.init on the same parameter tree."
+            )
+        new_leaves = []
+        for i, (u, w) in enumerate(zip(update_leaves, param_leaves)):
+            constraint = boxed[i] or (recorded[i] if recorded else None)
+            if constraint is None or u is None:
+                new_leaves.append(u)
+            else:
+                projected = constraint(w + u.astype(w.dtype))
+                new_leaves.append((projected - w).astype(u.dtype))
+        return jax.tree.unflatten(treedef, new_leaves), state
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+__all__ = ["Constrained", "KerasConstraintsState", "apply_constraints", "keras_constraints", "leaf_constraints"]
