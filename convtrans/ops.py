@@ -155,6 +155,17 @@ def regularization_terms(params: Params, y: jax.Array, config: Conv1DTransposeCo
     }
 
 
+def bias_and_activation(params: Params, z: jax.Array, config: Conv1DTransposeConfig) -> jax.Array:
+    """``activation(z + bias)`` for a kernel function's output ``z`` (bias cast to ``z.dtype``).
+
+    Shared with :mod:`convtrans.streaming`, which applies it chunk by chunk.
+    """
+    if config.use_bias:
+        bias = params["bias"].astype(z.dtype)
+        z = z + (bias if config.data_format == "channels_last" else bias[:, None])
+    return activations.get(config.activation)(z)
+
+
 def conv1d_transpose(
     params: Params,
     x: jax.Array,
@@ -184,9 +195,5 @@ def conv1d_transpose(
     if name not in IMPLEMENTATIONS:
         raise ValueError(f"implementation={name!r} is unknown; expected one of {sorted(IMPLEMENTATIONS)}.")
     kernel = params["kernel"].astype(x.dtype)
-    y = IMPLEMENTATIONS[name](x, kernel, config, precision)
-    if config.use_bias:
-        bias = params["bias"].astype(x.dtype)
-        y = y + (bias if config.data_format == "channels_last" else bias[:, None])
-    y = activations.get(config.activation)(y)
+    y = bias_and_activation(params, IMPLEMENTATIONS[name](x, kernel, config, precision), config)
     return y, regularization_terms(params, y, config)
