@@ -1,6 +1,7 @@
 """convtrans: Keras's ``Conv1DTranspose`` for JAX, exact and fast."""
 
 from convtrans import activations, constraints, initializers, regularizers
+from convtrans import nnx
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.geometry import output_length, transpose_pads
 from convtrans.linen import Conv1DTranspose
@@ -21,6 +22,7 @@ __all__ = [
     "default_implementation",
     "initializers",
     "keras_constraints",
+    "nnx",
     "output_length",
     "regularizers",
     "transpose_pads",

@@ -1,0 +1,198 @@
+"""``Conv1DTranspose`` as a ``flax.nnx`` module: Keras's arguments, :func:`conv1d_transpose` inside.
+
+Parameters (Keras layout and names), both ``nnx.Param``:
+
+- ``kernel``: ``(kernel_size, filters // groups, in_channels)``, drawn by ``kernel_initializer``;
+- ``bias``: ``(filters,)``, drawn by ``bias_initializer`` (None without ``use_bias``).
+
+A Keras constraint is kept as the variable's metadata (``model.kernel.get_metadata()["constraint"]``),
+where :func:`convtrans.keras_constraints` finds it when ``nnx.Optimizer`` initializes.
+
+Regularization: when the forward pass runs under ``nnx.capture(..., RegularizationLoss)``, each
+call sows the configured penalties (kernel, bias, activity; see
+:func:`convtrans.ops.regularization_terms`) as :class:`RegularizationLoss` values; outside a capture
+nothing is stored (inference stays free of side effects). :func:`with_regularization_loss` does the
+capturing and sums the terms of every convtrans layer in the model, so a training loss reads::
+
+    forward = convtrans.nnx.with_regularization_loss(lambda model, x: model(x))
+
+    def loss_fn(model):
+        y, penalty = forward(model, x)
+        return task_loss(y) + penalty
+
+:meth:`Conv1DTranspose.weight_regularization` gives the kernel and bias penalties alone, without a
+forward pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from convtrans.config import Conv1DTransposeConfig, Padding
+from convtrans.ops import REGULARIZATION_KEYS, conv1d_transpose
+
+
+class RegularizationLoss(nnx.Variable):
+    """A regularization penalty sown by a convtrans layer during its forward pass."""
+
+
+def with_regularization_loss(fn: Callable[..., Any]) -> Callable[..., tuple[Any, jax.Array]]:
+    """``fn(model, *args) -> out`` becomes ``(model, *args) -> (out, penalty)``.
+
+    ``penalty`` is the sum (float32 scalar, 0 if none) of every :class:`RegularizationLoss` that the
+    convtrans layers inside ``model`` sow while ``fn`` runs: Keras's ``sum(model.losses)``. ``fn``
+    may also be a module or a bound method, as for ``nnx.capture``. Works under ``nnx.jit`` and
+    ``nnx.grad``.
+    """
+    captured = nnx.capture(fn, RegularizationLoss)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> tuple[Any, jax.Array]:
+        out, losses = captured(*args, **kwargs)
+        return out, sum(jax.tree.leaves(losses), jnp.zeros((), jnp.float32))
+
+    return wrapper
+
+
+class Conv1DTranspose(nnx.Module):
+    """Keras's ``Conv1DTranspose`` layer for flax.nnx.
+
+    Args:
+      in_channels: channels of the input (the kernel's last axis).
+      filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate,
+        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
+        bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint, groups: as in
+        :class:`convtrans.Conv1DTransposeConfig` (Keras's names and defaults).
+      dtype: dtype of the computation and the output; None promotes the input's and the
+        parameters' dtypes. ``jnp.bfloat16`` gives bfloat16 outputs with float32 parameters.
+      param_dtype: dtype of ``kernel`` and ``bias`` (float32).
+      precision: ``lax.Precision`` of the convolution.
+      implementation: a key of :data:`convtrans.IMPLEMENTATIONS`; None picks the backend default.
+      rngs: ``nnx.Rngs``; the ``params`` stream draws the initial weights.
+
+    ``model(x)``: ``x`` is ``(batch, steps, in_channels)`` (channels_last) or
+    ``(batch, in_channels, steps)`` (channels_first); returns
+    ``activation(conv_transpose(x, kernel) + bias)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: Padding = "valid",
+        output_padding: Optional[int] = None,
+        data_format: str = "channels_last",
+        dilation_rate: Any = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        groups: int = 1,
+        *,
+        dtype: Optional[Any] = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        implementation: Optional[str] = None,
+        rngs: nnx.Rngs,
+    ):
+        config = Conv1DTransposeConfig(
+            filters=filters, kernel_size=kernel_size, strides=strides, padding=padding,
+            output_padding=output_padding, data_format=data_format, dilation_rate=dilation_rate,
+            activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, groups=groups,
+        )
+        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
+        if in_channels % config.groups:
+            raise ValueError(f"groups={config.groups} must divide in_channels={in_channels}.")
+        self.config = config
+        self.in_channels = in_channels
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.precision = precision
+        self.implementation = implementation
+        self.kernel = _param(
+            config.kernel_initializer(rngs.params(), config.kernel_shape(in_channels), param_dtype),
+            config.kernel_constraint,
+        )
+        self.bias = (
+            _param(config.bias_initializer(rngs.params(), (config.filters,), param_dtype), config.bias_constraint)
+            if config.use_bias else None
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Conv1DTransposeConfig,
+        in_channels: int,
+        *,
+        rngs: nnx.Rngs,
+        dtype: Optional[Any] = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        implementation: Optional[str] = None,
+    ) -> "Conv1DTranspose":
+        """A module with ``config``'s arguments and freshly initialized weights."""
+        if not isinstance(config, Conv1DTransposeConfig):
+            raise TypeError(f"config must be a Conv1DTransposeConfig, got {type(config).__name__}.")
+        fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        return cls(
+            in_channels, **fields, dtype=dtype, param_dtype=param_dtype, precision=precision,
+            implementation=implementation, rngs=rngs,
+        )
+
+    @property
+    def params(self) -> dict[str, jax.Array]:
+        """``{"kernel": ..., "bias": ...}`` as arrays, the ``params`` of :func:`conv1d_transpose`."""
+        params = {"kernel": self.kernel[...]}
+        if self.bias is not None:
+            params["bias"] = self.bias[...]
+        return params
+
+    def weight_regularization(self) -> jax.Array:
+        """Kernel plus bias penalty (Keras's weight losses), a float32 scalar; no forward pass."""
+        config, params = self.config, self.params
+        total = jnp.zeros((), jnp.promote_types(params["kernel"].dtype, jnp.float32))
+        if config.kernel_regularizer is not None:
+            total = total + config.kernel_regularizer(params["kernel"])
+        if config.bias_regularizer is not None and "bias" in params:
+            total = total + config.bias_regularizer(params["bias"])
+        return total
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        config, params = self.config, self.params
+        x = jnp.asarray(x)
+        dtype = self.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
+        y, aux = conv1d_transpose(
+            params, x.astype(dtype), config, precision=self.precision,
+            implementation=self.implementation,
+        )
+        regularizers = (config.kernel_regularizer, config.bias_regularizer, config.activity_regularizer)
+        capturing = hasattr(self, "__captures__")
+        for key, regularizer in zip(REGULARIZATION_KEYS, regularizers):
+            # Sow only under nnx.capture: outside it, flax's sow mutates the module (deprecated).
+            if capturing and regularizer is not None and (key != "bias" or config.use_bias):
+                self.sow(RegularizationLoss, f"{key}_regularization", aux[key])
+        return y
+
+
+def _param(value: jax.Array, constraint: Any) -> nnx.Param:
+    return nnx.Param(value) if constraint is None else nnx.Param(value, constraint=constraint)
+
+
+__all__ = ["Conv1DTranspose", "RegularizationLoss", "with_regularization_loss"]
