@@ -1,7 +1,7 @@
 """convtrans: Keras's ``Conv1DTranspose`` for JAX, exact and fast."""
 
 from convtrans import activations, constraints, initializers, regularizers
-from convtrans import nnx
+from convtrans import nnx, streaming
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.geometry import output_length, transpose_pads
 from convtrans.linen import Conv1DTranspose
@@ -25,5 +25,6 @@ __all__ = [
     "nnx",
     "output_length",
     "regularizers",
+    "streaming",
     "transpose_pads",
 ]
