@@ -1,7 +1,7 @@
 """convtrans: Keras's ``Conv1DTranspose`` for JAX, exact and fast."""
 
 from convtrans import activations, constraints, initializers, regularizers
-from convtrans import nnx, streaming
+from convtrans import interop, nnx, streaming
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.geometry import output_length, transpose_pads
 from convtrans.linen import Conv1DTranspose
@@ -21,6 +21,7 @@ __all__ = [
     "conv1d_transpose",
     "default_implementation",
     "initializers",
+    "interop",
     "keras_constraints",
     "nnx",
     "output_length",
