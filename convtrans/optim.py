@@ -33,7 +33,6 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
-import jax.numpy as jnp
 import optax
 from flax import struct
 from flax.core import meta

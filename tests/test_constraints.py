@@ -185,3 +185,28 @@ def test_apply_constraints_projects_boxed_parameters_directly():
     kernel = nn.unbox(projected)["Conv1DTranspose_0"]["kernel"]
     np.testing.assert_allclose(kernel, keras.constraints.MaxNorm(0.5)(np.asarray(nn.unbox(params)["Conv1DTranspose_0"]["kernel"])), rtol=1e-6)
     np.testing.assert_array_equal(projected["Dense_0"]["kernel"], params["Dense_0"]["kernel"])
+
+
+class ScannedLayers(nn.Module):
+    """Four layers stacked by nn.scan: one kernel of shape (4, k, filters, in)."""
+
+    @nn.compact
+    def __call__(self, x):
+        def body(module, carry):
+            layer = ct.Conv1DTranspose(3, 2, padding="same", kernel_constraint=constraints.MaxNorm(0.3))
+            return layer(carry), None
+
+        scan = nn.scan(body, variable_axes={"params": 0}, split_rngs={"params": True}, length=4)
+        return scan(self, x)[0]
+
+
+def test_transform_constrains_each_layer_of_an_nn_scan_stack_separately():
+    model, x = ScannedLayers(), jax.random.normal(KEY, (2, 5, 3))
+    params = model.init(KEY, x)["params"]
+    tx = optax.chain(optax.sgd(1.0), ct.keras_constraints())
+    grads = jax.grad(lambda p: jnp.sum(model.apply({"params": p}, x) ** 2))(params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    new = nn.unbox(optax.apply_updates(params, updates))["Conv1DTranspose_0"]["kernel"]
+    raw = nn.unbox(params)["Conv1DTranspose_0"]["kernel"] - nn.unbox(grads)["Conv1DTranspose_0"]["kernel"]
+    for i in range(4):
+        np.testing.assert_allclose(new[i], keras.constraints.MaxNorm(0.3)(np.asarray(raw[i])), rtol=1e-6, atol=1e-7)
