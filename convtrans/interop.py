@@ -123,7 +123,8 @@ def keras_model_params(model: Any) -> dict[str, tuple[Conv1DTransposeConfig, Par
 
 
 def load_keras_weights(model: Any, params: Any, *, strict: bool = True) -> Any:
-    """``params`` (a linen ``params`` tree) with the weights of ``model``'s Conv1DTranspose layers.
+    """``params`` (a linen ``params`` or variables tree) with the weights of ``model``'s
+    Conv1DTranspose layers.
 
     Each Keras layer named ``n`` fills the linen submodule whose name is ``n`` (give the linen
     layers the Keras names: ``convtrans.Conv1DTranspose(..., name="up1")``), wherever it sits in
@@ -131,7 +132,8 @@ def load_keras_weights(model: Any, params: Any, *, strict: bool = True) -> Any:
 
     Args:
       model: a built Keras model (nested models are searched too).
-      params: the linen parameter tree, e.g. ``module.init(key, x)["params"]``.
+      params: the linen parameter tree, e.g. ``module.init(key, x)["params"]``, or the whole
+        variables dict ``module.init(key, x)``.
       strict: raise if a Keras Conv1DTranspose layer has no linen counterpart.
 
     Raises:

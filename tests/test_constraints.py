@@ -210,3 +210,17 @@ def test_transform_constrains_each_layer_of_an_nn_scan_stack_separately():
     raw = nn.unbox(params)["Conv1DTranspose_0"]["kernel"] - nn.unbox(grads)["Conv1DTranspose_0"]["kernel"]
     for i in range(4):
         np.testing.assert_allclose(new[i], keras.constraints.MaxNorm(0.3)(np.asarray(raw[i])), rtol=1e-6, atol=1e-7)
+
+
+def test_transform_finds_linen_constraints_through_the_nnx_bridge():
+    from flax.nnx import bridge
+
+    x = jnp.ones((1, 5, 2))
+    model = bridge.ToNNX(ct.Conv1DTranspose(4, 3, kernel_constraint=constraints.MaxNorm(0.2)), rngs=nnx.Rngs(0))
+    bridge.lazy_init(model, x)
+    kernel = np.asarray(nnx.state(model, nnx.Param)["kernel"][...])
+    optimizer = nnx.Optimizer(model, optax.chain(optax.sgd(1.0), ct.keras_constraints()), wrt=nnx.Param)
+    grads = nnx.grad(lambda m: jnp.sum(m(x) ** 2))(model)
+    optimizer.update(model, grads)
+    expected = keras.constraints.MaxNorm(0.2)(kernel - np.asarray(nnx.state(grads, nnx.Param)["kernel"][...]))
+    np.testing.assert_allclose(nnx.state(model, nnx.Param)["kernel"][...], expected, rtol=1e-6, atol=1e-7)

@@ -168,6 +168,13 @@ def test_load_keras_weights_fills_linen_layers_by_name_including_nested_models()
     np.testing.assert_allclose(Decoder().apply({"params": loaded}, x), model(x), rtol=1e-5, atol=1e-5)
 
 
+def test_load_keras_weights_accepts_a_whole_variables_tree():
+    model = _keras_decoder()
+    variables = Decoder().init(KEY, jnp.ones((1, 3, 4)))
+    loaded = interop.load_keras_weights(model, variables)
+    np.testing.assert_array_equal(loaded["params"]["block"]["up2"]["kernel"], model.get_layer("block").layers[0].kernel)
+
+
 def test_keras_model_params_lists_every_conv1d_transpose_layer():
     found = interop.keras_model_params(_keras_decoder())
     assert sorted(found) == ["up1", "up2"]
