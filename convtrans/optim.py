@@ -34,7 +34,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import optax
-from flax import struct
+from flax import nnx, struct
 from flax.core import meta
 
 Constraint = Callable[[jax.Array], jax.Array]
@@ -94,17 +94,12 @@ def _constraint_of(node: Any) -> Optional[Constraint]:
     """The constraint a parameter-tree node carries, if any (linen box or nnx variable)."""
     if isinstance(node, Constrained):
         return node.constraint
-    get_metadata = getattr(node, "get_metadata", None)
-    if callable(get_metadata) and _is_nnx_variable(node):
-        return get_metadata().get("constraint")
+    if _is_nnx_variable(node):
+        return node.get_metadata().get("constraint")
     return None
 
 
 def _is_nnx_variable(node: Any) -> bool:
-    try:
-        from flax import nnx
-    except ImportError:  # pragma: no cover
-        return False
     return isinstance(node, nnx.Variable)
 
 
@@ -209,7 +204,7 @@ def keras_constraints() -> optax.GradientTransformation:
             )
         new_leaves = []
         for i, (u, w) in enumerate(zip(update_leaves, param_leaves)):
-            constraint = boxed[i] or (recorded[i] if recorded else None)
+            constraint = boxed[i] if boxed[i] is not None else (recorded[i] if recorded else None)
             if constraint is None or u is None:
                 new_leaves.append(u)
             else:
