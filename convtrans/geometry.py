@@ -20,6 +20,7 @@ and output sample ``t`` is sample ``t + (ke - 1 - left)`` of the full result.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,6 +53,10 @@ def transpose_pads(config: "Conv1DTransposeConfig") -> TransposePads:
     full result, then add ``op`` (default 0) samples on the right, so
     ``left = ke - 1 - p_left`` and ``right = ke - 1 - p_right + op``.
     """
+    from convtrans.config import Conv1DTransposeConfig  # here: config imports this module
+
+    if not isinstance(config, Conv1DTransposeConfig):
+        raise TypeError(f"config must be a Conv1DTransposeConfig, got {type(config).__name__}.")
     s = config.strides
     ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
     op = config.output_padding
@@ -86,11 +91,12 @@ def output_length(config: "Conv1DTransposeConfig", length: int) -> int:
     Raises:
       ValueError: if ``length < 1``, or if the padding crops more than the full result holds.
     """
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
         raise ValueError(
             f"input length must be a positive integer, got {length!r}; "
             "a transposed convolution needs at least one input step."
         )
+    length = int(length)
     pads = transpose_pads(config)
     ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
     out = (length - 1) * config.strides + pads.left + pads.right - ke + 2

@@ -130,6 +130,9 @@ def _check_inputs(params: Any, x: Any, config: Conv1DTransposeConfig) -> None:
             raise TypeError(f"params[{name!r}] must be floating, got dtype {value.dtype}.")
     if not config.use_bias and "bias" in params:
         raise ValueError("params has a 'bias' but config.use_bias is False.")
+    unknown = sorted(map(str, set(params) - {"kernel", "bias"}))
+    if unknown:
+        raise ValueError(f"params has unknown keys {unknown}; expected only {sorted(expected)}.")
     output_length(config, x.shape[config.time_axis])
 
 
