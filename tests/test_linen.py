@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import convtrans as ct
-from convtrans import constraints, initializers, regularizers
+from convtrans import constraints, regularizers
 
 KEY = jax.random.PRNGKey(0)
 
