@@ -6,7 +6,7 @@ from convtrans.config import Conv1DTransposeConfig
 from convtrans.geometry import output_length, transpose_pads
 from convtrans.linen import Conv1DTranspose
 from convtrans.ops import IMPLEMENTATIONS, conv1d_transpose, default_implementation
-from convtrans.optim import Constrained, apply_constraints, keras_constraints
+from convtrans.optim import Constrained, apply_constraints, keras_constraints, with_constraint
 
 __version__ = "0.1.0"
 
@@ -28,4 +28,5 @@ __all__ = [
     "regularizers",
     "streaming",
     "transpose_pads",
+    "with_constraint",
 ]

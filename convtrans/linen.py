@@ -28,20 +28,9 @@ import jax.numpy as jnp
 
 from convtrans.config import Conv1DTransposeConfig, Padding
 from convtrans.ops import REGULARIZATION_KEYS, conv1d_transpose
-from convtrans.optim import Constrained
+from convtrans.optim import with_constraint
 
 _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Conv1DTransposeConfig))
-
-
-def _boxed(init, constraint):
-    """``init`` whose result is boxed with ``constraint`` (unchanged if there is none)."""
-    if constraint is None:
-        return init
-
-    def boxed_init(key, shape, dtype):
-        return Constrained(init(key, shape, dtype), constraint)
-
-    return boxed_init
 
 
 class Conv1DTranspose(nn.Module):
@@ -112,7 +101,7 @@ class Conv1DTranspose(nn.Module):
         params = {
             "kernel": self.param(
                 "kernel",
-                _boxed(config.kernel_initializer, config.kernel_constraint),
+                _constrained(config.kernel_initializer, config.kernel_constraint),
                 config.kernel_shape(in_channels),
                 self.param_dtype,
             )
@@ -120,7 +109,7 @@ class Conv1DTranspose(nn.Module):
         if config.use_bias:
             params["bias"] = self.param(
                 "bias",
-                _boxed(config.bias_initializer, config.bias_constraint),
+                _constrained(config.bias_initializer, config.bias_constraint),
                 (config.filters,),
                 self.param_dtype,
             )
@@ -137,6 +126,10 @@ class Conv1DTranspose(nn.Module):
                 if regularizer is not None and (key != "bias" or config.use_bias):
                     self.sow("losses", f"{key}_regularization", aux[key])
         return y
+
+
+def _constrained(init, constraint):
+    return init if constraint is None else with_constraint(init, constraint)
 
 
 __all__ = ["Conv1DTranspose"]

@@ -25,7 +25,8 @@ ones), and build ``nnx.Optimizer(model, tx, wrt=nnx.Param)`` as usual.
 
 The update returned is ``c(w + u) - w``, so ``optax.apply_updates`` yields ``c(w + u)`` up to one
 rounding of that difference (exact whenever ``c(w + u)`` is within a factor of 2 of ``w``, as for
-small steps; otherwise within one ulp). :func:`apply_constraints` projects a tree directly.
+small steps, or zero; otherwise within about one ulp). :func:`apply_constraints` projects a tree
+directly. Other flax layers' weights can be constrained too, with :func:`with_constraint`.
 """
 
 from __future__ import annotations
@@ -77,6 +78,25 @@ class Constrained(struct.PyTreeNode, meta.AxisMetadata):
     @classmethod
     def from_nnx_metadata(cls, metadata: dict[str, Any]) -> "Constrained":
         return cls(metadata["value"], metadata["constraint"])
+
+
+def with_constraint(init: Callable[..., Any], constraint: Any) -> Callable[..., Constrained]:
+    """Wrap a flax initializer so that its weight is boxed with a Keras ``constraint``.
+
+    Like ``nn.with_partitioning``: ``nn.Dense(8, kernel_init=convtrans.with_constraint(
+    nn.initializers.lecun_normal(), "max_norm"))`` makes :func:`keras_constraints` project that
+    kernel too. ``constraint`` is a Keras name, Keras dict or :mod:`convtrans.constraints` object.
+    """
+    from convtrans import constraints
+
+    resolved = constraints.get(constraint, "constraint")
+    if resolved is None:
+        raise ValueError("constraint must not be None; use the initializer itself for no constraint.")
+
+    def boxed_init(*args: Any, **kwargs: Any) -> Constrained:
+        return Constrained(init(*args, **kwargs), resolved)
+
+    return boxed_init
 
 
 @struct.dataclass
@@ -215,4 +235,7 @@ def keras_constraints() -> optax.GradientTransformation:
     return optax.GradientTransformation(init_fn, update_fn)
 
 
-__all__ = ["Constrained", "KerasConstraintsState", "apply_constraints", "keras_constraints", "leaf_constraints"]
+__all__ = [
+    "Constrained", "KerasConstraintsState", "apply_constraints", "keras_constraints", "leaf_constraints",
+    "with_constraint",
+]

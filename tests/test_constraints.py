@@ -224,3 +224,15 @@ def test_transform_finds_linen_constraints_through_the_nnx_bridge():
     optimizer.update(model, grads)
     expected = keras.constraints.MaxNorm(0.2)(kernel - np.asarray(nnx.state(grads, nnx.Param)["kernel"][...]))
     np.testing.assert_allclose(nnx.state(model, nnx.Param)["kernel"][...], expected, rtol=1e-6, atol=1e-7)
+
+
+def test_with_constraint_lets_other_flax_layers_be_projected_too():
+    dense = nn.Dense(4, kernel_init=ct.with_constraint(nn.initializers.lecun_normal(), "non_neg"))
+    x = jnp.ones((2, 3))
+    params = dense.init(KEY, x)["params"]
+    assert params["kernel"].constraint == constraints.NonNeg()
+    tx = optax.chain(optax.sgd(1.0), ct.keras_constraints())
+    grads = jax.grad(lambda p: jnp.sum(dense.apply({"params": p}, x)))(params)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    new = nn.unbox(optax.apply_updates(params, updates))["kernel"]
+    np.testing.assert_array_equal(new, keras.constraints.NonNeg()(np.asarray(nn.unbox(params)["kernel"] - nn.unbox(grads)["kernel"])))
