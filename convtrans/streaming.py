@@ -38,7 +38,8 @@ representable, e.g. small integers in float32).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+import numbers
+from typing import Any, Mapping, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -166,6 +167,28 @@ def _emit(params: Params, z: jax.Array, preroll: jax.Array,
     return y, jnp.maximum(preroll - steps, 0).astype(jnp.int32)
 
 
+def _check_count(value: Any, argument: str, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{argument} must be an integer, got {value!r} of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}.")
+
+
+def _check_bias(params: Any, config: Conv1DTransposeConfig) -> None:
+    """What :func:`finish` reads of ``params``: the bias, when the config has one."""
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params must be a mapping {{'kernel': ..., 'bias': ...}}, got {type(params).__name__}."
+        )
+    if config.use_bias:
+        bias = params.get("bias")
+        if not hasattr(bias, "shape") or tuple(bias.shape) != (config.filters,):
+            got = tuple(bias.shape) if hasattr(bias, "shape") else type(bias).__name__
+            raise ValueError(f"params['bias'] must have shape ({config.filters},), got {got}.")
+        if not jnp.issubdtype(bias.dtype, jnp.floating):
+            raise TypeError(f"params['bias'] must be floating, got dtype {bias.dtype}.")
+
+
 def _state_shape(config: Conv1DTransposeConfig, batch_size: int) -> tuple[int, int, int]:
     steps = carry_length(config)
     if config.data_format == "channels_last":
@@ -186,16 +209,17 @@ def init(config: Conv1DTransposeConfig, batch_size: int, dtype: Any = jnp.float3
       filters)`` (channels_first: ``(batch_size, filters, carry_length)``).
     """
     _check_config(config)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 0:
-        raise ValueError(f"batch_size must be a non-negative integer, got {batch_size!r}.")
+    _check_count(batch_size, "batch_size", minimum=0)
     try:
-        dtype = jnp.dtype(dtype)
+        dtype = jnp.dtype(dtype) if dtype is not None else None
     except TypeError as error:
         raise TypeError(f"dtype must be a floating dtype, got {dtype!r}.") from error
+    if dtype is None:
+        raise TypeError("dtype must be a floating dtype (float16, bfloat16, float32, float64), got None.")
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype (float16, bfloat16, float32, float64), got {dtype}.")
     return StreamState(
-        carry=jnp.zeros(_state_shape(config, batch_size), dtype),
+        carry=jnp.zeros(_state_shape(config, int(batch_size)), dtype),
         preroll=jnp.asarray(latency(config), jnp.int32),
     )
 
@@ -206,6 +230,8 @@ def _check_state(state: Any, config: Conv1DTransposeConfig, batch_size: int, dty
             f"state must be a StreamState from convtrans.streaming.init, got {type(state).__name__}."
         )
     expected = _state_shape(config, batch_size)
+    if not hasattr(state.carry, "shape") or not hasattr(state.carry, "dtype"):
+        raise TypeError(f"state.carry must be an array, got {type(state.carry).__name__}.")
     if tuple(state.carry.shape) != expected:
         raise ValueError(
             f"state.carry has shape {tuple(state.carry.shape)}, but this config and a batch of "
@@ -277,6 +303,7 @@ def finish(params: Params, state: StreamState, config: Conv1DTransposeConfig) ->
             f"state must be a StreamState from convtrans.streaming.init, got {type(state).__name__}."
         )
     _check_state(state, config, state.carry.shape[0], None)
+    _check_bias(params, config)
     steps = tail_length(config)
     held = state.carry.shape[config.time_axis]
     z = _pad_time(state.carry, config, 0, steps - held)  # a negative pad crops
@@ -300,8 +327,8 @@ def chunked_conv1d_transpose(
     not of the signal; the output itself is of course materialized.
     """
     _check_inputs(params, x, config)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
+    _check_count(chunk_size, "chunk_size", minimum=1)
+    chunk_size = int(chunk_size)
     _check_config(config)
     time = config.time_axis % 3
     n = x.shape[time]
