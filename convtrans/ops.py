@@ -194,7 +194,7 @@ def conv1d_transpose(
       ``kernel``, ``bias`` and ``activity`` whose sum is Keras's ``sum(layer.losses)``.
     """
     _check_inputs(params, x, config)
-    name = implementation or default_implementation()
+    name = default_implementation() if implementation is None else implementation
     if name not in IMPLEMENTATIONS:
         raise ValueError(f"implementation={name!r} is unknown; expected one of {sorted(IMPLEMENTATIONS)}.")
     kernel = params["kernel"].astype(x.dtype)

@@ -137,7 +137,7 @@ def _full_config(config: Conv1DTransposeConfig) -> Conv1DTransposeConfig:
 
 
 def _kernel_fn(implementation: Optional[str]) -> KernelFn:
-    name = implementation or default_implementation()
+    name = default_implementation() if implementation is None else implementation
     if name not in IMPLEMENTATIONS:
         raise ValueError(
             f"implementation={name!r} is unknown; expected one of {sorted(IMPLEMENTATIONS)}."

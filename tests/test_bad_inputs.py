@@ -1,0 +1,227 @@
+"""Hostile arguments at every public entry point: a ValueError or TypeError whose message names the
+argument, the value given and what was expected; never an XLA error or a silently wrong shape.
+
+tests/test_errors.py holds the core list (config fields, ranks, channels, shapes); this file covers
+what it does not: NumPy bool/complex arrays, non-array parameters, unknown parameter names, NumPy
+scalars as sizes, the geometry helpers, streaming, the modules and the interop helpers.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import convtrans as ct
+from convtrans import streaming
+
+CONFIG = ct.Conv1DTransposeConfig(filters=2, kernel_size=3, strides=2)
+PARAMS = {"kernel": jnp.ones((3, 2, 4)), "bias": jnp.zeros(2)}
+X = jnp.ones((1, 5, 4))
+
+
+def expect(error, *fragments):
+    """``pytest.raises`` that also checks the message mentions every fragment (literally)."""
+    return pytest.raises(error, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
+
+
+# --- conv1d_transpose: inputs --------------------------------------------------------------------
+
+@pytest.mark.parametrize("x, dtype", [
+    (np.ones((1, 5, 4), bool), "bool"),
+    (np.ones((1, 5, 4), np.complex128), "complex128"),
+    (jnp.ones((1, 5, 4), jnp.complex64), "complex64"),
+    (np.ones((1, 5, 4), np.uint8), "uint8"),
+    (jnp.ones((1, 5, 4), jnp.int8), "int8"),
+])
+def test_non_floating_inputs_are_a_type_error_naming_x_and_its_dtype(x, dtype):
+    with expect(TypeError, "x", dtype, "floating"):
+        ct.conv1d_transpose(PARAMS, x, CONFIG)
+
+
+@pytest.mark.parametrize("x, kind", [([[[1.0] * 4] * 5], "list"), ("signal", "str"), (None, "NoneType"), (3.0, "float")])
+def test_non_array_inputs_are_a_type_error_naming_x_and_the_type(x, kind):
+    with expect(TypeError, "x", "array", kind):
+        ct.conv1d_transpose(PARAMS, x, CONFIG)
+
+
+def test_integer_input_is_rejected_under_jit_too():
+    with expect(TypeError, "x", "int32", "floating"):
+        jax.jit(ct.conv1d_transpose, static_argnums=2)(PARAMS, jnp.ones((1, 5, 4), jnp.int32), CONFIG)
+
+
+# --- conv1d_transpose: params --------------------------------------------------------------------
+
+@pytest.mark.parametrize("params, kind", [
+    ([PARAMS["kernel"], PARAMS["bias"]], "list"),
+    ((PARAMS["kernel"],), "tuple"),
+    (None, "NoneType"),
+    (PARAMS["kernel"], "ArrayImpl"),
+])
+def test_params_that_are_not_a_mapping_are_a_type_error(params, kind):
+    with expect(TypeError, "params", "mapping", kind):
+        ct.conv1d_transpose(params, X, CONFIG)
+
+
+@pytest.mark.parametrize("name, value, error, fragments", [
+    ("kernel", np.ones((3, 2, 4)).tolist(), ValueError, ("params['kernel']", "(3, 2, 4)", "list")),
+    ("kernel", 1.0, ValueError, ("params['kernel']", "(3, 2, 4)", "float")),
+    ("bias", 0.0, ValueError, ("params['bias']", "(2,)", "float")),
+    ("bias", [0.0, 0.0], ValueError, ("params['bias']", "(2,)", "list")),
+    ("kernel", np.ones((3, 2, 4), bool), TypeError, ("params['kernel']", "floating", "bool")),
+    ("kernel", np.ones((3, 2, 4), np.complex64), TypeError, ("params['kernel']", "floating", "complex64")),
+    ("kernel", np.ones((3, 2, 4), np.int32), TypeError, ("params['kernel']", "floating", "int32")),
+    ("bias", np.zeros(2, np.int64), TypeError, ("params['bias']", "floating", "int64")),
+])
+def test_parameter_entries_that_are_not_floating_arrays_of_the_right_shape(name, value, error, fragments):
+    with expect(error, *fragments):
+        ct.conv1d_transpose({**PARAMS, name: value}, X, CONFIG)
+
+
+@pytest.mark.parametrize("extra", ["gamma", "Kernel", "bias_"])
+def test_unknown_parameter_names_are_a_value_error_listing_them(extra):
+    with expect(ValueError, "params", extra, "'kernel'"):
+        ct.conv1d_transpose({**PARAMS, extra: jnp.ones(2)}, X, CONFIG)
+
+
+@pytest.mark.parametrize("implementation", ["fft", "", "LHS_DILATION", 3])
+def test_unknown_implementations_are_a_value_error_listing_the_known_ones(implementation):
+    with expect(ValueError, "implementation", repr(implementation), "lhs_dilation"):
+        ct.conv1d_transpose(PARAMS, X, CONFIG, implementation=implementation)
+
+
+def test_a_non_config_is_a_type_error_naming_config():
+    with expect(TypeError, "config", "Conv1DTransposeConfig", "dict"):
+        ct.conv1d_transpose(PARAMS, X, {"filters": 2, "kernel_size": 3})
+
+
+# --- config: NumPy scalars and arrays as sizes ---------------------------------------------------
+
+@pytest.mark.parametrize("field, value, kind", [
+    ("filters", np.float32(2.0), "float32"),
+    ("filters", np.array(2), "ndarray"),
+    ("kernel_size", np.array([3]), "ndarray"),
+    ("strides", np.bool_(True), "bool"),
+    ("groups", 2.0, "float"),
+    ("output_padding", np.float64(1.0), "float64"),
+])
+def test_numpy_scalars_and_arrays_that_are_not_integers_are_a_type_error(field, value, kind):
+    with expect(TypeError, field, "integer", kind):
+        ct.Conv1DTransposeConfig(**{"filters": 2, "kernel_size": 3, field: value})
+
+
+def test_numpy_integers_are_accepted_as_sizes():
+    config = ct.Conv1DTransposeConfig(filters=np.int64(4), kernel_size=np.int32(3), strides=np.int16(2), groups=np.uint8(2))
+    assert (config.filters, config.kernel_size, config.strides, config.groups) == (4, 3, 2, 2)
+    assert all(type(v) is int for v in (config.filters, config.kernel_size, config.strides, config.groups))
+
+
+def test_use_bias_must_be_a_python_bool():
+    with expect(TypeError, "use_bias", "bool", "1"):
+        ct.Conv1DTransposeConfig(filters=2, kernel_size=3, use_bias=1)
+
+
+# --- geometry helpers ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("length", [2.0, "3", True, None, 0, -4])
+def test_output_length_rejects_anything_but_a_positive_integer_length(length):
+    with expect(ValueError, "length", repr(length), "positive integer"):
+        ct.output_length(CONFIG, length)
+
+
+def test_output_length_accepts_numpy_integers():
+    assert ct.output_length(CONFIG, np.int64(5)) == ct.output_length(CONFIG, 5) == 11
+
+
+@pytest.mark.parametrize("function", [ct.transpose_pads, lambda c: ct.output_length(c, 3)], ids=["transpose_pads", "output_length"])
+def test_geometry_helpers_reject_a_non_config(function):
+    with expect(TypeError, "config", "Conv1DTransposeConfig", "dict"):
+        function({"filters": 2, "kernel_size": 3})
+
+
+# --- streaming -----------------------------------------------------------------------------------
+
+STATE = streaming.init(CONFIG, 1)
+
+
+@pytest.mark.parametrize("batch_size, error, fragment", [
+    (2.0, TypeError, "integer"), ("3", TypeError, "integer"), (True, TypeError, "integer"),
+    (None, TypeError, "integer"), (-1, ValueError, ">= 0"),
+])
+def test_stream_init_rejects_bad_batch_sizes(batch_size, error, fragment):
+    with expect(error, "batch_size", repr(batch_size), fragment):
+        streaming.init(CONFIG, batch_size)
+
+
+@pytest.mark.parametrize("dtype, shown", [(jnp.int32, "int32"), (bool, "bool"), (complex, "complex128"), ("foo", "'foo'"), (None, "None")])
+def test_stream_init_rejects_non_floating_dtypes(dtype, shown):
+    with expect(TypeError, "dtype", shown, "floating"):
+        streaming.init(CONFIG, 1, dtype)
+
+
+def test_stream_init_accepts_numpy_integer_batch_sizes():
+    assert streaming.init(CONFIG, np.int64(3)).carry.shape[0] == 3
+
+
+@pytest.mark.parametrize("state, kind", [((STATE.carry, STATE.preroll), "tuple"), (None, "NoneType"), ({}, "dict")])
+def test_stream_step_and_finish_reject_a_state_not_made_by_init(state, kind):
+    with expect(TypeError, "state", "StreamState", kind):
+        streaming.step(PARAMS, state, X, CONFIG)
+    with expect(TypeError, "state", "StreamState", kind):
+        streaming.finish(PARAMS, state, CONFIG)
+
+
+def test_stream_step_rejects_a_state_for_another_batch_size_or_config():
+    with expect(ValueError, "state.carry", "(2, 1, 2)", "(1, 1, 2)", "batch"):
+        streaming.step(PARAMS, streaming.init(CONFIG, 2), X, CONFIG)
+    with expect(ValueError, "state.carry", "(1, 7, 2)", "(1, 1, 2)"):
+        streaming.step(PARAMS, streaming.init(CONFIG.replace(kernel_size=9), 1), X, CONFIG)
+
+
+def test_stream_step_rejects_a_chunk_of_another_dtype_than_the_state():
+    with expect(TypeError, "x", "float32", "bfloat16", "init"):
+        streaming.step(PARAMS, streaming.init(CONFIG, 1, jnp.bfloat16), X, CONFIG)
+
+
+@pytest.mark.parametrize("x, error, fragments", [
+    (jnp.ones((1, 5, 4), jnp.int32), TypeError, ("x", "int32", "floating")),
+    (np.ones((1, 5, 4), bool), TypeError, ("x", "bool", "floating")),
+    (jnp.ones((5, 4)), ValueError, ("x", "rank 3", "(5, 4)")),
+    (jnp.ones((1, 5, 3)), ValueError, ("params['kernel']", "(3, 2, 3)", "(3, 2, 4)")),
+    (jnp.ones((1, 0, 4)), ValueError, ("length", "0", "positive integer")),
+])
+def test_stream_step_rejects_bad_chunks(x, error, fragments):
+    with expect(error, *fragments):
+        streaming.step(PARAMS, STATE, x, CONFIG)
+
+
+def test_stream_finish_checks_the_bias_it_adds():
+    with expect(TypeError, "params", "mapping", "NoneType"):
+        streaming.finish(None, STATE, CONFIG)
+    with expect(ValueError, "params['bias']", "(2,)", "(3,)"):
+        streaming.finish({"kernel": PARAMS["kernel"], "bias": jnp.ones(3)}, STATE, CONFIG)
+
+
+@pytest.mark.parametrize("chunk_size, error, fragment", [
+    (0, ValueError, ">= 1"), (2.0, TypeError, "integer"), ("3", TypeError, "integer"),
+    (True, TypeError, "integer"), (None, TypeError, "integer"),
+])
+def test_chunked_op_rejects_bad_chunk_sizes(chunk_size, error, fragment):
+    with expect(error, "chunk_size", repr(chunk_size), fragment):
+        streaming.chunked_conv1d_transpose(PARAMS, X, CONFIG, chunk_size)
+
+
+@pytest.mark.parametrize("activation", ["softmax", "log_softmax", "sparsemax", "glu"])
+def test_streaming_refuses_activations_that_mix_time_in_channels_first(activation):
+    config = CONFIG.replace(activation=activation, data_format="channels_first")
+    with expect(ValueError, "activation", activation, "channels_first", "time"):
+        streaming.init(config, 1)
+
+
+@pytest.mark.parametrize("function", [streaming.latency, streaming.tail_length, streaming.carry_length])
+def test_streaming_lengths_reject_a_non_config(function):
+    with expect(TypeError, "config", "Conv1DTransposeConfig", "dict"):
+        function({"filters": 2})
