@@ -18,6 +18,7 @@ Keras and PyTorch are imported only when these functions are called.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from typing import Any, Optional, Sequence, Union
 
@@ -88,7 +89,14 @@ def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: 
     keras_config = config.to_keras()
     if name is not None:
         keras_config["name"] = name
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping {{'kernel': ..., 'bias': ...}}, got {type(params).__name__}.")
     params = meta.unbox(dict(params))
+    if "kernel" not in params:
+        raise ValueError(
+            f"params lacks 'kernel'; expected an array of shape (kernel_size, filters // groups, "
+            f"in_channels) = ({config.kernel_size}, {config.filters // config.groups}, in_channels)."
+        )
     kernel = np.asarray(params["kernel"])
     in_channels = kernel.shape[-1]
     expected = config.kernel_shape(in_channels)
@@ -198,8 +206,19 @@ def _single(value: Any, argument: str) -> int:
             raise ValueError(f"{argument}={value!r}: ConvTranspose1d takes one value, got {len(value)}.")
         (value,) = value
     if isinstance(value, str):
-        raise ValueError(f"{argument}={value!r}: ConvTranspose1d takes integer padding only.")
+        raise ValueError(f"{argument}={value!r}: ConvTranspose1d takes integers only (no 'same'/'valid').")
+    # int() would turn 2.5 into 2 and True into 1: a silently different layer.
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{argument} must be an integer, got {value!r} of type {type(value).__name__}.")
     return int(value)
+
+
+def _floating(value: jax.Array, argument: str, shape: tuple[int, ...]) -> jax.Array:
+    if tuple(value.shape) != shape:
+        raise ValueError(f"{argument} has shape {tuple(value.shape)}, expected {shape}.")
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(f"{argument} must be floating, got dtype {value.dtype}.")
+    return value
 
 
 def from_torch_state_dict(
@@ -233,6 +252,9 @@ def from_torch_state_dict(
             f"padding_mode={padding_mode!r} is not supported: a transposed convolution has no input "
             "padding to fill (PyTorch itself only runs ConvTranspose1d with padding_mode='zeros')."
         )
+    if not isinstance(state_dict, Mapping):
+        raise TypeError(f"state_dict must be a mapping (module.state_dict()), got {type(state_dict).__name__}.")
+    in_channels = _single(in_channels, "in_channels")
     kernel_size = _single(kernel_size, "kernel_size")
     config = Conv1DTransposeConfig(
         filters=out_channels,
@@ -255,11 +277,12 @@ def from_torch_state_dict(
             f"state_dict[{weight_key!r}] has shape {tuple(weight.shape)}, expected {expected} "
             "(in_channels, out_channels // groups, kernel_size)."
         )
+    _floating(weight, f"state_dict[{weight_key!r}]", expected)
     params = {"kernel": jnp.transpose(weight, (2, 1, 0))}
     if config.use_bias:
         if bias_key not in state_dict or state_dict[bias_key] is None:
             raise ValueError(f"bias=True but state_dict has no {bias_key!r}.")
-        params["bias"] = _as_jax(state_dict[bias_key])
+        params["bias"] = _floating(_as_jax(state_dict[bias_key]), f"state_dict[{bias_key!r}]", (out_channels,))
     elif state_dict.get(bias_key) is not None:
         raise ValueError(f"bias=False but state_dict has {bias_key!r}; pass bias=True.")
     return config, params

@@ -23,6 +23,7 @@ import dataclasses
 from typing import Any, Optional
 
 import flax.linen as nn
+from flax.core import meta
 import jax
 import jax.numpy as jnp
 
@@ -92,12 +93,26 @@ class Conv1DTranspose(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         config = self.config
         x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
+            raise TypeError(
+                f"x must have a floating dtype (float16, bfloat16, float32, float64), got {x.dtype}; "
+                "cast it first, e.g. x.astype(jnp.float32)."
+            )
         if x.ndim != 3:
             raise ValueError(
                 f"x must have rank 3 (batch, steps, channels) or (batch, channels, steps), got "
                 f"shape {tuple(x.shape)}."
             )
         in_channels = x.shape[config.channel_axis]
+        if self.has_variable("params", "kernel"):
+            built = meta.unbox(self.get_variable("params", "kernel")).shape
+            if built[-1] != in_channels:
+                raise ValueError(
+                    f"x has {in_channels} channels (shape {tuple(x.shape)}, data_format="
+                    f"{config.data_format!r}), but params['kernel'] {tuple(built)} was built for "
+                    f"{built[-1]}."
+                )
         params = {
             "kernel": self.param(
                 "kernel",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 from typing import Any, Callable, Optional
 
 import jax
@@ -116,8 +117,11 @@ class Conv1DTranspose(nnx.Module):
             bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, groups=groups,
         )
-        if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        if isinstance(in_channels, bool) or not isinstance(in_channels, numbers.Integral) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
+        in_channels = int(in_channels)
+        if not isinstance(rngs, nnx.Rngs):
+            raise TypeError(f"rngs must be a flax.nnx.Rngs, e.g. nnx.Rngs(0), got {rngs!r}.")
         if in_channels % config.groups:
             raise ValueError(f"groups={config.groups} must divide in_channels={in_channels}.")
         self.config = config
@@ -177,6 +181,12 @@ class Conv1DTranspose(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         config, params = self.config, self.params
         x = jnp.asarray(x)
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
+            raise TypeError(
+                f"x must have a floating dtype (float16, bfloat16, float32, float64), got {x.dtype}; "
+                "cast it first, e.g. x.astype(jnp.float32)."
+            )
         dtype = self.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
         y, aux = conv1d_transpose(
             params, x.astype(dtype), config, precision=self.precision,

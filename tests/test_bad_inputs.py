@@ -225,3 +225,148 @@ def test_streaming_refuses_activations_that_mix_time_in_channels_first(activatio
 def test_streaming_lengths_reject_a_non_config(function):
     with expect(TypeError, "config", "Conv1DTransposeConfig", "dict"):
         function({"filters": 2})
+
+
+# --- flax modules ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("x, dtype", [
+    (jnp.ones((1, 5, 4), jnp.int32), "int32"),
+    (np.ones((1, 5, 4), bool), "bool"),
+    (jnp.ones((1, 5, 4), jnp.complex64), "complex64"),
+])
+def test_modules_refuse_non_floating_inputs_instead_of_casting_them(x, dtype):
+    from flax import nnx
+
+    linen = ct.Conv1DTranspose(filters=2, kernel_size=3, strides=2)
+    with expect(TypeError, "x", dtype, "floating"):
+        linen.init(jax.random.PRNGKey(0), x)
+    module = ct.nnx.Conv1DTranspose(4, filters=2, kernel_size=3, strides=2, rngs=nnx.Rngs(0))
+    with expect(TypeError, "x", dtype, "floating"):
+        module(x)
+
+
+def test_linen_module_applied_to_other_channels_than_it_was_built_for():
+    linen = ct.Conv1DTranspose(filters=2, kernel_size=3, strides=2)
+    variables = linen.init(jax.random.PRNGKey(0), X)
+    with expect(ValueError, "x", "3 channels", "(3, 2, 4)", "4"):
+        linen.apply(variables, jnp.ones((1, 5, 3)))
+
+
+def test_nnx_module_called_on_other_channels_than_it_was_built_for():
+    from flax import nnx
+
+    module = ct.nnx.Conv1DTranspose(4, filters=2, kernel_size=3, rngs=nnx.Rngs(0))
+    with expect(ValueError, "params['kernel']", "(3, 2, 3)", "(3, 2, 4)", "4 input channels"):
+        module(jnp.ones((1, 5, 3)))
+
+
+@pytest.mark.parametrize("in_channels", [2.0, "4", True, 0, None])
+def test_nnx_module_rejects_non_integer_in_channels(in_channels):
+    from flax import nnx
+
+    with expect(ValueError, "in_channels", repr(in_channels), "positive integer"):
+        ct.nnx.Conv1DTranspose(in_channels, filters=2, kernel_size=3, rngs=nnx.Rngs(0))
+
+
+def test_nnx_module_accepts_numpy_integers_and_needs_real_rngs():
+    from flax import nnx
+
+    assert ct.nnx.Conv1DTranspose(np.int64(4), filters=2, kernel_size=3, rngs=nnx.Rngs(0)).in_channels == 4
+    with expect(TypeError, "rngs", "nnx.Rngs", "0"):
+        ct.nnx.Conv1DTranspose(4, filters=2, kernel_size=3, rngs=0)
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("filters", 2.0, TypeError), ("kernel_size", "3", TypeError), ("strides", True, TypeError),
+    ("padding", "causal", ValueError), ("activation", "swishy", ValueError), ("data_format", "NCW", ValueError),
+])
+def test_modules_validate_their_arguments_like_the_config(field, value, error):
+    from flax import nnx
+
+    fields = {"filters": 2, "kernel_size": 3, field: value}
+    with expect(error, field, repr(value) if error is ValueError else str(value)):
+        ct.Conv1DTranspose(**fields).init(jax.random.PRNGKey(0), X)
+    with expect(error, field):
+        ct.nnx.Conv1DTranspose(4, **fields, rngs=nnx.Rngs(0))
+
+
+def test_module_from_config_needs_a_config():
+    from flax import nnx
+
+    with expect(TypeError, "config", "Conv1DTransposeConfig", "dict"):
+        ct.Conv1DTranspose.from_config({"filters": 2, "kernel_size": 3})
+    with expect(TypeError, "config", "Conv1DTransposeConfig", "dict"):
+        ct.nnx.Conv1DTranspose.from_config({"filters": 2, "kernel_size": 3}, 4, rngs=nnx.Rngs(0))
+
+
+# --- interop -------------------------------------------------------------------------------------
+
+TORCH_STATE = {"weight": np.ones((4, 2, 3), np.float32), "bias": np.zeros(2, np.float32)}
+
+
+@pytest.mark.parametrize("argument, value, error, fragments", [
+    ("stride", 2.5, TypeError, ("stride", "2.5", "integer")),  # int() would silently make it 2
+    ("stride", True, TypeError, ("stride", "True", "integer")),
+    ("kernel_size", 3.0, TypeError, ("kernel_size", "3.0", "integer")),
+    ("in_channels", 4.0, TypeError, ("in_channels", "4.0", "integer")),
+    ("padding", "same", ValueError, ("padding", "'same'", "integers only")),
+    ("dilation", (1, 2), ValueError, ("dilation", "(1, 2)", "one value")),
+    ("padding_mode", "reflect", ValueError, ("padding_mode", "'reflect'", "zeros")),
+])
+def test_torch_state_dict_import_rejects_non_integer_constructor_arguments(argument, value, error, fragments):
+    from convtrans import interop
+
+    arguments = {"in_channels": 4, "out_channels": 2, "kernel_size": 3, argument: value}
+    with expect(error, *fragments):
+        interop.from_torch_state_dict(TORCH_STATE, **arguments)
+
+
+@pytest.mark.parametrize("state_dict, error, fragments", [
+    (None, TypeError, ("state_dict", "mapping", "NoneType")),
+    ([TORCH_STATE["weight"]], TypeError, ("state_dict", "mapping", "list")),
+    ({"bias": TORCH_STATE["bias"]}, ValueError, ("state_dict", "'weight'")),
+    ({**TORCH_STATE, "weight": np.ones((4, 2, 3), np.complex64)}, TypeError, ("state_dict['weight']", "floating", "complex64")),
+    ({**TORCH_STATE, "weight": np.ones((4, 2, 3), np.int32)}, TypeError, ("state_dict['weight']", "floating", "int32")),
+    ({**TORCH_STATE, "weight": np.ones((5, 2, 3), np.float32)}, ValueError, ("state_dict['weight']", "(5, 2, 3)", "(4, 2, 3)")),
+    ({**TORCH_STATE, "bias": np.zeros(3, np.float32)}, ValueError, ("state_dict['bias']", "(3,)", "(2,)")),
+])
+def test_torch_state_dict_import_checks_the_tensors(state_dict, error, fragments):
+    from convtrans import interop
+
+    with expect(error, *fragments):
+        interop.from_torch_state_dict(state_dict, 4, 2, 3)
+
+
+def test_torch_and_keras_importers_name_the_wrong_layer_type():
+    import keras
+    import torch
+
+    from convtrans import interop
+
+    with expect(TypeError, "module", "ConvTranspose1d", "ConvTranspose2d"):
+        interop.from_torch(torch.nn.ConvTranspose2d(1, 1, 3))
+    with expect(TypeError, "layer", "Conv1DTranspose", "Dense"):
+        interop.from_keras(keras.layers.Dense(3))
+    with expect(ValueError, "0 weights", "build"):
+        interop.from_keras(keras.layers.Conv1DTranspose(2, 3))
+
+
+@pytest.mark.parametrize("params, error, fragments", [
+    ([np.ones((3, 2, 4))], TypeError, ("params", "mapping", "list")),
+    ({"bias": np.zeros(2)}, ValueError, ("params", "'kernel'", "(3, 2, in_channels)")),
+    ({"kernel": np.ones((3, 2)), "bias": np.zeros(2)}, ValueError, ("params['kernel']", "(3, 2)")),
+    ({"kernel": np.ones((3, 2, 4))}, ValueError, ("params", "'bias'", "(2,)")),
+])
+def test_keras_export_checks_the_params(params, error, fragments):
+    from convtrans import interop
+
+    with expect(error, *fragments):
+        interop.to_keras(ct.Conv1DTransposeConfig(filters=2, kernel_size=3), params)
+
+
+def test_keras_export_names_what_keras_cannot_express():
+    from convtrans import interop
+
+    params = {"kernel": np.ones((3, 1, 4)), "bias": np.zeros(2)}
+    with expect(ValueError, "groups=2", "Keras"):
+        interop.to_keras(ct.Conv1DTransposeConfig(filters=2, kernel_size=3, groups=2), params)
