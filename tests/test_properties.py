@@ -112,6 +112,7 @@ def test_gradients_match_finite_differences_on_random_configurations(case, seed,
     config = config.replace(activation="tanh")  # smooth everywhere, unlike relu
     kernel, bias, x = arrays(config, in_channels, steps, seed, np.float64)
 
+    @jax.jit  # one compile per example; check_grads evaluates f many times
     def f(params, x):
         return ct.conv1d_transpose(params, x, config, implementation=implementation)[0]
 
