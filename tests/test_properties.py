@@ -80,7 +80,7 @@ def params_of(kernel, bias):
 
 
 op = jax.jit(ct.conv1d_transpose, static_argnums=2, static_argnames="implementation")
-chunked = jax.jit(streaming.chunked_conv1d_transpose, static_argnums=(2, 3))
+chunked = jax.jit(streaming.chunked_conv1d_transpose, static_argnums=(2, 3), static_argnames="implementation")
 
 
 @settings(max_examples=400, database=None)
@@ -97,11 +97,12 @@ def test_op_matches_the_numpy_oracle_on_random_configurations(case, seed, implem
 
 
 @settings(max_examples=120, database=None)
-@given(case=cases(max_steps=12), seed=st.integers(0, 2**16), chunk_size=st.integers(1, 5))
-def test_streaming_matches_the_numpy_oracle_on_random_configurations(case, seed, chunk_size):
+@given(case=cases(max_steps=12), seed=st.integers(0, 2**16), chunk_size=st.integers(1, 5),
+       implementation=st.sampled_from(sorted(ct.IMPLEMENTATIONS)))
+def test_streaming_matches_the_numpy_oracle_on_random_configurations(case, seed, chunk_size, implementation):
     config, in_channels, steps = case
     kernel, bias, x = arrays(config, in_channels, steps, seed)
-    y, _ = chunked(params_of(kernel, bias), jnp.asarray(x), config, chunk_size)
+    y, _ = chunked(params_of(kernel, bias), jnp.asarray(x), config, chunk_size, implementation=implementation)
     np.testing.assert_allclose(y, oracle(config, kernel, bias, x), rtol=1e-4, atol=1e-4)
 
 
