@@ -292,6 +292,10 @@ def step(
 def finish(params: Params, state: StreamState, config: Conv1DTransposeConfig) -> jax.Array:
     """The end of the stream: the last ``tail_length(config)`` samples, after the final chunk.
 
+    Call it once, after at least one :func:`step` (like the whole-signal op, a stream needs one
+    input step; a padding that crops more than a short signal's full result leaves only part of
+    the latency's zeros, where the whole-signal op raises).
+
     Returns:
       ``(batch, tail_length(config), filters)`` (channels_first: ``(batch, filters, tail)``) in
       the stream's dtype: full-result positions past the last step's samples (zero-padded where
