@@ -244,3 +244,21 @@ def test_compiled_temporaries_of_the_chunked_op_stay_within_twice_the_output():
     temp = run.lower(params, x).compile().memory_analysis().temp_size_in_bytes
     output = ct.output_length(config, steps) * 16 * 4
     assert temp <= 2 * output, (temp, output)
+
+
+def test_a_jitted_step_traces_once_per_chunk_size_however_long_the_stream():
+    config = make_config(kernel_size=5, strides=3, padding="same", activation="tanh")
+    rng = np.random.default_rng(7)
+    params = make_params(rng, config, integers=False)
+    traces = []
+
+    @functools.partial(jax.jit, static_argnums=3)
+    def counted(params, state, chunk, config):
+        traces.append(chunk.shape)
+        return streaming.step(params, state, chunk, config)
+
+    state = streaming.init(config, 2)
+    for _ in range(6):  # the state's shapes and dtypes never change, so nothing retraces
+        state, _ = counted(params, state, signal(rng, config, 3, integers=False), config)
+    state, _ = counted(params, state, signal(rng, config, 1, integers=False), config)
+    assert traces == [(2, 3, IN_CHANNELS), (2, 1, IN_CHANNELS)]
