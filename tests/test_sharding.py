@@ -147,3 +147,17 @@ def test_explicit_sharding_mesh_shards_time_through_auto_axes(implementation):
         y = jax.jit(jax.sharding.auto_axes(forward, out_sharding=spec))(ps, xs)
     assert y.sharding.is_equivalent_to(NamedSharding(m, spec), y.ndim), y.sharding
     assert_same_values(y, want)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_time_sharding_exchanges_halos_instead_of_gathering_the_signal(implementation):
+    config = ct.Conv1DTransposeConfig(filters=4, kernel_size=16, strides=8, padding="same")
+    m = mesh()
+    time = NamedSharding(m, P(None, "data"))
+    params = {"kernel": jax.ShapeDtypeStruct((16, 4, 6), jnp.float32, sharding=NamedSharding(m, P())),
+              "bias": jax.ShapeDtypeStruct((4,), jnp.float32, sharding=NamedSharding(m, P()))}
+    x = jax.ShapeDtypeStruct((2, 4096, 6), jnp.float32, sharding=time)
+    forward = jax.jit(lambda p, x: ct.conv1d_transpose(p, x, config, implementation=implementation)[0],
+                      out_shardings=time)
+    hlo = forward.lower(params, x).compile().as_text()
+    assert "all-gather(" not in hlo and "collective-permute(" in hlo
