@@ -61,14 +61,21 @@ def sparse_sigmoid(x):
 
 
 def sparsemax(x, axis=-1):
-    """Euclidean projection of ``x`` onto the probability simplex along ``axis``."""
+    """Keras's ``sparsemax`` along ``axis``, exactly as every Keras 3 backend computes it.
+
+    Keras takes the threshold as ``tau = (sum of the sorted cumulative sums over the support - 1)
+    / k``, where the textbook projection onto the simplex (Martins and Astudillo, 2016) uses only
+    the ``k``-th cumulative sum; the two agree when the support has one element, and otherwise
+    Keras's outputs need not sum to 1 (``[0.5, 0.4, -1]`` gives ``[0.3, 0.2, 0]``). We follow
+    Keras, so ported models give the same outputs.
+    """
     z = jnp.moveaxis(x, axis, -1)
     z_sorted = -jnp.sort(-z, axis=-1)
-    ks = jnp.arange(1, z.shape[-1] + 1, dtype=x.dtype)
     cumsum = jnp.cumsum(z_sorted, axis=-1)
-    support = (1.0 + ks * z_sorted) > cumsum
-    k = jnp.sum(support, axis=-1, keepdims=True)
-    tau = (jnp.take_along_axis(cumsum, k - 1, axis=-1) - 1.0) / k.astype(x.dtype)
+    ranks = jnp.arange(1, z.shape[-1] + 1, dtype=x.dtype)
+    support = z_sorted - (cumsum - 1) / ranks > 0
+    k = jnp.sum(support, axis=-1, keepdims=True).astype(x.dtype)
+    tau = (jnp.sum(jnp.where(support, cumsum, 0.0), axis=-1, keepdims=True) - 1) / k
     return jnp.moveaxis(jnp.maximum(z - tau, 0.0), -1, axis)
 
 
