@@ -1,0 +1,90 @@
+"""Every implementation against the naive NumPy scatter-add (tests/numpy_reference.py)."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import convtrans as ct
+from tests.numpy_reference import conv1d_transpose as reference
+
+PADDINGS = ["valid", "same", 0, 1, 3, (0, 2), (2, 0), (1, 4)]
+
+
+def _check(name, *, filters=4, kernel_size=3, strides=1, padding="valid", output_padding=None, dilation_rate=1,
+           groups=1, data_format="channels_last", in_channels=2, steps=5, batch=2, use_bias=True, seed=0):
+    rng = np.random.default_rng(seed)
+    config = ct.Conv1DTransposeConfig(
+        filters, kernel_size, strides=strides, padding=padding, output_padding=output_padding,
+        dilation_rate=dilation_rate, groups=groups, data_format=data_format, use_bias=use_bias,
+    )
+    shape = (batch, steps, in_channels) if data_format == "channels_last" else (batch, in_channels, steps)
+    x = rng.standard_normal(shape).astype(np.float32)
+    params = {"kernel": rng.standard_normal(config.kernel_shape(in_channels)).astype(np.float32)}
+    if use_bias:
+        params["bias"] = rng.standard_normal(filters).astype(np.float32)
+    expected = reference(x, params["kernel"], params.get("bias"), strides=strides, padding=padding,
+                         output_padding=output_padding, dilation_rate=dilation_rate, groups=groups,
+                         data_format=data_format)
+    y, _ = ct.conv1d_transpose(params, x, config, implementation=name)
+    assert y.shape == expected.shape
+    assert y.shape[config.time_axis] == ct.output_length(config, steps)
+    np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-5, atol=1e-5)
+
+
+def _legal_output_paddings(strides, dilation_rate, padding):
+    limit = strides if isinstance(padding, str) else max(strides, dilation_rate)
+    return [None, *range(limit)]
+
+
+@pytest.mark.parametrize("name", sorted(ct.IMPLEMENTATIONS))
+@pytest.mark.parametrize("padding", PADDINGS, ids=str)
+def test_every_padding_mode_output_padding_and_stride(name, padding):
+    for kernel_size, strides in itertools.product([1, 2, 3, 5], [1, 2, 3]):
+        for output_padding in _legal_output_paddings(strides, 1, padding):
+            steps = 6
+            if not isinstance(padding, str):
+                left, right = (padding, padding) if isinstance(padding, int) else padding
+                if (steps - 1) * strides + kernel_size + (output_padding or 0) - left - right < 0:
+                    continue
+            _check(name, kernel_size=kernel_size, strides=strides, padding=padding,
+                   output_padding=output_padding, steps=steps)
+
+
+@pytest.mark.parametrize("name", sorted(ct.IMPLEMENTATIONS))
+def test_dilation_at_stride_one_and_with_pytorch_padding_at_stride_two(name):
+    for dilation_rate, padding in itertools.product([2, 3], ["valid", "same", 1, (2, 1)]):
+        _check(name, kernel_size=3, dilation_rate=dilation_rate, padding=padding)
+    for output_padding in [None, 0, 1, 2]:  # PyTorch's rule: output_padding < max(stride, dilation)
+        _check(name, kernel_size=3, strides=2, dilation_rate=3, padding=(1, 2), output_padding=output_padding)
+
+
+@pytest.mark.parametrize("name", sorted(ct.IMPLEMENTATIONS))
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_groups_in_both_data_formats(name, data_format):
+    for groups, strides, padding in itertools.product([1, 2, 4], [1, 3], ["valid", "same", (1, 1)]):
+        _check(name, filters=8, in_channels=4, groups=groups, strides=strides, padding=padding,
+               kernel_size=4, data_format=data_format)
+
+
+@pytest.mark.parametrize("name", sorted(ct.IMPLEMENTATIONS))
+def test_inputs_of_one_step(name):
+    for kernel_size, strides, padding in itertools.product([1, 2, 4], [1, 2, 5], ["valid", "same"]):
+        _check(name, kernel_size=kernel_size, strides=strides, padding=padding, steps=1)
+
+
+@pytest.mark.parametrize("name", sorted(ct.IMPLEMENTATIONS))
+def test_empty_results(name):
+    # same with output_padding=0 and an even kernel at stride 1: (n - 1) * s + ke % 2 + op = 0.
+    _check(name, kernel_size=2, strides=1, padding="same", output_padding=0, steps=1)
+    _check(name, kernel_size=4, strides=1, padding=(2, 2), steps=1, data_format="channels_first")
+    _check(name, kernel_size=3, strides=2, padding="same", output_padding=0, steps=1, use_bias=False)
+
+
+def test_the_numpy_reference_follows_the_output_length_table():
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 10, 1)), rng.standard_normal((5, 1, 1))
+    lengths = {(p, op): reference(x, w, strides=3, padding=p, output_padding=op).shape[1]
+               for p in ["valid", "same"] for op in [None, 0, 1, 2]}
+    assert lengths == {("valid", None): 32, ("valid", 0): 32, ("valid", 1): 33, ("valid", 2): 34,
+                       ("same", None): 30, ("same", 0): 28, ("same", 1): 29, ("same", 2): 30}

@@ -1,0 +1,31 @@
+"""The README's usage example runs as written, and its output-length table is the library's."""
+
+import pathlib
+import re
+
+import convtrans as ct
+
+README = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+
+
+def test_readme_opens_with_the_two_setup_commands():
+    first_block = README.split("```bash", 1)[1].split("```", 1)[0]
+    assert "make demo" in first_block and "make test" in first_block
+
+
+def test_usage_example_runs_as_written():
+    usage = README.split("## Usage", 1)[1]
+    code = usage.split("```python", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md (usage)", "exec"), {})
+
+
+def test_output_length_table_rows_match_output_length():
+    rows = re.findall(r"^\| `(\"valid\"|\"same\")` \| (None|op) \| `(.+?)` \|$", README, re.M)
+    assert len(rows) == 4
+    for padding, op, formula in rows:
+        for n, k, s, d, op_value in [(10, 5, 3, 1, 2), (7, 4, 4, 1, 1), (3, 3, 1, 2, 0), (1, 2, 1, 1, 0)]:
+            config = ct.Conv1DTransposeConfig(2, k, strides=s, dilation_rate=d, padding=padding.strip('"'),
+                                              output_padding=None if op == "None" else op_value)
+            ke = (k - 1) * d + 1
+            expected = eval(formula, {"n": n, "s": s, "ke": ke, "op": op_value, "max": max})
+            assert ct.output_length(config, n) == expected, (padding, op, formula)
