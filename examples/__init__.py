@@ -1,0 +1,1 @@
+"""Runnable examples of convtrans (run from the repository root with ``python -m examples....``)."""

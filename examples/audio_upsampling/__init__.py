@@ -1,0 +1,13 @@
+"""Audio upsampling (bandwidth extension) with convtrans's ``Conv1DTranspose``.
+
+Modules, one concern each:
+
+- :mod:`.data`: the procedural dataset (harmonic tones, chirps, noise bursts, mixtures) and a
+  folder of WAV files, both made into (low-rate input, full-rate target) pairs by anti-aliased
+  decimation; batches are a deterministic function of ``(seed, step)``.
+- :mod:`.model`: the generator (windowed-sinc interpolation plus a learned residual).
+- :mod:`.losses`: waveform L1 and the multi-resolution STFT loss.
+- :mod:`.metrics`: SNR and log-spectral distance, in dB.
+- :mod:`.train`: the command-line training script (``python -m examples.audio_upsampling.train``).
+- :mod:`.infer`: chunked, batched, jit-compiled upsampling of WAV files of any length.
+"""

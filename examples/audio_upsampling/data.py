@@ -1,0 +1,255 @@
+"""Training and evaluation data: (low-rate input, full-rate target) pairs.
+
+A target clip ``y`` at ``rate`` Hz becomes the input ``x = resample_poly(y, 1, factor)``: an
+anti-aliased decimation (Kaiser-windowed FIR low-pass at the low rate's Nyquist, then keeping every
+``factor``-th sample), so ``x`` has ``len(y) // factor`` samples and nothing above ``rate / (2 *
+factor)`` Hz. The model must put back the band ``[rate / (2 * factor), rate / 2]``.
+
+Every clip is a pure function of ``(seed, index)`` (``numpy.random.default_rng([seed, index])``),
+so batch ``step`` of a run is a pure function of ``(seed, step)``: a resumed run sees exactly the
+data an uninterrupted one would have, and the held-out clips (another seed) never occur in training.
+
+Two sources:
+
+- :class:`ProceduralDataset`: synthetic audio made so the high band is partly predictable from the
+  low band: harmonic tones whose partials are phase-locked to the fundamental (so the partials above
+  the low-rate Nyquist follow from the ones below), with vibrato, formant-like spectral envelopes
+  and note envelopes; band-limited sawtooth chirps; noise bursts (whose high band is not
+  predictable, only its level); and mixtures of these.
+- :class:`WavFolderDataset`: every ``*.wav`` under a folder (any rate, mono or stereo, integer or
+  float PCM), mixed to mono and resampled to ``rate``; the last 10% of each file is held out.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Sequence
+
+import numpy as np
+from scipy import signal
+from scipy.io import wavfile
+
+# Seeds of held-out data are offset far from any training seed a user would pick, so the two
+# streams of numpy.random.default_rng([seed, index]) never coincide.
+HELD_OUT_SEED_OFFSET = 1_000_003
+
+
+def decimate(y: np.ndarray, factor: int) -> np.ndarray:
+    """Anti-aliased decimation along the last axis: ``(..., n * factor) -> (..., n)``."""
+    if factor < 1:
+        raise ValueError(f"factor must be an integer >= 1, got {factor!r}.")
+    return signal.resample_poly(y, 1, factor, axis=-1).astype(np.float32)
+
+
+def resample(y: np.ndarray, rate_in: int, rate_out: int) -> np.ndarray:
+    """Band-limited resampling of ``y`` (last axis) from ``rate_in`` Hz to ``rate_out`` Hz."""
+    if rate_in == rate_out:
+        return np.asarray(y, np.float32)
+    g = math.gcd(int(rate_in), int(rate_out))
+    return signal.resample_poly(y, rate_out // g, rate_in // g, axis=-1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Procedural audio.
+
+
+def _envelope(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
+    """A note envelope: linear attack, exponential decay, optional release before the end."""
+    t = np.arange(n) / rate
+    attack = rng.uniform(0.002, 0.05)
+    decay = rng.uniform(0.1, 2.0)
+    env = np.minimum(t / attack, 1.0) * np.exp(-np.maximum(t - attack, 0.0) / decay)
+    start = rng.integers(0, n // 4)
+    return np.roll(env, start) * (np.arange(n) >= start)
+
+
+def _formant_gain(rng: np.random.Generator, freqs: np.ndarray) -> np.ndarray:
+    """Gain of a formant-like spectral envelope at ``freqs`` (Hz): a tilt plus 2-3 resonances."""
+    tilt = rng.uniform(0.5, 1.5)
+    gain = (np.maximum(freqs, 50.0) / 100.0) ** -tilt
+    for _ in range(rng.integers(2, 4)):
+        centre = rng.uniform(300.0, 6000.0)
+        width = rng.uniform(80.0, 600.0)
+        gain = gain * (1.0 + rng.uniform(2.0, 8.0) * np.exp(-0.5 * ((freqs - centre) / width) ** 2))
+    return gain
+
+
+def _tone(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
+    """Phase-locked partials ``k * phi(t)`` of a vibrato fundamental under a formant envelope."""
+    t = np.arange(n) / rate
+    gain_at = _formant_gain(rng, np.arange(rate // 2 + 1, dtype=float))  # gain per whole Hz
+    f0 = rng.uniform(80.0, 700.0)
+    vibrato = 1.0 + rng.uniform(0.0, 0.03) * np.sin(2 * np.pi * rng.uniform(3.0, 7.0) * t + rng.uniform(0, 2 * np.pi))
+    f_inst = f0 * vibrato
+    phase = 2 * np.pi * np.cumsum(f_inst) / rate + rng.uniform(0, 2 * np.pi)
+    # One phase pattern per tone (all-zero or all-(-pi/2) offsets: sine- or cosine-phase partials),
+    # so the partials above the low-rate Nyquist are a fixed function of the ones below.
+    offset = rng.choice([0.0, -np.pi / 2])
+    nyquist = rate / 2
+    out = np.zeros(n)
+    for k in range(1, int(nyquist * 0.95 / f0) + 1):
+        # Partials fade out before the target Nyquist, so vibrato never aliases them.
+        fade = np.clip((0.95 * nyquist - k * f_inst) / (0.05 * nyquist), 0.0, 1.0)
+        out += fade * gain_at[int(k * f0)] * np.sin(k * phase + offset)
+    return out * _envelope(rng, n, rate)
+
+
+def _chirp(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
+    """A band-limited sawtooth whose fundamental sweeps exponentially."""
+    t = np.arange(n) / rate
+    f_start, f_end = rng.uniform(100.0, 1500.0, size=2)
+    duration = n / rate
+    f_inst = f_start * (f_end / f_start) ** (t / duration)
+    phase = 2 * np.pi * np.cumsum(f_inst) / rate
+    nyquist = rate / 2
+    out = np.zeros(n)
+    for k in range(1, int(0.95 * nyquist / min(f_start, f_end)) + 1):
+        fade = np.clip((0.95 * nyquist - k * f_inst) / (0.05 * nyquist), 0.0, 1.0)
+        out += fade * np.sin(k * phase) / k
+    return out * _envelope(rng, n, rate)
+
+
+def _noise_burst(rng: np.random.Generator, n: int, rate: int) -> np.ndarray:
+    """Short bursts of coloured noise (one-pole low-pass), as in consonants or percussion."""
+    white = rng.standard_normal(n)
+    a = rng.uniform(0.0, 0.9)
+    coloured = signal.lfilter([1.0 - a], [1.0, -a], white)
+    env = np.zeros(n)
+    for _ in range(rng.integers(1, 4)):
+        start = rng.integers(0, n)
+        length = int(rng.uniform(0.01, 0.15) * rate)
+        decay = np.exp(-np.arange(length) / (length / 4))
+        stop = min(n, start + length)
+        env[start:stop] += decay[: stop - start]
+    return coloured * env * 0.3
+
+
+_SOURCES = (_tone, _chirp, _noise_burst)
+# Tones dominate: their high band is the predictable part the model can learn.
+_SOURCE_P = np.array([0.55, 0.3, 0.15])
+
+
+def procedural_clip(seed: int, index: int, length: int, rate: int) -> np.ndarray:
+    """Clip ``index`` of stream ``seed``: ``(length,)`` float32 at ``rate`` Hz, peak in [0.3, 0.9].
+
+    A mixture of 1-3 sources drawn from {harmonic tone, chirp, noise burst}.
+    """
+    rng = np.random.default_rng([int(seed), int(index)])
+    out = np.zeros(length)
+    for _ in range(rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15])):
+        source = _SOURCES[rng.choice(len(_SOURCES), p=_SOURCE_P)]
+        out += rng.uniform(0.3, 1.0) * source(rng, length, rate)
+    peak = np.max(np.abs(out))
+    if peak > 0:
+        out *= rng.uniform(0.3, 0.9) / peak
+    return out.astype(np.float32)
+
+
+class ProceduralDataset:
+    """Synthetic clips, a pure function of ``(seed, index)``; held-out clips use another seed.
+
+    Args:
+      seed: training stream; held-out clips come from ``seed + HELD_OUT_SEED_OFFSET``.
+      rate: target sample rate (Hz).
+      factor: upsampling factor; inputs are at ``rate // factor`` Hz.
+      clip_length: target samples per training clip (a multiple of ``factor``).
+    """
+
+    def __init__(self, seed: int, rate: int, factor: int, clip_length: int):
+        _check_clip(clip_length, factor)
+        self.seed, self.rate, self.factor, self.clip_length = int(seed), int(rate), int(factor), int(clip_length)
+
+    def targets(self, step: int, indices: Sequence[int], batch_size: int) -> np.ndarray:
+        """Targets of batch ``step``: rows ``indices`` of it, ``(len(indices), clip_length)``."""
+        return np.stack([
+            procedural_clip(self.seed, step * batch_size + i, self.clip_length, self.rate) for i in indices
+        ])
+
+    def held_out(self, count: int, length: int) -> np.ndarray:
+        """``count`` held-out targets of ``length`` samples, ``(count, length)``."""
+        _check_clip(length, self.factor)
+        return np.stack([
+            procedural_clip(self.seed + HELD_OUT_SEED_OFFSET, i, length, self.rate) for i in range(count)
+        ])
+
+
+# --------------------------------------------------------------------------------------------
+# WAV files.
+
+
+def read_wav(path: str | pathlib.Path) -> tuple[np.ndarray, int]:
+    """``(samples, rate)``: float32 in [-1, 1], shape ``(n,)`` mono or ``(n, channels)``."""
+    rate, data = wavfile.read(str(path))
+    if data.dtype == np.uint8:
+        audio = (data.astype(np.float32) - 128.0) / 128.0
+    elif np.issubdtype(data.dtype, np.integer):
+        audio = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
+    else:
+        audio = data.astype(np.float32)
+    return audio, int(rate)
+
+
+def write_wav(path: str | pathlib.Path, audio: np.ndarray, rate: int) -> None:
+    """Write ``audio`` (``(n,)`` or ``(n, channels)``, float in [-1, 1]) as 16-bit PCM."""
+    pcm = np.round(np.clip(np.asarray(audio, np.float64), -1.0, 1.0) * 32767.0).astype(np.int16)
+    wavfile.write(str(path), int(rate), pcm)
+
+
+def load_mono(path: str | pathlib.Path, rate: int) -> np.ndarray:
+    """A WAV file mixed down to mono and resampled to ``rate`` Hz: ``(n,)`` float32."""
+    audio, file_rate = read_wav(path)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    return resample(audio, file_rate, rate)
+
+
+class WavFolderDataset:
+    """Clips cut from every ``*.wav`` under ``directory`` (recursively), resampled to ``rate``.
+
+    The first 90% of each file is for training, the last 10% is held out. Training clip ``i`` of
+    batch ``step`` is at a position drawn from ``default_rng([seed, step * batch_size + i])``, with
+    files weighted by length. Files shorter than a clip are zero-padded.
+    """
+
+    def __init__(self, directory: str | pathlib.Path, seed: int, rate: int, factor: int, clip_length: int):
+        _check_clip(clip_length, factor)
+        paths = sorted(pathlib.Path(directory).rglob("*.wav")) + sorted(pathlib.Path(directory).rglob("*.WAV"))
+        if not paths:
+            raise ValueError(f"data={str(directory)!r}: no .wav files found under this folder.")
+        self.seed, self.rate, self.factor, self.clip_length = int(seed), int(rate), int(factor), int(clip_length)
+        self.train_audio, self.held_audio = [], []
+        for path in dict.fromkeys(paths):
+            audio = load_mono(path, rate)
+            split = int(len(audio) * 0.9)
+            self.train_audio.append(audio[:split])
+            self.held_audio.append(audio[split:])
+        lengths = np.array([len(a) for a in self.train_audio], float)
+        self._weights = lengths / lengths.sum() if lengths.sum() > 0 else np.full(len(lengths), 1 / len(lengths))
+
+    def _cut(self, audio: np.ndarray, rng: np.random.Generator, length: int) -> np.ndarray:
+        if len(audio) <= length:
+            return np.pad(audio, (0, length - len(audio)))
+        start = rng.integers(0, len(audio) - length + 1)
+        return audio[start:start + length]
+
+    def targets(self, step: int, indices: Sequence[int], batch_size: int) -> np.ndarray:
+        rows = []
+        for i in indices:
+            rng = np.random.default_rng([self.seed, step * batch_size + i])
+            audio = self.train_audio[rng.choice(len(self.train_audio), p=self._weights)]
+            rows.append(self._cut(audio, rng, self.clip_length))
+        return np.stack(rows).astype(np.float32)
+
+    def held_out(self, count: int, length: int) -> np.ndarray:
+        _check_clip(length, self.factor)
+        rows = []
+        for i in range(count):
+            rng = np.random.default_rng([self.seed + HELD_OUT_SEED_OFFSET, i])
+            rows.append(self._cut(self.held_audio[i % len(self.held_audio)], rng, length))
+        return np.stack(rows).astype(np.float32)
+
+
+def _check_clip(length: int, factor: int) -> None:
+    if length < factor or length % factor:
+        raise ValueError(f"clip length must be a positive multiple of factor={factor}, got {length}.")
