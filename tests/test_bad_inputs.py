@@ -370,3 +370,40 @@ def test_keras_export_names_what_keras_cannot_express():
     params = {"kernel": np.ones((3, 1, 4)), "bias": np.zeros(2)}
     with expect(ValueError, "groups=2", "Keras"):
         interop.to_keras(ct.Conv1DTransposeConfig(filters=2, kernel_size=3, groups=2), params)
+
+
+# --- example CLI ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--factor", "3"], ("factor", "3", "power of two")),
+    (["--rate", "0"], ("--rate=0", ">= 1")),
+    (["--steps", "0"], ("--steps=0", ">= 1")),
+    (["--devices", "0"], ("--devices=0", ">= 1")),  # would otherwise slice the device list
+    (["--devices", "-1"], ("--devices=-1", ">= 1")),
+    (["--devices", "99"], ("--devices=99", "available")),
+    (["--checkpoint-every", "0"], ("--checkpoint-every=0", ">= 1")),
+    (["--eval-length", "1000"], ("--eval-length=1000", "multiple", ">= 1024")),  # else fails after training
+    (["--learning-rate", "nan"], ("--learning-rate=nan", "> 0")),
+    (["--l2", "-1"], ("--l2=-1.0", ">= 0")),
+    (["--stop-after", "500"], ("--stop-after=500", "--steps=400")),
+    (["--batch-size", "12"], ("batch_size=12", "divisible", "8 devices")),
+    (["--clip-length", "1001"], ("clip_length=1001", "multiple")),
+])
+def test_example_cli_rejects_bad_settings_before_running_anything(argv, fragments, tmp_path):
+    from examples.audio_upsampling import train
+
+    out = tmp_path / "run"
+    with expect(ValueError, *fragments):
+        train.main(argv + ["--out", str(out)])
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--steps", "2.5"), ("--factor", "two"), ("--learning-rate", "fast")])
+def test_example_cli_reports_unparsable_values_with_a_usage_error(flag, value, capsys, tmp_path):
+    from examples.audio_upsampling import train
+
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([flag, value, "--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert flag in message and repr(value) in message

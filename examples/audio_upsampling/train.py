@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import numbers
 import pathlib
 import sys
 import time
@@ -37,7 +38,7 @@ from scipy import signal
 
 import convtrans as ct
 from examples.audio_upsampling import checkpoints, data, losses, metrics
-from examples.audio_upsampling.model import Upsampler
+from examples.audio_upsampling.model import Upsampler, stage_factors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +140,8 @@ def make_dataset(config: TrainConfig):
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     schedule = optax.warmup_cosine_decay_schedule(
-        0.0, config.learning_rate, min(config.warmup_steps, config.steps), max(config.steps, 1),
+        # Warm-up leaves at least one step of decay: optax refuses an empty cosine phase.
+        0.0, config.learning_rate, min(config.warmup_steps, config.steps - 1), max(config.steps, 1),
         end_value=config.learning_rate * 0.01,
     )
     return optax.chain(
@@ -159,14 +161,47 @@ def make_loss(model: Upsampler, config: TrainConfig):
     return loss_fn
 
 
-def _check(config: TrainConfig, n_devices: int) -> None:
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _check(config: TrainConfig, n_available: int) -> int:
+    """Validate every setting before anything runs; returns the number of devices to use.
+
+    A bad value must fail here, not after the training run (eval settings) or silently
+    (``--devices 0`` or ``-1`` would otherwise slice the device list).
+    """
+    for name in ("rate", "factor", "steps", "batch_size", "clip_length", "channels", "checkpoint_every",
+                 "eval_clips", "eval_length", "warmup_steps", "seed", "stop_after", "devices"):
+        value = getattr(config, name)
+        minimum = 0 if name in ("warmup_steps", "seed") else 1
+        if value is None and name in ("stop_after", "devices"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            raise ValueError(f"{_flag(name)}={value!r}: expected an integer >= {minimum}.")
+    for name in ("learning_rate", "clip_norm", "max_norm"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+            raise ValueError(f"{_flag(name)}={value!r}: expected a number > 0.")
+    for name in ("weight_decay", "l1_weight", "stft_weight", "l2"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
+            raise ValueError(f"{_flag(name)}={value!r}: expected a number >= 0.")
+    stage_factors(config.factor)  # a power of two >= 2
+    if config.devices is not None and config.devices > n_available:
+        raise ValueError(f"--devices={config.devices}: only {n_available} devices are available.")
+    if config.stop_after is not None and config.stop_after > config.steps:
+        raise ValueError(f"--stop-after={config.stop_after}: expected at most --steps={config.steps}.")
+    if config.eval_length % config.factor or config.eval_length < 1024:
+        raise ValueError(f"--eval-length={config.eval_length}: expected a multiple of --factor={config.factor}, "
+                         ">= 1024 (the STFT metrics' longest frame).")
+    n_devices = config.devices or n_available
     if config.batch_size % n_devices:
         raise ValueError(f"batch_size={config.batch_size} must be divisible by the {n_devices} devices of the mesh.")
     if config.clip_length < 1024 or config.clip_length % config.factor:
         raise ValueError(f"clip_length={config.clip_length}: expected a multiple of factor={config.factor}, >= 1024 "
                          "(the STFT loss's longest frame).")
-    if config.steps < 1:
-        raise ValueError(f"steps={config.steps}: expected at least 1.")
+    return n_devices
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -178,8 +213,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     start = time.perf_counter()
     if config.distributed:
         jax.distributed.initialize()
-    devices = jax.devices()[: config.devices] if config.devices else jax.devices()
-    _check(config, len(devices))
+    devices = jax.devices()[: _check(config, len(jax.devices()))]
     mesh = Mesh(np.array(devices), ("data",))
     replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     is_main = jax.process_index() == 0
