@@ -35,6 +35,28 @@ class KerasObject:
         }
 
 
+# Top-level packages whose objects serialize themselves with Keras's ``get_config``.
+_KERAS_PACKAGES = ("keras", "tf_keras", "tensorflow")
+
+
+def is_keras_object(value: Any) -> bool:
+    """Whether ``value`` is an object of Keras itself (Keras 3, tf.keras or tf_keras)."""
+    package = (type(value).__module__ or "").split(".")[0]
+    return package in _KERAS_PACKAGES and callable(getattr(value, "get_config", None))
+
+
+def as_keras_dict(identifier: Any) -> Any:
+    """A Keras object as the ``{'class_name', 'config'}`` dict Keras writes for it; anything
+    else unchanged. Lets users pass ``keras.regularizers.L2(0.1)`` where a dict is accepted."""
+    if is_keras_object(identifier):
+        try:
+            config = identifier.get_config()
+        except NotImplementedError:  # Keras's abstract bases: left for the caller to refuse
+            return identifier
+        return {"class_name": type(identifier).__name__, "config": config}
+    return identifier
+
+
 def resolve(
     identifier: Any,
     *,
@@ -47,8 +69,10 @@ def resolve(
     """Turn ``identifier`` (None, name, Keras dict, object, maybe callable) into an object.
 
     ``registry`` maps Keras names (class names and snake-case aliases) to a class or to a
-    zero-argument factory.
+    zero-argument factory. Keras objects themselves are read through their ``get_config``, so
+    they are never mistaken for plain callables.
     """
+    identifier = as_keras_dict(identifier)
     if identifier is None or isinstance(identifier, base):
         return identifier
     if isinstance(identifier, str):
@@ -77,7 +101,7 @@ def resolve(
             raise ValueError(f"{argument}: bad config {options!r} for {name}: {err}") from None
     if allow_callable and callable(identifier):
         return identifier
-    expected = f"a {kind} name, a Keras config dict or a convtrans {base.__name__}"
+    expected = f"a {kind} name, a Keras config dict or object, or a convtrans {base.__name__}"
     if allow_callable:
         expected += ", or a callable"
     raise TypeError(f"{argument} must be {expected}; got {identifier!r} of type {type(identifier).__name__}.")

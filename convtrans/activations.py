@@ -49,7 +49,8 @@ def mish(x):
 
 
 def squareplus(x, b=4.0):
-    return (x + jnp.sqrt(jnp.square(x) + b)) / 2.0
+    # jax.nn's jitted function is what Keras calls; a hand-written eager copy can differ by ulps.
+    return jax.nn.squareplus(x, b)
 
 
 def sparse_plus(x):
@@ -142,6 +143,11 @@ def validate(activation, argument: str = "activation"):
             )
         return activation
     if callable(activation):
+        # Keras's own functions (``keras.activations.relu``) are stored by name, so the config
+        # still serializes to Keras; their defaults are the ones ACTIVATIONS implements.
+        name = getattr(activation, "__name__", None)
+        if name in ACTIVATIONS and (getattr(activation, "__module__", None) or "").startswith("keras."):
+            return name
         return activation
     raise TypeError(
         f"{argument} must be an activation name, None or a callable; got {activation!r} of type "

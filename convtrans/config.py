@@ -11,6 +11,8 @@ import dataclasses
 import numbers
 from typing import Any, Callable, Mapping, Optional, Union
 
+import numpy as np
+
 from convtrans import activations, constraints, initializers, regularizers
 from convtrans.geometry import effective_kernel_size
 
@@ -99,14 +101,17 @@ class Conv1DTransposeConfig:
       dilation_rate: spacing between taps. With Keras paddings, ``strides > 1`` and
         ``dilation_rate > 1`` cannot be combined (Keras's rule); integer padding allows it
         (PyTorch's rule).
-      activation: a Keras activation name, None (linear) or a callable.
+      activation: a Keras activation name, None (linear) or a callable (Keras's own activation
+        functions are stored by name).
       use_bias: whether a bias of shape ``(filters,)`` is added before the activation.
-      kernel_initializer, bias_initializer: Keras names, Keras config dicts,
+      kernel_initializer, bias_initializer: Keras names, Keras config dicts or objects,
         :mod:`convtrans.initializers` objects or ``jax.nn.initializers`` callables.
       kernel_regularizer, bias_regularizer, activity_regularizer: None, ``"l1"``, ``"l2"``,
-        ``"l1l2"``, Keras dicts or :mod:`convtrans.regularizers` objects.
-      kernel_constraint, bias_constraint: None, Keras names or dicts, or
+        ``"l1l2"``, Keras dicts or objects, or :mod:`convtrans.regularizers` objects.
+      kernel_constraint, bias_constraint: None, Keras names, dicts or objects, or
         :mod:`convtrans.constraints` objects.
+
+      Keras objects are converted to this package's equivalents through their ``get_config``.
       groups: split channels into this many independent groups (PyTorch's ``groups``); the kernel
         is ``(kernel_size, filters // groups, in_channels)``.
     """
@@ -140,8 +145,11 @@ class Conv1DTransposeConfig:
         store("groups", _size(self.groups, "groups"))
         store("padding", _padding(self.padding))
         store("data_format", _data_format(self.data_format))
-        if not isinstance(self.use_bias, bool):
-            raise TypeError(f"use_bias must be a bool, got {self.use_bias!r}.")
+        if not isinstance(self.use_bias, (bool, np.bool_)):
+            raise TypeError(
+                f"use_bias must be a bool, got {self.use_bias!r} of type {type(self.use_bias).__name__}."
+            )
+        store("use_bias", bool(self.use_bias))
         keras_padding = isinstance(self.padding, str)
 
         if keras_padding and self.strides > 1 and self.dilation_rate > 1:

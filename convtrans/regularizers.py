@@ -17,7 +17,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from convtrans._keras_objects import KerasObject, check_number, resolve
+from convtrans._keras_objects import KerasObject, as_keras_dict, check_number, resolve
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,8 +88,10 @@ _REGISTRY = {
 
 
 def get(identifier: Any, argument: str = "regularizer") -> Regularizer | None:
-    """A :class:`Regularizer` from None, a name, a Keras config dict or a Regularizer."""
-    if isinstance(identifier, dict) and identifier.get("class_name") == "OrthogonalRegularizer":
+    """A :class:`Regularizer` from None, a name, a Keras config dict or object, or a Regularizer."""
+    identifier = as_keras_dict(identifier)
+    name = identifier.get("class_name") if isinstance(identifier, dict) else identifier
+    if isinstance(name, str) and name in ("OrthogonalRegularizer", "orthogonal_regularizer"):
         raise ValueError(
             f"{argument}: OrthogonalRegularizer needs a rank-2 weight, and this layer's kernel is "
             "rank 3 (Keras raises on it too)."
