@@ -385,7 +385,7 @@ def test_keras_export_names_what_keras_cannot_express():
     (["--eval-length", "1000"], ("--eval-length=1000", "multiple", ">= 1024")),  # else fails after training
     (["--learning-rate", "nan"], ("--learning-rate=nan", "> 0")),
     (["--l2", "-1"], ("--l2=-1.0", ">= 0")),
-    (["--stop-after", "500"], ("--stop-after=500", "--steps=400")),
+    (["--steps", "400", "--stop-after", "500"], ("--stop-after=500", "--steps=400")),
     (["--batch-size", "12"], ("batch_size=12", "divisible", "8 devices")),
     (["--clip-length", "1001"], ("clip_length=1001", "multiple")),
 ])
