@@ -161,3 +161,94 @@ def test_to_keras_refuses_what_keras_cannot_express():
 def test_from_keras_rejects_keys_keras_does_not_have():
     with pytest.raises(ValueError, match="filterz"):
         ct.Conv1DTransposeConfig.from_keras({"filters": 2, "kernel_size": 3, "filterz": 1})
+
+
+def test_keras_objects_are_read_through_their_config():
+    from_keras_objects = ct.Conv1DTransposeConfig(
+        4, 3,
+        kernel_initializer=keras.initializers.HeNormal(),
+        bias_initializer=keras.initializers.Constant(0.5),
+        kernel_regularizer=keras.regularizers.L2(0.01),
+        activity_regularizer=keras.regularizers.L1L2(l1=0.25, l2=0.5),
+        kernel_constraint=keras.constraints.MaxNorm(2.0, axis=0),
+        bias_constraint=keras.constraints.NonNeg(),
+    )
+    by_name = ct.Conv1DTransposeConfig(
+        4, 3, kernel_initializer="he_normal", bias_initializer=initializers.Constant(0.5),
+        kernel_regularizer="l2", activity_regularizer=regularizers.L1L2(0.25, 0.5),
+        kernel_constraint="max_norm", bias_constraint="non_neg",
+    )
+    assert from_keras_objects == by_name and hash(from_keras_objects) == hash(by_name)
+
+
+def test_keras_activation_functions_are_stored_by_name_and_serialize():
+    config = ct.Conv1DTransposeConfig(4, 3, activation=keras.activations.gelu)
+    assert config.activation == "gelu"
+    assert config.to_keras()["activation"] == "gelu"
+    assert ct.Conv1DTransposeConfig(4, 3, activation=keras.activations.get("swish")).activation == "silu"
+
+
+def test_numpy_integers_and_bools_are_stored_as_python_values():
+    config = ct.Conv1DTransposeConfig(np.int64(4), np.int32(3), strides=np.int64(2), output_padding=np.int8(1),
+                                      dilation_rate=np.uint8(1), groups=np.int16(2), padding=(np.int64(1), 2),
+                                      use_bias=np.bool_(False))
+    plain = ct.Conv1DTransposeConfig(4, 3, strides=2, output_padding=1, groups=2, padding=(1, 2), use_bias=False)
+    assert config == plain and hash(config) == hash(plain)
+    assert all(type(v) is int for v in (config.filters, config.kernel_size, config.strides, config.output_padding,
+                                        config.dilation_rate, config.groups, *config.padding))
+    assert config.use_bias is False
+
+
+@pytest.mark.parametrize("field, forms", [
+    ("bias_initializer", ["ones", "Ones", {"class_name": "Ones", "config": {}}, initializers.Ones()]),
+    ("bias_regularizer", ["l1", {"class_name": "L1", "config": {"l1": 0.01}}, regularizers.L1(0.01)]),
+    ("activity_regularizer", ["l2", {"module": "keras.regularizers", "class_name": "L2", "config": {"l2": 0.01},
+                                     "registered_name": None}, regularizers.L2()]),
+    ("bias_constraint", ["unit_norm", "UnitNorm", {"class_name": "UnitNorm", "config": {"axis": 0}},
+                         constraints.UnitNorm()]),
+])
+def test_every_object_field_accepts_names_dicts_and_objects(field, forms):
+    configs = {ct.Conv1DTransposeConfig(4, 3, **{field: form}) for form in forms}
+    assert len(configs) == 1
+
+
+def test_to_keras_is_json_serializable_and_reads_back_equal():
+    config = ct.Conv1DTransposeConfig(4, 5, strides=3, padding="same", output_padding=2, activation="selu",
+                                      kernel_regularizer="l1", activity_regularizer=regularizers.L2(0.3),
+                                      kernel_constraint=constraints.MinMaxNorm(0.1, 0.9, 0.5, [0, 1]))
+    text = json.dumps(config.to_keras())
+    assert ct.Conv1DTransposeConfig.from_keras(json.loads(text)) == config
+
+
+@pytest.mark.parametrize("tf_groups", [1, 2])
+def test_tf2_groups_key_is_ignored_as_tf_does(tf_groups):
+    tf2 = {"name": "t", "trainable": True, "dtype": "float32", "filters": 4, "kernel_size": [3], "groups": tf_groups}
+    assert ct.Conv1DTransposeConfig.from_keras(tf2).groups == 1
+
+
+def test_a_tf2_config_and_the_keras_layer_it_becomes_compute_the_same_outputs():
+    tf2 = {
+        "name": "up", "trainable": True, "dtype": "float32", "batch_input_shape": [None, None, 3],
+        "filters": 5, "kernel_size": [4], "strides": [3], "padding": "valid", "output_padding": [2],
+        "data_format": "channels_first", "dilation_rate": [1], "groups": 1, "activation": "tanh",
+        "use_bias": True,
+        "kernel_initializer": {"class_name": "VarianceScaling",
+                               "config": {"scale": 2.0, "mode": "fan_in", "distribution": "truncated_normal",
+                                          "seed": None}},
+        "bias_initializer": {"class_name": "Zeros", "config": {}},
+        "kernel_regularizer": {"class_name": "L1L2", "config": {"l1": 0.0, "l2": 0.009999999776482582}},
+        "bias_regularizer": None, "activity_regularizer": {"class_name": "L1", "config": {"l1": 0.01}},
+        "kernel_constraint": None, "bias_constraint": None,
+    }
+    config = ct.Conv1DTransposeConfig.from_keras(json.loads(json.dumps(tf2)))
+    layer = keras.layers.Conv1DTranspose.from_config(config.to_keras())
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 3, 6)).astype(np.float32)
+    params = {"kernel": rng.standard_normal((4, 5, 3)).astype(np.float32),
+              "bias": rng.standard_normal(5).astype(np.float32)}
+    layer.build(x.shape)
+    layer.set_weights([params["kernel"], params["bias"]])
+    y, aux = ct.conv1d_transpose(params, x, config)
+    assert y.shape == (2, 5, (6 - 1) * 3 + 4 + 2)
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(layer(x)))
+    assert float(sum(aux.values())) == pytest.approx(float(sum(np.asarray(v) for v in layer.losses)), rel=1e-6)

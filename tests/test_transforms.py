@@ -59,6 +59,7 @@ def test_vmap_over_parameters_of_an_ensemble():
 def test_gradients_match_finite_differences(config, name):
     params, x = _inputs(config)
 
+    @jax.jit  # one compile per derivative order instead of one per eager op
     def loss(params, x):
         y, aux = ct.conv1d_transpose(params, x, config, implementation=name)
         return jnp.sum(jnp.sin(y)) + sum(aux.values())
