@@ -97,7 +97,7 @@ def resolve(
         options = dict(identifier.get("config") or {})
         try:
             return registry[name](**options)
-        except TypeError as err:
+        except (TypeError, ValueError) as err:  # unknown keys or out-of-range values
             raise ValueError(f"{argument}: bad config {options!r} for {name}: {err}") from None
     if allow_callable and callable(identifier):
         return identifier
