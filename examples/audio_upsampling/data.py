@@ -192,7 +192,8 @@ def read_wav(path: str | pathlib.Path) -> tuple[np.ndarray, int]:
 
 def write_wav(path: str | pathlib.Path, audio: np.ndarray, rate: int) -> None:
     """Write ``audio`` (``(n,)`` or ``(n, channels)``, float in [-1, 1]) as 16-bit PCM."""
-    pcm = np.round(np.clip(np.asarray(audio, np.float64), -1.0, 1.0) * 32767.0).astype(np.int16)
+    # The inverse of read_wav's scaling by 1/32768 (exact round trip up to half a step); +1.0 clips.
+    pcm = np.clip(np.round(np.asarray(audio, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
     wavfile.write(str(path), int(rate), pcm)
 
 

@@ -49,7 +49,7 @@ class TrainConfig:
     data: Optional[str] = None
     rate: int = 16000
     factor: int = 2
-    steps: int = 400
+    steps: int = 250
     batch_size: int = 16
     clip_length: int = 4096
     channels: int = 32
@@ -57,12 +57,12 @@ class TrainConfig:
     warmup_steps: int = 20
     weight_decay: float = 1e-4
     clip_norm: float = 1.0
-    l1_weight: float = 1.0
+    l1_weight: float = 30.0
     stft_weight: float = 1.0
     max_norm: float = 2.0
     l2: float = 1e-5
     seed: int = 0
-    eval_clips: int = 16
+    eval_clips: int = 32
     eval_length: int = 16000
     checkpoint_every: int = 100
     resume: bool = False
@@ -220,7 +220,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     out = pathlib.Path(config.out)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
-        checkpoints.write_model_settings(out, config.model_settings())
+        checkpoints.write_model_settings(out, {**config.model_settings(), "rate": config.rate})
 
     dataset = make_dataset(config)
     model = config.model()
