@@ -25,6 +25,7 @@ import dataclasses
 import json
 import numbers
 import pathlib
+import shutil
 import sys
 import time
 from typing import Any, Optional
@@ -102,7 +103,8 @@ _HELP = {
     "eval_clips": "number of held-out clips to evaluate on",
     "eval_length": "samples per held-out clip at the target rate",
     "checkpoint_every": "save an orbax checkpoint every this many steps (and at the end)",
-    "resume": "continue from the last checkpoint in --out, at the same step and with the same data order",
+    "resume": "continue from the last checkpoint in --out, at the same step and with the same data order "
+              "(without it, a run starts afresh and replaces --out's old checkpoints)",
     "stop_after": "stop after this step (the schedule still spans --steps), e.g. to split a run "
                   "into parts continued with --resume",
     "devices": "use only the first N devices for the data-parallel mesh (default: all)",
@@ -239,6 +241,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     step_fn = jax.jit(train_step, out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
 
+    if not config.resume and is_main and (out / "checkpoints").exists():
+        # A fresh run replaces the folder's old checkpoints (use --resume to continue them).
+        shutil.rmtree(out / "checkpoints")
     mngr = checkpoints.manager(out)
     history_path = out / "loss_history.json"
     history: list[list[float]] = []
