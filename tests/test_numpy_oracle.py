@@ -88,3 +88,62 @@ def test_the_numpy_reference_follows_the_output_length_table():
                for p in ["valid", "same"] for op in [None, 0, 1, 2]}
     assert lengths == {("valid", None): 32, ("valid", 0): 32, ("valid", 1): 33, ("valid", 2): 34,
                        ("same", None): 30, ("same", 0): 28, ("same", 1): 29, ("same", 2): 30}
+
+
+@pytest.mark.parametrize("name", sorted(ct.IMPLEMENTATIONS))
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_every_padding_mode_in_both_data_formats_for_short_inputs(name, data_format):
+    for steps, padding, (kernel_size, dilation_rate) in itertools.product(
+            [1, 3], ["valid", "same", 0, 2, (0, 3), (3, 1)], [(1, 1), (3, 1), (2, 3)]):
+        for strides in ([1, 4] if dilation_rate == 1 or not isinstance(padding, str) else [1]):
+            for output_padding in _legal_output_paddings(strides, dilation_rate, padding)[::2]:
+                config = ct.Conv1DTransposeConfig(4, kernel_size, strides=strides, padding=padding,
+                                                  dilation_rate=dilation_rate, output_padding=output_padding)
+                try:
+                    ct.output_length(config, steps)
+                except ValueError:
+                    continue  # integer padding that crops more than the full result holds
+                _check(name, kernel_size=kernel_size, strides=strides, padding=padding, dilation_rate=dilation_rate,
+                       output_padding=output_padding, data_format=data_format, steps=steps, seed=steps)
+
+
+def _torch_reference(x, kernel, bias, *, strides, padding, output_padding, dilation_rate, groups):
+    """PyTorch's ConvTranspose1d, channels_last in and out; a pair (l, r) crops its padding-0 result."""
+    import torch
+
+    left, right = (padding, padding) if isinstance(padding, int) else padding
+    with torch.no_grad():
+        y = torch.nn.functional.conv_transpose1d(
+            torch.from_numpy(x.transpose(0, 2, 1).astype(np.float64)),
+            torch.from_numpy(kernel.transpose(2, 1, 0).astype(np.float64)),  # (in, out / groups, k)
+            torch.from_numpy(bias.astype(np.float64)), stride=strides,
+            padding=left if left == right else 0, output_padding=output_padding or 0,
+            groups=groups, dilation=dilation_rate,
+        ).numpy().transpose(0, 2, 1)
+    return y if left == right else y[:, left:y.shape[1] - right]
+
+
+def test_the_numpy_reference_agrees_with_pytorch_for_integer_padding():
+    rng = np.random.default_rng(7)
+    for kernel_size, strides, dilation_rate, groups, padding in itertools.product(
+            [1, 3, 4], [1, 2, 3], [1, 2], [1, 2], [0, 1, 2, (1, 3), (0, 2)]):
+        for output_padding in [None, *range(max(strides, dilation_rate))]:
+            x = rng.standard_normal((2, 5, 4))
+            kernel = rng.standard_normal((kernel_size, 6 // groups, 4))
+            bias = rng.standard_normal(6)
+            options = dict(strides=strides, padding=padding, output_padding=output_padding,
+                           dilation_rate=dilation_rate, groups=groups)
+            np.testing.assert_allclose(reference(x, kernel, bias, **options),
+                                       _torch_reference(x, kernel, bias, **options), rtol=1e-12, atol=1e-12,
+                                       err_msg=str((kernel_size, options)))
+
+
+def test_the_numpy_reference_scatters_each_sample_times_each_tap():
+    # One input impulse at step i reproduces the kernel's taps at i * s + j * d of the full result.
+    x = np.zeros((1, 4, 1))
+    x[0, 2, 0] = 1.0
+    kernel = np.arange(1.0, 4.0).reshape(3, 1, 1)
+    y = reference(x, kernel, strides=3, dilation_rate=1, padding=0)[0, :, 0]
+    expected = np.zeros((4 - 1) * 3 + 3)
+    expected[[6, 7, 8]] = [1.0, 2.0, 3.0]
+    np.testing.assert_array_equal(y, expected)
