@@ -2,6 +2,7 @@
 
 import functools
 
+import jax
 import keras
 import numpy as np
 import pytest
@@ -9,14 +10,31 @@ import pytest
 import convtrans as ct
 from convtrans import activations
 
-# Even last axis (glu halves it); the points -1, -0.5, 0.5, 1 are the kinks of the piecewise ones.
-X = np.concatenate([np.linspace(-4, 4, 35), [-1.0, -0.5, 0.5, 1.0, 0.0]]).astype(np.float32).reshape(2, 20)
+# Even last axis (glu halves it); the points -1, -0.5, 0.5, 1 are the kinks of the piecewise ones,
+# and the large magnitudes probe overflow and saturation (exp, softplus, log_sigmoid, selu, ...).
+X = np.concatenate([
+    np.linspace(-4, 4, 35), [-1.0, -0.5, 0.5, 1.0, 0.0],
+    [-100.0, -30.0, -10.0, -3.0, 3.0, 10.0, 30.0, 100.0, -1e-3, 1e-3, 88.0, -88.0, 0.25, -0.25, 2.5, -2.5],
+]).astype(np.float32).reshape(4, 14)
 
 
 @pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
 def test_activation_equals_keras(name):
     expected = np.asarray(keras.activations.get(name)(X))
     np.testing.assert_allclose(np.asarray(activations.get(name)(X)), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
+def test_activation_equals_keras_under_jit(name):
+    expected = np.asarray(jax.jit(keras.activations.get(name))(X))
+    np.testing.assert_allclose(np.asarray(jax.jit(activations.get(name))(X)), expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
+def test_kerass_own_activation_functions_are_stored_as_an_equivalent_name(name):
+    stored = activations.validate(keras.activations.get(name))
+    assert isinstance(stored, str)
+    np.testing.assert_array_equal(np.asarray(activations.get(stored)(X)), np.asarray(activations.get(name)(X)))
 
 
 def test_every_keras_activation_name_is_covered():

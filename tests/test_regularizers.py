@@ -83,3 +83,62 @@ def test_aux_trains_with_value_and_grad_has_aux():
     expected_kernel_grad = jax.grad(lambda p: loss(p, jnp.ones((2, 5, 2)))[0])(params)["kernel"]
     np.testing.assert_allclose(grads["kernel"], expected_kernel_grad)
     assert float(aux["kernel"]) == pytest.approx(0.01 * 24 * 0.01)
+
+
+@pytest.mark.parametrize("batch", [1, 4])
+def test_each_term_equals_the_keras_regularizer_of_its_weight_or_output(batch):
+    kernel_reg, bias_reg, activity_reg = (keras.regularizers.L1L2(0.02, 0.03), keras.regularizers.L2(0.4),
+                                          keras.regularizers.L1(0.05))
+    layer = keras.layers.Conv1DTranspose(3, 4, strides=2, padding="same", activation="sigmoid",
+                                         kernel_regularizer=kernel_reg, bias_regularizer=bias_reg,
+                                         activity_regularizer=activity_reg)
+    x = np.random.default_rng(5).standard_normal((batch, 5, 2)).astype(np.float32)
+    layer.build(x.shape)
+    layer.bias.assign(np.array([0.5, -1.0, 2.0], np.float32))
+    y = np.asarray(layer(x))
+    # Objects of Keras itself are accepted too, read through their get_config.
+    config = ct.Conv1DTransposeConfig(3, 4, strides=2, padding="same", activation="sigmoid",
+                                      kernel_regularizer=kernel_reg, bias_regularizer=bias_reg,
+                                      activity_regularizer=activity_reg)
+    params = {"kernel": np.asarray(layer.kernel.value), "bias": np.asarray(layer.bias.value)}
+    _, aux = ct.conv1d_transpose(params, x, config)
+    assert float(aux["kernel"]) == pytest.approx(float(kernel_reg(params["kernel"])), rel=1e-6)
+    assert float(aux["bias"]) == pytest.approx(float(bias_reg(params["bias"])), rel=1e-6)
+    assert float(aux["activity"]) == pytest.approx(float(activity_reg(y)) / batch, rel=1e-5)
+
+
+def test_an_empty_batch_has_zero_activity_term_as_keras_divide_no_nan():
+    config = ct.Conv1DTransposeConfig(2, 3, activity_regularizer="l2")
+    params = {"kernel": jnp.ones((3, 2, 1)), "bias": jnp.ones(2)}
+    y, aux = ct.conv1d_transpose(params, jnp.ones((0, 4, 1)), config)
+    assert y.shape == (0, 6, 2)
+    assert float(aux["activity"]) == 0.0
+
+
+def test_aux_is_the_same_under_jit_and_its_terms_are_float32_scalars():
+    config = ct.Conv1DTransposeConfig(4, 3, kernel_regularizer="l1", bias_regularizer="l2", activity_regularizer="l2")
+    params = {"kernel": jnp.full((3, 4, 2), 0.3), "bias": jnp.full(4, -0.2)}
+    x = jnp.linspace(-1, 1, 20).reshape(2, 5, 2)
+    eager = ct.conv1d_transpose(params, x, config)[1]
+    jitted = jax.jit(ct.conv1d_transpose, static_argnums=2)(params, x, config)[1]
+    for key in ("kernel", "bias", "activity"):
+        assert eager[key].shape == () and eager[key].dtype == jnp.float32
+        np.testing.assert_allclose(jitted[key], eager[key], rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls, field", [(regularizers.L1, "l1"), (regularizers.L2, "l2")])
+def test_negative_or_non_numeric_factors_are_refused(cls, field):
+    with pytest.raises(ValueError, match=f"{field} must be >= 0.0"):
+        cls(-0.1)
+    with pytest.raises(TypeError, match=f"{field} must be a number"):
+        cls("0.1")
+
+
+def test_regularizers_round_trip_through_keras():
+    w = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+    for regularizer in [regularizers.L1(0.2), regularizers.L2(0.3), regularizers.L1L2(0.1, 0.5)]:
+        keras_object = keras.regularizers.get(regularizer.to_keras())
+        assert float(keras_object(w)) == pytest.approx(float(regularizer(w)), rel=1e-6)
+        back = regularizers.get(keras_object)  # Keras may store the factor rounded to float32
+        assert type(back) is type(regularizer)
+        assert float(back(w)) == pytest.approx(float(regularizer(w)), rel=1e-6)
