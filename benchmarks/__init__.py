@@ -1,0 +1,1 @@
+"""Benchmarks for convtrans: ``python -m benchmarks.run`` (``make bench``)."""

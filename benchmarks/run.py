@@ -1,0 +1,308 @@
+"""convtrans against every peer: forward and forward+backward under jit, in one process.
+
+Usage: ``python -m benchmarks.run [--quick] [--out benchmarks/results.md]``.
+
+Method: every implementation of a shape is built from the same Keras-layout weights, its output is
+checked equal to convtrans's reference before anything is timed, then the implementations are
+timed round-robin (interleaved, so machine noise hits all of them alike) after a warm-up; a
+sample is the mean of enough calls to last a few milliseconds and the table quotes medians.
+Useful work is ``2 * B * L * Cin * Cout * k`` FLOPs forward (``L`` input steps), three times
+that forward+backward (gradients for the kernel, the bias and the input), and is compared with
+the float32 GEMM peak (``jnp.dot`` of two 2048x2048 matrices) measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import math
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import convtrans as ct  # noqa: E402
+from convtrans.geometry import full_result_offset, output_length, transpose_pads  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    name: str
+    batch: int
+    steps: int
+    cin: int
+    cout: int
+    k: int
+    s: int = 1
+    d: int = 1
+    padding: str = "same"
+
+    def config(self) -> ct.Conv1DTransposeConfig:
+        return ct.Conv1DTransposeConfig(filters=self.cout, kernel_size=self.k, strides=self.s,
+                                        padding=self.padding, dilation_rate=self.d)
+
+    def flops(self) -> float:
+        return 2.0 * self.batch * self.steps * self.cin * self.cout * self.k
+
+
+SHAPES = [
+    Shape("HiFi-GAN stage 1", 4, 64, 512, 256, 16, 8),
+    Shape("HiFi-GAN stage 3", 4, 2048, 128, 64, 4, 2),
+    Shape("MelGAN", 8, 256, 256, 128, 16, 8),
+    Shape("small channels", 16, 4096, 16, 16, 9, 2),
+    Shape("stride 1, dilation 2", 8, 1024, 64, 64, 3, 1, 2),
+    Shape("batch-1 inference", 1, 256, 512, 256, 16, 8),
+]
+SWEEP = [Shape(f"L=2^{p}", 1, 2**p, 16, 16, 16, 8) for p in range(10, 19, 2)]
+BF16_SHAPES = [SHAPES[1], SHAPES[2]]
+
+
+# --- peers: each returns (forward, forward_backward), taking no arguments ------------------------
+
+def _cotangent(shape, dtype):
+    return jnp.asarray(np.cos(np.arange(math.prod(shape))).reshape(shape), dtype)
+
+
+def _jax_pair(apply: Callable, params, x):
+    """Jitted forward and vjp (grads for params and input) of ``apply(params, x)``."""
+    y = apply(params, x)
+    cotangent = _cotangent(y.shape, y.dtype)
+    forward = jax.jit(apply)
+
+    @jax.jit
+    def forward_backward(params, x):
+        _, vjp = jax.vjp(apply, params, x)
+        return vjp(cotangent)
+
+    return (lambda: forward(params, x)), (lambda: forward_backward(params, x)), y
+
+
+def convtrans_peer(shape, kernel, bias, x, dtype, implementation):
+    config = shape.config()
+    params = {"kernel": jnp.asarray(kernel, dtype), "bias": jnp.asarray(bias, dtype)}
+
+    def apply(params, x):
+        return ct.conv1d_transpose(params, x, config, implementation=implementation)[0]
+
+    return _jax_pair(apply, params, jnp.asarray(x, dtype))
+
+
+def flax_peer(shape, kernel, bias, x, dtype):
+    import flax.linen as nn
+
+    module = nn.ConvTranspose(features=shape.cout, kernel_size=(shape.k,), strides=(shape.s,),
+                              padding=[tuple(transpose_pads(shape.config()))],
+                              kernel_dilation=(shape.d,), transpose_kernel=True,
+                              dtype=dtype, param_dtype=dtype)
+    params = {"params": {"kernel": jnp.asarray(kernel, dtype), "bias": jnp.asarray(bias, dtype)}}
+    return _jax_pair(module.apply, params, jnp.asarray(x, dtype))
+
+
+def keras_peer(shape, kernel, bias, x, dtype):
+    import keras
+
+    layer = keras.layers.Conv1DTranspose(**shape.config().to_keras(), dtype=str(jnp.dtype(dtype)))
+    layer.build((None, shape.steps, shape.cin))
+    layer.set_weights([np.asarray(kernel), np.asarray(bias)])
+    weights = [jnp.asarray(v.value, dtype) for v in layer.trainable_variables]
+
+    def apply(weights, x):
+        return layer.stateless_call(weights, [], x)[0]
+
+    return _jax_pair(apply, weights, jnp.asarray(x, dtype))
+
+
+def _crops(shape):
+    """``(crop_left, crop_right)`` of the full result that give the Keras-mode output."""
+    config = shape.config()
+    left = full_result_offset(config)
+    full = (shape.steps - 1) * shape.s + config.effective_kernel_size
+    return left, full - left - output_length(config, shape.steps)
+
+
+def equinox_peer(shape, kernel, bias, x, dtype):
+    import equinox as eqx
+
+    left, right = _crops(shape)
+    layer = eqx.nn.ConvTranspose1d(shape.cin, shape.cout, shape.k, stride=shape.s,
+                                   padding=((left, max(right, 0)),), output_padding=max(-right, 0),
+                                   dilation=shape.d, key=jax.random.key(0), dtype=dtype)
+    # equinox weight (out, in, k) holds the taps in the order of the equivalent forward conv.
+    weight = jnp.asarray(np.flip(np.transpose(kernel, (1, 2, 0)), axis=2), dtype)
+    layer = eqx.tree_at(lambda m: (m.weight, m.bias), layer,
+                        (weight, jnp.asarray(bias, dtype).reshape(shape.cout, 1)))
+
+    def apply(layer, x):  # x: (batch, steps, cin) -> (batch, out, cout)
+        return jax.vmap(layer)(x.transpose(0, 2, 1)).transpose(0, 2, 1)
+
+    return _jax_pair(apply, layer, jnp.asarray(x, dtype))
+
+
+def torch_peer(shape, kernel, bias, x, dtype):
+    import torch
+
+    torch.set_num_threads(2)
+    tdtype = {jnp.float32: torch.float32, jnp.bfloat16: torch.bfloat16}[dtype]
+    left, right = _crops(shape)
+    module = torch.nn.ConvTranspose1d(shape.cin, shape.cout, shape.k, stride=shape.s, padding=left,
+                                      output_padding=max(left - right, 0), dilation=shape.d)
+    module = module.to(tdtype)
+    with torch.no_grad():
+        module.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.transpose(kernel, (2, 1, 0)))))
+        module.bias.copy_(torch.from_numpy(np.asarray(bias)))
+    xt = torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 2, 1)))).to(tdtype)
+    xt.requires_grad_(True)
+    steps = output_length(shape.config(), shape.steps)
+    with torch.no_grad():
+        y = module(xt)
+    cotangent = torch.cos(torch.arange(y.numel(), dtype=torch.float64)).reshape(y.shape).to(tdtype)
+
+    def forward():
+        with torch.no_grad():
+            return module(xt)
+
+    def forward_backward():
+        return torch.autograd.grad(module(xt), (module.weight, module.bias, xt), cotangent)
+
+    y = jnp.asarray(y[:, :, :steps].float().numpy().transpose(0, 2, 1), dtype)
+    return forward, forward_backward, y
+
+
+PEERS = {
+    "flax": flax_peer,
+    "keras": keras_peer,
+    "equinox": equinox_peer,
+    "torch": torch_peer,
+    "reference": lambda *a: convtrans_peer(*a, implementation="lhs_dilation"),
+    "convtrans": lambda *a: convtrans_peer(*a, implementation=None),
+}
+
+
+# --- timing --------------------------------------------------------------------------------------
+
+def _block(result):
+    return jax.block_until_ready(result) if not hasattr(result, "__torch_function__") and not (
+        isinstance(result, tuple) and result and hasattr(result[0], "__torch_function__")) else result
+
+
+def _calibrate(fn, target_s):
+    _block(fn())
+    start = time.perf_counter()
+    _block(fn())
+    once = time.perf_counter() - start
+    return max(1, int(target_s / max(once, 1e-6)))
+
+
+def time_interleaved(fns: dict[str, Callable], repeats: int, target_s: float) -> dict[str, float]:
+    """Median milliseconds per call of each function, sampled round-robin."""
+    inner = {name: _calibrate(fn, target_s) for name, fn in fns.items()}
+    samples = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn, count = fns[name], inner[name]
+            start = time.perf_counter()
+            for _ in range(count):
+                out = fn()
+            _block(out)
+            samples[name].append((time.perf_counter() - start) / count * 1e3)
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def gemm_peak_gflops(repeats: int) -> float:
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((2048, 2048)), jnp.float32)
+    dot = jax.jit(jnp.dot)
+    ms = time_interleaved({"gemm": lambda: dot(a, a)}, repeats, 0.2)["gemm"]
+    return 2 * 2048**3 / (ms * 1e-3) / 1e9
+
+
+# --- one shape -----------------------------------------------------------------------------------
+
+def build(shape: Shape, dtype, peers: list[str]):
+    rng = np.random.default_rng(0)
+    kernel = (rng.standard_normal((shape.k, shape.cout, shape.cin)) / math.sqrt(shape.k * shape.cin / shape.s)).astype(np.float32)
+    bias = rng.standard_normal(shape.cout).astype(np.float32)
+    x = rng.standard_normal((shape.batch, shape.steps, shape.cin)).astype(np.float32)
+    built = {name: PEERS[name](shape, kernel, bias, x, dtype) for name in peers}
+    want = np.asarray(ct.conv1d_transpose({"kernel": kernel, "bias": bias}, jnp.asarray(x), shape.config(),
+                                          implementation="lhs_dilation")[0])
+    tol = 2e-3 if dtype == jnp.float32 else 0.1
+    for name, (_, _, y) in built.items():
+        np.testing.assert_allclose(np.asarray(y, np.float32), want, rtol=tol, atol=tol,
+                                   err_msg=f"{name} differs from convtrans's reference on {shape}")
+    return built
+
+
+def fmt(value: float) -> str:
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def run(args) -> str:
+    repeats = 5 if args.quick else 9
+    target = 0.002 if args.quick else 0.01
+    peak = gemm_peak_gflops(repeats)
+    lines = [
+        f"Date: {datetime.date.today().isoformat()}; machine: {args.machine}; "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); jax {jax.__version__}, "
+        f"backend {jax.default_backend()}; convtrans default: `{ct.default_implementation()}`; "
+        f"{'quick' if args.quick else 'full'} run, median of {repeats} interleaved samples.",
+        "",
+        f"float32 GEMM peak (jnp.dot 2048^3) measured in this run: **{peak:.0f} GFLOP/s**.",
+        "",
+    ]
+    peers = ["flax", "keras", "equinox", "torch", "reference", "convtrans"]
+    others = peers[:-1]
+    for dtype, shapes, dtype_peers in [(jnp.float32, SHAPES, peers),
+                                       (jnp.bfloat16, BF16_SHAPES, ["flax", "torch", "reference", "convtrans"])]:
+        dname = jnp.dtype(dtype).name
+        dothers = dtype_peers[:-1]
+        for mode, index, factor in [("forward", 0, 1), ("forward+backward", 1, 3)]:
+            lines += [f"### {mode}, {dname}: median ms (speed-up of convtrans = peer ms / convtrans ms)", "",
+                      "| shape | " + " | ".join(dtype_peers) + " | " + " | ".join(f"x {p}" for p in dothers)
+                      + " | GFLOP/s | % GEMM peak |",
+                      "|---" * (1 + len(dtype_peers) + len(dothers) + 2) + "|"]
+            for shape in shapes:
+                built = build(shape, dtype, dtype_peers)
+                ms = time_interleaved({n: b[index] for n, b in built.items()}, repeats, target)
+                gflops = factor * shape.flops() / (ms["convtrans"] * 1e-3) / 1e9
+                label = (f"{shape.name} (B{shape.batch} L{shape.steps} {shape.cin}->{shape.cout} "
+                         f"k{shape.k} s{shape.s}{f' d{shape.d}' if shape.d > 1 else ''})")
+                lines.append(f"| {label} | " + " | ".join(fmt(ms[p]) for p in dtype_peers) + " | "
+                             + " | ".join(f"{ms[p] / ms['convtrans']:.2f}" for p in dothers)
+                             + f" | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
+                print(lines[-1], flush=True)
+            lines.append("")
+    lines += ["### length sweep, forward+backward, float32 (B1 16->16 k16 s8): time per input step", "",
+              "| steps | convtrans ms | convtrans ns/step | torch ms | torch ns/step |", "|---|---|---|---|---|"]
+    for shape in SWEEP:
+        built = build(shape, jnp.float32, ["torch", "convtrans"])
+        ms = time_interleaved({n: b[1] for n, b in built.items()}, max(3, repeats // 3), target)
+        lines.append(f"| {shape.steps} | {fmt(ms['convtrans'])} | {1e6 * ms['convtrans'] / shape.steps:.0f} | "
+                     f"{fmt(ms['torch'])} | {1e6 * ms['torch'] / shape.steps:.0f} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter samples")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.md"),
+                        help="where to write the Markdown table")
+    parser.add_argument("--machine", default="2-core CPU (shared, noisy)", help="machine description for the header")
+    args = parser.parse_args(argv)
+    table = run(args)
+    print(table)
+    with open(args.out, "w") as f:
+        f.write(table)
+
+
+if __name__ == "__main__":
+    main()
