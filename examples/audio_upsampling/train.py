@@ -107,7 +107,7 @@ _HELP = {
               "(without it, a run starts afresh and replaces --out's old checkpoints)",
     "stop_after": "stop after this step (the schedule still spans --steps), e.g. to split a run "
                   "into parts continued with --resume",
-    "devices": "use only the first N devices for the data-parallel mesh (default: all)",
+    "devices": "use only the first N devices for the data-parallel mesh (default: all; single-host runs)",
     "distributed": "call jax.distributed.initialize() first (multi-host: launch one process per host "
                    "with the coordinator settings in the environment, as jax documents)",
     "progress": "show a progress bar (--no-progress to hide it)",
@@ -283,7 +283,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     mngr.wait_until_finished()
     mngr.close()
 
-    host_params = jax.device_get(jax.tree.map(lambda a: a, _unbox(params)))
+    host_params = jax.device_get(_unbox(params))
     result = evaluate(model, host_params, dataset, config)
     result.update(steps=last, wall_s=time.perf_counter() - start, devices=len(devices),
                   train_s=time.perf_counter() - tic - result["eval_s"])
