@@ -70,6 +70,9 @@ class TrainConfig:
     stop_after: Optional[int] = None
     devices: Optional[int] = None
     distributed: bool = False
+    coordinator: Optional[str] = None
+    num_processes: Optional[int] = None
+    process_id: Optional[int] = None
     progress: bool = True
     plots: bool = True
 
@@ -108,8 +111,12 @@ _HELP = {
     "stop_after": "stop after this step (the schedule still spans --steps), e.g. to split a run "
                   "into parts continued with --resume",
     "devices": "use only the first N devices for the data-parallel mesh (default: all; single-host runs)",
-    "distributed": "call jax.distributed.initialize() first (multi-host: launch one process per host "
-                   "with the coordinator settings in the environment, as jax documents)",
+    "distributed": "call jax.distributed.initialize() first (multi-host: launch one process per host"
+                   "; on SLURM/MPI/Cloud TPU the settings are detected, elsewhere give the next three flags)",
+    "coordinator": "with --distributed: address host:port of process 0; unset: detected or "
+                   "$JAX_COORDINATOR_ADDRESS",
+    "num_processes": "with --distributed: number of processes; unset: detected",
+    "process_id": "with --distributed: this process's index, 0 .. num_processes - 1; unset: detected",
     "progress": "show a progress bar (--no-progress to hide it)",
     "plots": "write the PNG pictures (--no-plots to skip them)",
 }
@@ -214,7 +221,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     """
     start = time.perf_counter()
     if config.distributed:
-        jax.distributed.initialize()
+        jax.distributed.initialize(config.coordinator, config.num_processes, config.process_id)
     devices = jax.devices()[: _check(config, len(jax.devices()))]
     mesh = Mesh(np.array(devices), ("data",))
     replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
