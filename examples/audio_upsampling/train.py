@@ -181,10 +181,11 @@ def _check(config: TrainConfig, n_available: int) -> int:
     (``--devices 0`` or ``-1`` would otherwise slice the device list).
     """
     for name in ("rate", "factor", "steps", "batch_size", "clip_length", "channels", "checkpoint_every",
-                 "eval_clips", "eval_length", "warmup_steps", "seed", "stop_after", "devices"):
+                 "eval_clips", "eval_length", "warmup_steps", "seed", "stop_after", "devices",
+                 "num_processes", "process_id"):
         value = getattr(config, name)
-        minimum = 0 if name in ("warmup_steps", "seed") else 1
-        if value is None and name in ("stop_after", "devices"):
+        minimum = 0 if name in ("warmup_steps", "seed", "process_id") else 1
+        if value is None and name in ("stop_after", "devices", "num_processes", "process_id"):
             continue
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             raise ValueError(f"{_flag(name)}={value!r}: expected an integer >= {minimum}.")
