@@ -142,7 +142,39 @@ def polyphase_conv(
     s = config.strides
     if s == 1:
         return _stride_one(x, kernel, config, precision, steps)
+    if config.kernel_size == math.ceil(config.effective_kernel_size / s) * s:
+        return _phases(x, kernel, config, precision, steps)  # every phase has all its taps
+    return _nonfinite_exact(x, kernel, config, precision, steps)
 
+
+def _nonfinite_exact(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any,
+                     steps: int) -> jax.Array:
+    """:func:`_phases`, with NaN and Inf reaching only the outputs that depend on them.
+
+    When ``k < M * s`` the phase kernel holds zeros (phases with fewer taps, dilation gaps), and
+    a NaN or Inf input times such a zero is NaN in outputs that do not depend on it. Only when
+    ``x`` has non-finite values, the output is recomputed from its finite part, except where a
+    non-finite input reaches through a real tap (the structural reach: the same convolution of
+    the non-finite indicator by an all-ones kernel). Three convolutions then, one otherwise.
+    """
+    def plain(x):
+        return _phases(x, kernel, config, precision, steps)
+
+    def exact(x):
+        bad = ~jnp.isfinite(x)
+        finite_part = plain(jnp.where(bad, jnp.zeros((), x.dtype), x))
+        reach = _phases(bad.astype(x.dtype), jnp.ones_like(kernel), config, precision, steps)
+        return jnp.where(reach > 0, plain(x), finite_part)
+
+    return lax.cond(jnp.all(jnp.isfinite(x)), plain, exact, x)
+
+
+def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any,
+            steps: int) -> jax.Array:
+    """The polyphase convolution proper (``strides > 1``, non-empty output)."""
+    time_axis = config.time_axis % 3
+    n = x.shape[time_axis]
+    s = config.strides
     ke = config.effective_kernel_size
     taps = math.ceil(ke / s)
     c = full_result_offset(config)
