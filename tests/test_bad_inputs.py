@@ -407,3 +407,21 @@ def test_example_cli_reports_unparsable_values_with_a_usage_error(flag, value, c
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert flag in message and repr(value) in message
+
+
+def test_example_inference_cli_names_a_folder_that_is_not_a_training_run(tmp_path):
+    from examples.audio_upsampling import infer
+
+    with expect(ValueError, "checkpoint=", str(tmp_path)):
+        infer.main(["--checkpoint", str(tmp_path), "--input", "in.wav", "--output", str(tmp_path / "out.wav")])
+    assert not (tmp_path / "out.wav").exists()
+
+
+def test_example_inference_cli_reports_unparsable_sizes_with_a_usage_error(capsys, tmp_path):
+    from examples.audio_upsampling import infer
+
+    with pytest.raises(SystemExit) as exit_info:
+        infer.main(["--checkpoint", str(tmp_path), "--input", "a.wav", "--output", "b.wav", "--chunk", "1e4"])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    assert "--chunk" in message and "'1e4'" in message
