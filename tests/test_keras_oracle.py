@@ -1,9 +1,11 @@
 """Keras 3's ``Conv1DTranspose`` (JAX backend) as the oracle, over a generated grid.
 
 The grid: kernel 1-9, stride 1-5, dilation 1-3 at stride 1, valid/same, output_padding None and
-every legal value, both data formats, bias on/off and a rotation of activations (864 layers). The
+every legal value (432 geometries), each in one of the two data formats (alternating, so every
+geometry meets both across kernel sizes), bias on/off and a rotation of activations. The
 ``lhs_dilation`` reference must reproduce Keras bit for bit (it is the same computation); every
-other registered implementation must agree to float32 rounding.
+other registered implementation must agree to float32 rounding (on an alternating half of the grid:
+they are also checked against the NumPy reference and by the property tests).
 
 Cost: XLA compiles dominate, so each kernel size's layers run in one jitted Keras call
 (``stateless_call``, what ``model.predict`` runs) and one jitted call of ours with the configs as
@@ -25,14 +27,18 @@ DATA_FORMATS = ["channels_last", "channels_first"]
 IN_CHANNELS, BATCH, STEPS = 3, 2, 6
 
 
-def _grid():
-    """(strides, dilation, padding, output_padding, data_format) for one kernel size: 96 cases."""
+def _grid(kernel_size):
+    """(strides, dilation, padding, output_padding, data_format) for one kernel size: 48 cases.
+
+    Every geometry (strides, dilation, padding, output_padding) appears once per kernel size; the
+    data format, a pure change of layout, alternates along the list and with the kernel size, so
+    each geometry meets both formats across the kernel sizes.
+    """
     cases = []
     for strides in range(1, 6):
         for dilation in ([1, 2, 3] if strides == 1 else [1]):
-            for padding, output_padding, data_format in itertools.product(
-                ["valid", "same"], [None, *range(strides)], DATA_FORMATS
-            ):
+            for padding, output_padding in itertools.product(["valid", "same"], [None, *range(strides)]):
+                data_format = DATA_FORMATS[(len(cases) + kernel_size) % 2]
                 cases.append((strides, dilation, padding, output_padding, data_format))
     return cases
 
@@ -79,7 +85,7 @@ def _ours_jitted(params, xs, configs, implementation):
 def test_reference_is_bit_exact_with_keras_and_every_implementation_agrees(kernel_size):
     rng = np.random.default_rng(kernel_size)
     layers, xs, labels = [], [], []
-    for index, (strides, dilation, padding, output_padding, data_format) in enumerate(_grid()):
+    for index, (strides, dilation, padding, output_padding, data_format) in enumerate(_grid(kernel_size)):
         activation = ACTIVATIONS[index % len(ACTIVATIONS)]
         if activation == "glu" and data_format == "channels_first":
             activation = "silu"  # glu halves the last axis, here the (odd-length) time axis
@@ -94,15 +100,19 @@ def test_reference_is_bit_exact_with_keras_and_every_implementation_agrees(kerne
     expected = _keras_jitted(_Layers(layers), [[v.value for v in layer.trainable_variables] for layer in layers], xs)
     configs = tuple(ct.Conv1DTransposeConfig.from_keras(layer.get_config()) for layer in layers)
     params = [_params(layer) for layer in layers]
-    for name in sorted(ct.IMPLEMENTATIONS):
-        ours = _ours_jitted(params, xs, configs, name)
-        for y, want, label in zip(ours, expected, labels):
-            assert y.shape == want.shape, label
-            if name == "lhs_dilation":
-                np.testing.assert_array_equal(np.asarray(y), np.asarray(want), err_msg=label)
-            else:
-                np.testing.assert_allclose(np.asarray(y), np.asarray(want), rtol=2e-5, atol=2e-5,
-                                           err_msg=f"{name}: {label}")
+    for y, want, label in zip(_ours_jitted(params, xs, configs, "lhs_dilation"), expected, labels):
+        assert y.shape == want.shape, label
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(want), err_msg=label)
+    # The other implementations: half the cases per kernel size, in consecutive pairs (so both
+    # data formats) alternating with it, so every geometry meets about half the kernel sizes.
+    subset = [i for i in range(len(layers)) if (i // 2) % 2 == kernel_size % 2]
+    for name in sorted(set(ct.IMPLEMENTATIONS) - {"lhs_dilation"}):
+        ours = _ours_jitted([params[i] for i in subset], [xs[i] for i in subset],
+                            tuple(configs[i] for i in subset), name)
+        for i, y in zip(subset, ours):
+            assert y.shape == expected[i].shape, labels[i]
+            np.testing.assert_allclose(np.asarray(y), np.asarray(expected[i]), rtol=2e-5, atol=2e-5,
+                                       err_msg=f"{name}: {labels[i]}")
 
 
 EAGER_CASES = [
