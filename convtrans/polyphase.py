@@ -34,6 +34,7 @@ towards ``d`` times the minimum; that combination is rare and stays exact.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -147,6 +148,7 @@ def polyphase_conv(
     return _nonfinite_exact(x, kernel, config, precision, steps)
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
 def _nonfinite_exact(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any,
                      steps: int) -> jax.Array:
     """:func:`_phases`, with NaN and Inf reaching only the outputs that depend on them.
@@ -167,6 +169,21 @@ def _nonfinite_exact(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeCon
         return jnp.where(reach > 0, plain(x), finite_part)
 
     return lax.cond(jnp.all(jnp.isfinite(x)), plain, exact, x)
+
+
+def _nonfinite_exact_jvp(config, precision, steps, primals, tangents):
+    # Differentiating through the lax.cond above makes XLA:CPU run the weight gradient inside a
+    # conditional, ~60x slower (measured: B16 L4096 16->16 k9 s2, 1.1 s against 19 ms). The
+    # tangent of the convolution is the same on both branches wherever it is finite, so it is
+    # taken from the plain polyphase convolution: ordinary convolutions after transposition.
+    x, kernel = primals
+    dx, dkernel = tangents
+    y = _nonfinite_exact(x, kernel, config, precision, steps)
+    dy = _phases(dx, kernel, config, precision, steps) + _phases(x, dkernel, config, precision, steps)
+    return y, dy
+
+
+_nonfinite_exact.defjvp(_nonfinite_exact_jvp)
 
 
 def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any,
