@@ -18,6 +18,7 @@ from jax import lax
 from convtrans import activations
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.geometry import output_length, transpose_pads
+from convtrans.layout import conv_kernel_to_wio, dimension_numbers
 from convtrans.polyphase import polyphase_conv
 
 Params = Mapping[str, jax.Array]
@@ -26,24 +27,6 @@ Aux = dict[str, jax.Array]
 KernelFn = Callable[[jax.Array, jax.Array, Conv1DTransposeConfig, Any], jax.Array]
 
 REGULARIZATION_KEYS = ("kernel", "bias", "activity")
-
-
-def _dimension_numbers(config: Conv1DTransposeConfig) -> tuple[str, str, str]:
-    layout = "NWC" if config.data_format == "channels_last" else "NCW"
-    return (layout, "WIO", layout)
-
-
-def conv_kernel_to_wio(kernel: jax.Array, groups: int) -> jax.Array:
-    """Keras's ``(k, filters // groups, in_channels)`` kernel as the ``(k, in/groups, filters)``
-    (WIO) kernel of the equivalent grouped convolution, taps not flipped.
-
-    Input channel ``c`` of group ``g = c // (in/groups)`` feeds output channels
-    ``g * (filters/groups) + o``, which is how ``feature_group_count`` lays out its groups.
-    """
-    k, filters_per_group, in_channels = kernel.shape
-    in_per_group = in_channels // groups
-    grouped = kernel.reshape(k, filters_per_group, groups, in_per_group)
-    return grouped.transpose(0, 3, 2, 1).reshape(k, in_per_group, groups * filters_per_group)
 
 
 def lhs_dilation_conv(
@@ -65,7 +48,7 @@ def lhs_dilation_conv(
         padding=[(max(left, 0), max(right, 0))],
         lhs_dilation=(config.strides,),
         rhs_dilation=(config.dilation_rate,),
-        dimension_numbers=_dimension_numbers(config),
+        dimension_numbers=dimension_numbers(config),
         feature_group_count=config.groups,
         precision=precision,
     )

@@ -44,13 +44,7 @@ from jax import lax
 
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.geometry import full_result_offset, output_length, transpose_pads
-
-
-def _conv_kernel(kernel: jax.Array, groups: int) -> jax.Array:
-    """Keras's ``(k, filters/groups, in)`` kernel as ``(k, in/groups, groups, filters/groups)``."""
-    k, filters_per_group, in_channels = kernel.shape
-    grouped = kernel.reshape(k, filters_per_group, groups, in_channels // groups)
-    return grouped.transpose(0, 3, 2, 1)
+from convtrans.layout import conv_kernel_to_wio, dimension_numbers, grouped_kernel
 
 
 def phase_kernel(
@@ -68,7 +62,7 @@ def phase_kernel(
     k = kernel.shape[0]
     ke = (k - 1) * d + 1
     taps = math.ceil(ke / s)
-    w = _conv_kernel(kernel, groups)  # (k, in/g, g, f/g)
+    w = grouped_kernel(kernel, groups)  # (k, in/g, g, f/g)
     zero = jnp.zeros((), w.dtype)
     # Dilate the taps (zeros between them) and pad to taps * s, so position m * s + r holds the
     # tap of phase r at phase tap m: a reshape then separates the phases.
@@ -78,11 +72,6 @@ def phase_kernel(
     order = (0, 2, 3, 1, 4) if data_format == "channels_last" else (0, 2, 3, 4, 1)
     w = w.transpose(order).reshape(taps, cin_g, g * s * f_g)
     return jnp.flip(w, axis=0)
-
-
-def _dimension_numbers(config: Conv1DTransposeConfig) -> tuple[str, str, str]:
-    layout = "NWC" if config.data_format == "channels_last" else "NCW"
-    return (layout, "WIO", layout)
 
 
 def _pad_time(x: jax.Array, config: Conv1DTransposeConfig, left: int, right: int) -> jax.Array:
@@ -103,18 +92,14 @@ def _empty_output(x: jax.Array, config: Conv1DTransposeConfig, steps: int) -> ja
 def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any,
                 steps: int) -> jax.Array:
     left, right = transpose_pads(config)
-    k, filters_per_group, in_channels = kernel.shape
-    rhs = jnp.flip(
-        _conv_kernel(kernel, config.groups).reshape(k, in_channels // config.groups, config.filters),
-        axis=0,
-    )
+    rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
     return lax.conv_general_dilated(
         _pad_time(x, config, left, right),
         rhs,
         window_strides=(1,),
         padding=[(0, 0)],
         rhs_dilation=(config.dilation_rate,),
-        dimension_numbers=_dimension_numbers(config),
+        dimension_numbers=dimension_numbers(config),
         feature_group_count=config.groups,
         precision=precision,
     )
@@ -204,7 +189,7 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, prec
         rhs,
         window_strides=(1,),
         padding=[(0, 0)],
-        dimension_numbers=_dimension_numbers(config),
+        dimension_numbers=dimension_numbers(config),
         feature_group_count=config.groups,
         precision=precision,
     )

@@ -1,0 +1,32 @@
+"""Array layouts shared by the kernel functions: dimension numbers and the grouped kernel."""
+
+from __future__ import annotations
+
+import jax
+
+from convtrans.config import Conv1DTransposeConfig
+
+
+def dimension_numbers(config: Conv1DTransposeConfig) -> tuple[str, str, str]:
+    """``lax.conv_general_dilated`` dimension numbers for ``config``'s data format (WIO kernels)."""
+    layout = "NWC" if config.data_format == "channels_last" else "NCW"
+    return (layout, "WIO", layout)
+
+
+def grouped_kernel(kernel: jax.Array, groups: int) -> jax.Array:
+    """Keras's ``(k, filters // groups, in_channels)`` kernel as ``(k, in/groups, groups, filters/groups)``.
+
+    Input channel ``c`` of group ``g = c // (in/groups)`` feeds output channels
+    ``g * (filters/groups) + o``, which is how ``feature_group_count`` lays out its groups.
+    """
+    k, filters_per_group, in_channels = kernel.shape
+    grouped = kernel.reshape(k, filters_per_group, groups, in_channels // groups)
+    return grouped.transpose(0, 3, 2, 1)
+
+
+def conv_kernel_to_wio(kernel: jax.Array, groups: int) -> jax.Array:
+    """The ``(k, in/groups, filters)`` (WIO) kernel of the equivalent grouped convolution, taps
+    not flipped (see :func:`grouped_kernel` for the channel order)."""
+    grouped = grouped_kernel(kernel, groups)
+    k, in_per_group, _, filters_per_group = grouped.shape
+    return grouped.reshape(k, in_per_group, groups * filters_per_group)
