@@ -19,6 +19,7 @@ from convtrans import activations
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.geometry import output_length, transpose_pads
 from convtrans.layout import conv_kernel_to_wio, dimension_numbers
+from convtrans.gemm import gemm_conv
 from convtrans.polyphase import polyphase_conv
 
 Params = Mapping[str, jax.Array]
@@ -59,6 +60,7 @@ def lhs_dilation_conv(
 IMPLEMENTATIONS: dict[str, KernelFn] = {
     "lhs_dilation": lhs_dilation_conv,
     "polyphase": polyphase_conv,
+    "gemm": gemm_conv,
 }
 
 

@@ -14,11 +14,18 @@ and a tap offset as ``j * d = m_j * s + r_j``. Then
 
     full[q * s + r] = sum_{j : r_j = r} x[q - m_j] @ W[j],
 
-so every phase is a stride-1 convolution of ``x`` with ``M = ceil(ke / s)`` taps, and all ``s``
-phases together are one convolution with ``s * filters`` output channels and the phase kernel
-``G[m, :, (r, o)] = W[j, o, :]`` where ``(m_j, r_j) = (m, r)`` (zero elsewhere). Its output for
-block rows ``q0 <= q < q1`` (``q0 = floor(c / s)``, ``q1 = ceil((c + out) / s)``) is reshaped
+so every phase is a stride-1 convolution of ``x`` over its own taps. Phases whose taps follow the
+same pattern (see :func:`phase_groups`; with ``d = 1`` the phases ``r < k mod s`` have one tap
+more than the others) share ONE convolution with ``P * filters`` output channels; when
+``k % s == 0`` that is a single convolution for all ``s`` phases. Their outputs for block rows
+``q0 <= q < q1`` (``q0 = floor(c / s)``, ``q1 = ceil((c + out) / s)``) are interleaved
 depth-to-space to ``(q1 - q0) * s`` steps and cropped to the ``out`` requested ones.
+
+Grouping by pattern rather than padding short phases with zero taps matters for two reasons: a
+zero tap multiplies real inputs, so a NaN or Inf would leak into outputs that do not depend on it,
+and no multiplication is spent on zeros (the cost is exactly ``n * k`` multiply-adds per channel
+pair and batch row, up to the edges), also when ``s > 1`` and ``d > 1`` (PyTorch-style padding),
+where a group's taps are ``d / gcd(s, d)`` phase taps apart (``rhs_dilation``).
 
 For ``s = 1`` this is a plain convolution with the flipped kernel and ``rhs_dilation = d``.
 
@@ -26,52 +33,109 @@ The input is padded with an explicit :func:`jax.lax.pad` (negative pads crop), n
 convolution's ``padding=`` argument: with the latter XLA's passes turn the gradient back into a
 window-reversed convolution. ``tests/test_polyphase.py`` checks the compiled gradient for that.
 
-Cost: ``(q1 - q0) * s * M`` multiply-adds per channel pair and batch row against the minimum
-``n * k``; about 1x when ``d == 1`` and ``k % s == 0``. With both ``s > 1`` and ``d > 1``
-(PyTorch-style padding) the phase kernel holds the zeros between dilated taps, so the cost grows
-towards ``d`` times the minimum; that combination is rare and stays exact.
+Where its temporaries stay small (:data:`GEMM_MAX_BYTES`), the derivatives are not the
+convolutions' own but those of :func:`convtrans.gemm.gemm_conv` (the same bilinear map as one GEMM
+and an overlap-add), whose gradients are GEMMs; with many input channels
+(:data:`GEMM_FORWARD_MIN_CHANNELS`) that form computes the output too. Both were measured faster
+on XLA:CPU; ``polyphase_conv``'s ``forward`` and ``gradients`` arguments override the choice.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from convtrans.config import Conv1DTransposeConfig
+from convtrans.gemm import gemm_conv
 from convtrans.geometry import full_result_offset, output_length, transpose_pads
 from convtrans.layout import conv_kernel_to_wio, dimension_numbers, grouped_kernel
 
+# The GEMM form (convtrans/gemm.py) materializes the tap products, ``batch * n * k * filters``
+# elements, ``k / s`` times the output; its gradients hold about three copies of them, the
+# convolutions' gradients about 3.5 outputs. Above this many bytes the convolutions are used:
+# 64 MiB keeps typical training batches on the faster GEMM gradients (1.1-1.35x forward+backward
+# on XLA:CPU, benchmarks/run.py shapes) and bounds the memory of long inputs.
+GEMM_MAX_BYTES = 64 * 2**20
+# The GEMM forward beats the polyphase convolution on XLA:CPU from about this many input channels
+# (measured 1.15-1.5x at 512, even at 128-256, 0.8-0.95x at 64).
+GEMM_FORWARD_MIN_CHANNELS = 512
+FORMS = ("gemm", "convolution")
 
-def phase_kernel(
-    kernel: jax.Array, strides: int, dilation_rate: int, groups: int, data_format: str
-) -> jax.Array:
-    """The flipped phase kernel ``(M, in/groups, groups * s * filters/groups)`` of the polyphase form.
 
-    Tap ``j`` of Keras's ``(k, filters/groups, in)`` kernel goes to phase tap
-    ``m = (j * d) // s`` and phase ``r = (j * d) % s``; the taps are then flipped along ``m``
-    because ``lax`` convolutions correlate. Output channels are grouped first (what
-    ``feature_group_count`` requires), then ordered ``(r, o)`` for channels_last and ``(o, r)``
-    for channels_first, which keeps the depth-to-space of each layout cheap.
+class PhaseGroup(NamedTuple):
+    """Output phases whose taps follow the same pattern, computed by one convolution.
+
+    Phase ``r`` (output steps ``t`` with full position ``= r mod s``) uses the taps ``j`` with
+    ``j * d = m * s + r``; their phase taps ``m`` are ``first + i * step`` for ``i < taps``.
+    """
+
+    phases: tuple[int, ...]
+    first: int
+    taps: int
+    step: int
+
+
+def phase_groups(kernel_size: int, strides: int, dilation_rate: int) -> tuple[PhaseGroup, ...]:
+    """The phases of a stride-``strides`` transposed convolution, grouped by tap pattern.
+
+    The taps of phase ``r`` are every ``s / gcd(s, d)``-th tap ``j`` from the first with
+    ``j * d = r (mod s)``, so their phase taps step by ``d / gcd(s, d)``. With ``d = 1`` there are
+    at most two groups: phases ``r < k mod s`` with one tap more than the rest. A phase with no
+    taps at all (``s > ke``) has ``taps = 0``: its outputs are zero.
     """
     s, d = strides, dilation_rate
-    k = kernel.shape[0]
-    ke = (k - 1) * d + 1
-    taps = math.ceil(ke / s)
-    w = grouped_kernel(kernel, groups)  # (k, in/g, g, f/g)
-    zero = jnp.zeros((), w.dtype)
-    # Dilate the taps (zeros between them) and pad to taps * s, so position m * s + r holds the
-    # tap of phase r at phase tap m: a reshape then separates the phases.
-    w = lax.pad(w, zero, [(0, taps * s - ke, d - 1), (0, 0, 0), (0, 0, 0), (0, 0, 0)])
+    step = d // math.gcd(s, d)
+    by_pattern: dict[tuple[int, int], list[int]] = {}
+    for r in range(s):
+        taps = [j * d // s for j in range(kernel_size) if j * d % s == r]
+        by_pattern.setdefault((taps[0] if taps else 0, len(taps)), []).append(r)
+    return tuple(PhaseGroup(tuple(phases), first, taps, step)
+                 for (first, taps), phases in sorted(by_pattern.items(), key=lambda kv: kv[1][0]))
+
+
+def phase_kernels(kernel: jax.Array, config: Conv1DTransposeConfig) -> list[jax.Array]:
+    """For each of :func:`phase_groups`, its flipped kernel ``(taps, in/groups, groups * P * f/groups)``.
+
+    ``P`` is the group's number of phases; output channels are ordered ``(group, phase, filter)``
+    for channels_last and ``(group, filter, phase)`` for channels_first, which keeps the
+    depth-to-space of each layout a reshape and one transpose. Groups with no taps get ``None``.
+    """
+    s, d = config.strides, config.dilation_rate
+    ke = config.effective_kernel_size
+    blocks = math.ceil(ke / s)
+    w = grouped_kernel(kernel, config.groups)  # (k, in/g, g, f/g)
+    # Dilate the taps (zeros between them) and pad to blocks * s, so row m * s + r holds the tap
+    # of phase r at phase tap m; a reshape separates the phases. Every group below picks only
+    # real taps out of it, so none of these zeros is ever multiplied.
+    w = lax.pad(w, jnp.zeros((), w.dtype), [(0, blocks * s - ke, d - 1), (0, 0, 0), (0, 0, 0), (0, 0, 0)])
     _, cin_g, g, f_g = w.shape
-    w = w.reshape(taps, s, cin_g, g, f_g)
-    order = (0, 2, 3, 1, 4) if data_format == "channels_last" else (0, 2, 3, 4, 1)
-    w = w.transpose(order).reshape(taps, cin_g, g * s * f_g)
-    return jnp.flip(w, axis=0)
+    w = w.reshape(blocks, s, cin_g, g, f_g)
+    order = (0, 2, 3, 1, 4) if config.data_format == "channels_last" else (0, 2, 3, 4, 1)
+    kernels = []
+    for group in phase_groups(config.kernel_size, s, d):
+        if group.taps == 0:
+            kernels.append(None)
+            continue
+        rows = lax.slice_in_dim(w, group.first, group.first + (group.taps - 1) * group.step + 1,
+                                stride=group.step, axis=0)
+        rows = _take_phases(rows, group.phases, axis=1)
+        rows = rows.transpose(order).reshape(group.taps, cin_g, g * len(group.phases) * f_g)
+        kernels.append(jnp.flip(rows, axis=0))
+    return kernels
+
+
+def _take_phases(a: jax.Array, phases: tuple[int, ...], axis: int) -> jax.Array:
+    first, last = phases[0], phases[-1]
+    if phases == tuple(range(first, last + 1)):
+        return lax.slice_in_dim(a, first, last + 1, axis=axis)
+    return jnp.take(a, np.asarray(phases), axis=axis)
 
 
 def _pad_time(x: jax.Array, config: Conv1DTransposeConfig, left: int, right: int) -> jax.Array:
@@ -89,8 +153,88 @@ def _empty_output(x: jax.Array, config: Conv1DTransposeConfig, steps: int) -> ja
     return jnp.zeros(shape, x.dtype) + 0 * jnp.sum(x, dtype=x.dtype)
 
 
-def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any,
-                steps: int) -> jax.Array:
+def polyphase_conv(
+    x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any = None,
+    gradients: Optional[str] = None, forward: Optional[str] = None,
+) -> jax.Array:
+    """The transposed convolution of ``x`` by ``kernel`` (no bias), the polyphase way.
+
+    Args:
+      x: ``(batch, n, in)`` (channels_last) or ``(batch, in, n)`` (channels_first).
+      kernel: Keras layout ``(k, filters // groups, in)``, in ``x``'s dtype.
+      config: the layer configuration; only the convolution's fields are used.
+      precision: ``lax.Precision`` of the convolution.
+      gradients: how derivatives are computed: ``"gemm"`` (those of
+        :func:`convtrans.gemm.gemm_conv`, the same bilinear map), ``"convolution"`` (the
+        convolutions' own) or None: ``"gemm"`` while the tap products take at most
+        :data:`GEMM_MAX_BYTES`, else ``"convolution"``.
+      forward: how the output is computed: ``"convolution"`` (the polyphase convolution),
+        ``"gemm"`` (:func:`convtrans.gemm.gemm_conv`) or None: ``"gemm"`` when there are at
+        least :data:`GEMM_FORWARD_MIN_CHANNELS` input channels per group and the tap products
+        fit in :data:`GEMM_MAX_BYTES`, else ``"convolution"``.
+
+    Returns:
+      ``(batch, out, filters)`` or ``(batch, filters, out)`` with
+      ``out = output_length(config, n)``; equal to :func:`convtrans.ops.lhs_dilation_conv`.
+    """
+    gemm_fits = _tap_products_bytes(config, x) <= GEMM_MAX_BYTES
+    if gradients is None:
+        gradients = "gemm" if gemm_fits else "convolution"
+    if forward is None:
+        wide = x.shape[config.channel_axis % 3] // config.groups >= GEMM_FORWARD_MIN_CHANNELS
+        forward = "gemm" if gemm_fits and wide else "convolution"
+    for name, value in (("gradients", gradients), ("forward", forward)):
+        if value not in FORMS:
+            raise ValueError(f"{name}={value!r} is unknown; expected one of {FORMS} or None.")
+    n = x.shape[config.time_axis % 3]
+    steps = output_length(config, n)
+    if steps == 0 or x.shape[0] == 0:
+        return _empty_output(x, config, steps)
+    return _convolve(x, kernel, config, precision, forward, gradients)
+
+
+def _tap_products_bytes(config: Conv1DTransposeConfig, x: jax.Array) -> int:
+    batch, n = x.shape[0], x.shape[config.time_axis % 3]
+    return batch * n * config.kernel_size * config.filters * jnp.dtype(x.dtype).itemsize
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def _convolve(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
+              precision: Any, forward: str, gradients: str) -> jax.Array:
+    if forward == "gemm":
+        return gemm_conv(x, kernel, config, precision)
+    return _convolve_plain(x, kernel, config, precision)
+
+
+def _convolve_plain(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
+                    precision: Any) -> jax.Array:
+    if config.strides == 1:
+        return _stride_one(x, kernel, config, precision)
+    return _phases(x, kernel, config, precision)
+
+
+@functools.partial(_convolve.defjvp, symbolic_zeros=True)
+def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
+    # The map is bilinear, so its tangent is the same map applied to (dx, kernel) and (x, dkernel).
+    # Taking that from the GEMM form makes reverse mode, which transposes the tangent, run the
+    # gradients as GEMMs over batch * steps: measured 1.2-1.5x faster forward+backward than the
+    # convolutions' own gradients on XLA:CPU (benchmarks/run.py shapes), whose weight gradient
+    # is the slow part. The forward stays a convolution, which is faster at small channel counts.
+    x, kernel = primals
+    dx, dkernel = tangents
+    y = _convolve(x, kernel, config, precision, forward, gradients)
+    tangent_map = gemm_conv if gradients == "gemm" else _convolve_plain
+    # Symbolic zeros (an argument not being differentiated, such as the input data of a first
+    # layer) are skipped rather than multiplied: that would cost a whole extra forward pass.
+    terms = [tangent_map(a, b, config, precision) for a, b, da in ((dx, kernel, dx), (x, dkernel, dkernel))
+             if not isinstance(da, SymbolicZero)]
+    if not terms:
+        return y, jnp.zeros_like(y)
+    return y, functools.reduce(jnp.add, terms)
+
+
+def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
+                precision: Any) -> jax.Array:
     left, right = transpose_pads(config)
     rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
     return lax.conv_general_dilated(
@@ -105,104 +249,50 @@ def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, 
     )
 
 
-def polyphase_conv(
-    x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any = None
-) -> jax.Array:
-    """The transposed convolution of ``x`` by ``kernel`` (no bias), the polyphase way.
-
-    Args:
-      x: ``(batch, n, in)`` (channels_last) or ``(batch, in, n)`` (channels_first).
-      kernel: Keras layout ``(k, filters // groups, in)``, in ``x``'s dtype.
-      config: the layer configuration; only the convolution's fields are used.
-      precision: ``lax.Precision`` of the convolution.
-
-    Returns:
-      ``(batch, out, filters)`` or ``(batch, filters, out)`` with
-      ``out = output_length(config, n)``; equal to :func:`convtrans.ops.lhs_dilation_conv`.
-    """
-    time_axis = config.time_axis % 3
-    n = x.shape[time_axis]
-    steps = output_length(config, n)
-    if steps == 0 or x.shape[0] == 0:
-        return _empty_output(x, config, steps)
-    s = config.strides
-    if s == 1:
-        return _stride_one(x, kernel, config, precision, steps)
-    if config.kernel_size == math.ceil(config.effective_kernel_size / s) * s:
-        return _phases(x, kernel, config, precision, steps)  # every phase has all its taps
-    return _nonfinite_exact(x, kernel, config, precision, steps)
-
-
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def _nonfinite_exact(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any,
-                     steps: int) -> jax.Array:
-    """:func:`_phases`, with NaN and Inf reaching only the outputs that depend on them.
-
-    When ``k < M * s`` the phase kernel holds zeros (phases with fewer taps, dilation gaps), and
-    a NaN or Inf input times such a zero is NaN in outputs that do not depend on it. Only when
-    ``x`` has non-finite values, the output is recomputed from its finite part, except where a
-    non-finite input reaches through a real tap (the structural reach: the same convolution of
-    the non-finite indicator by an all-ones kernel). Three convolutions then, one otherwise.
-    """
-    def plain(x):
-        return _phases(x, kernel, config, precision, steps)
-
-    def exact(x):
-        bad = ~jnp.isfinite(x)
-        finite_part = plain(jnp.where(bad, jnp.zeros((), x.dtype), x))
-        reach = _phases(bad.astype(x.dtype), jnp.ones_like(kernel), config, precision, steps)
-        return jnp.where(reach > 0, plain(x), finite_part)
-
-    return lax.cond(jnp.all(jnp.isfinite(x)), plain, exact, x)
-
-
-def _nonfinite_exact_jvp(config, precision, steps, primals, tangents):
-    # Differentiating through the lax.cond above makes XLA:CPU run the weight gradient inside a
-    # conditional, ~60x slower (measured: B16 L4096 16->16 k9 s2, 1.1 s against 19 ms). The
-    # tangent of the convolution is the same on both branches wherever it is finite, so it is
-    # taken from the plain polyphase convolution: ordinary convolutions after transposition.
-    x, kernel = primals
-    dx, dkernel = tangents
-    y = _nonfinite_exact(x, kernel, config, precision, steps)
-    dy = _phases(dx, kernel, config, precision, steps) + _phases(x, dkernel, config, precision, steps)
-    return y, dy
-
-
-_nonfinite_exact.defjvp(_nonfinite_exact_jvp)
-
-
-def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any,
-            steps: int) -> jax.Array:
+def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
+            precision: Any) -> jax.Array:
     """The polyphase convolution proper (``strides > 1``, non-empty output)."""
     time_axis = config.time_axis % 3
     n = x.shape[time_axis]
+    steps = output_length(config, n)
     s = config.strides
-    ke = config.effective_kernel_size
-    taps = math.ceil(ke / s)
     c = full_result_offset(config)
-    q0 = c // s
-    q1 = -(-(c + steps) // s)
+    q0, q1 = c // s, -(-(c + steps) // s)
     blocks = q1 - q0
-    rhs = phase_kernel(kernel, s, config.dilation_rate, config.groups, config.data_format)
-    z = lax.conv_general_dilated(
-        _pad_time(x, config, taps - 1 - q0, q1 - n),
-        rhs,
-        window_strides=(1,),
-        padding=[(0, 0)],
-        dimension_numbers=dimension_numbers(config),
-        feature_group_count=config.groups,
-        precision=precision,
-    )
     batch, g, f_g = x.shape[0], config.groups, config.filters // config.groups
+    channels_last = config.data_format == "channels_last"
+    parts, phase_order = [], []
+    for group, rhs in zip(phase_groups(config.kernel_size, s, config.dilation_rate),
+                          phase_kernels(kernel, config)):
+        p = len(group.phases)
+        phase_order += group.phases
+        shape = (batch, blocks, g, p, f_g) if channels_last else (batch, g, f_g, p, blocks)
+        if rhs is None:
+            parts.append(jnp.zeros(shape, x.dtype))
+            continue
+        # Block q of phase r sums x[q - first - i * step] @ tap i: a correlation with the
+        # flipped taps over x padded so that block q0 comes out first.
+        last = group.first + (group.taps - 1) * group.step
+        z = lax.conv_general_dilated(
+            _pad_time(x, config, last - q0, q1 - n - group.first),
+            rhs,
+            window_strides=(1,),
+            padding=[(0, 0)],
+            rhs_dilation=(group.step,),
+            dimension_numbers=dimension_numbers(config),
+            feature_group_count=g,
+            precision=precision,
+        )
+        parts.append(z.reshape(shape))
+    phase_axis = 3
+    y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=phase_axis)
+    if phase_order != sorted(phase_order):
+        y = jnp.take(y, np.argsort(phase_order), axis=phase_axis)
     start = c - q0 * s
-    if config.data_format == "channels_last":
-        # z: (batch, blocks, g * s * f_g) with channels (g, r, o); interleave the phases in time.
-        y = z.reshape(batch, blocks, g, s, f_g)
-        if g > 1:
-            y = y.transpose(0, 1, 3, 2, 4)
-        y = y.reshape(batch, blocks * s, config.filters)
+    if channels_last:
+        # (batch, blocks, g, s, f_g) -> (batch, blocks, s, g, f_g): phases interleave in time.
+        y = y.transpose(0, 1, 3, 2, 4).reshape(batch, blocks * s, config.filters)
         return lax.slice_in_dim(y, start, start + steps, axis=1)
-    # z: (batch, g * f_g * s, blocks) with channels (g, o, r).
-    y = z.reshape(batch, config.filters, s, blocks).transpose(0, 1, 3, 2)
-    y = y.reshape(batch, config.filters, blocks * s)
+    # (batch, g, f_g, s, blocks) -> (batch, g, f_g, blocks, s).
+    y = y.transpose(0, 1, 2, 4, 3).reshape(batch, config.filters, blocks * s)
     return lax.slice_in_dim(y, start, start + steps, axis=2)

@@ -14,10 +14,13 @@ import pytest
 import convtrans as ct
 from convtrans.geometry import output_length
 from convtrans.ops import lhs_dilation_conv
-from convtrans.polyphase import phase_kernel, polyphase_conv
+from convtrans.polyphase import (GEMM_MAX_BYTES, FORMS, PhaseGroup, phase_groups,
+                                 phase_kernels, polyphase_conv)
 from tests.numpy_reference import conv1d_transpose as numpy_reference
 
 TOLERANCE = dict(rtol=2e-5, atol=2e-5)
+# (forward, gradients): every combination polyphase_conv picks by itself.
+FORM_PAIRS = [("convolution", "convolution"), ("convolution", "gemm"), ("gemm", "gemm")]
 
 
 def _legal_output_paddings(padding, strides, dilation):
@@ -70,14 +73,17 @@ def _case_id(case):
 
 @functools.partial(jax.jit, static_argnums=(3,))
 def _outputs_and_gradients(x, kernel, cotangent_seed, config):
-    """``(y, dL/dx, dL/dkernel)`` for both implementations, with a fixed cotangent."""
+    """``(y, dL/dx, dL/dkernel)`` of the reference, then of the polyphase path with each pair of
+    forward and gradient forms it can pick, with a fixed cotangent."""
 
     def run(fn):
-        y, vjp = jax.vjp(lambda x, kernel: fn(x, kernel, config, None), x, kernel)
+        y, vjp = jax.vjp(fn, x, kernel)
         cotangent = jnp.cos(cotangent_seed + jnp.arange(y.size, dtype=y.dtype)).reshape(y.shape)
         return (y, *vjp(cotangent))
 
-    return run(lhs_dilation_conv), run(polyphase_conv)
+    return (run(lambda x, k: lhs_dilation_conv(x, k, config)),
+            *[run(lambda x, k, forms=forms: polyphase_conv(x, k, config, forward=forms[0], gradients=forms[1]))
+              for forms in FORM_PAIRS])
 
 
 def _random_inputs(config, steps, seed=0):
@@ -91,10 +97,11 @@ def _random_inputs(config, steps, seed=0):
 
 def _assert_matches_reference(config, steps):
     x, kernel = _random_inputs(config, steps)
-    reference, polyphase = _outputs_and_gradients(x, kernel, 0.5, config)
-    for name, want, got in zip(("output", "grad x", "grad kernel"), reference, polyphase):
-        assert got.shape == want.shape, name
-        np.testing.assert_allclose(got, want, err_msg=name, **TOLERANCE)
+    reference, *polyphase = _outputs_and_gradients(x, kernel, 0.5, config)
+    for forms, results in zip(FORM_PAIRS, polyphase):
+        for name, want, got in zip(("output", "grad x", "grad kernel"), reference, results):
+            assert got.shape == want.shape, (forms, name)
+            np.testing.assert_allclose(got, want, err_msg=f"{name} (forward, gradients: {forms})", **TOLERANCE)
 
 
 @pytest.mark.parametrize("case", _grid(), ids=_case_id)
@@ -137,12 +144,29 @@ def test_a_batch_of_zero_gives_an_empty_batch():
     assert y.shape == (0, 10, 2)
 
 
-def test_the_phase_kernel_places_tap_j_at_phase_tap_jd_div_s_and_phase_jd_mod_s():
-    k, s, d = 3, 2, 3  # taps at 0, 3, 6 -> (m, r) = (0, 0), (1, 1), (3, 0); M = 4
-    kernel = jnp.arange(1.0, k + 1).reshape(k, 1, 1)
-    flipped = phase_kernel(kernel, s, d, 1, "channels_last")
-    phases = np.asarray(flipped[::-1, 0, :])  # (M, s): unflipped, one filter
-    np.testing.assert_array_equal(phases, [[1, 0], [0, 2], [0, 0], [3, 0]])
+@pytest.mark.parametrize("k, s, d, want", [
+    (16, 8, 1, [PhaseGroup(tuple(range(8)), 0, 2, 1)]),
+    # 9 = 4 * 2 + 1: phase 0 has taps 0, 2, ..., 8 (m = 0..4), phase 1 taps 1, ..., 7 (m = 0..3).
+    (9, 2, 1, [PhaseGroup((0,), 0, 5, 1), PhaseGroup((1,), 0, 4, 1)]),
+    # taps at 0, 3, 6 -> (m, r) = (0, 0), (1, 1), (3, 0): phase 0 at m = 0, 3; phase 1 at m = 1.
+    (3, 2, 3, [PhaseGroup((0,), 0, 2, 3), PhaseGroup((1,), 1, 1, 3)]),
+    # s > ke: phases 2, 3, 4 are reached by no tap.
+    (2, 5, 1, [PhaseGroup((0, 1), 0, 1, 1), PhaseGroup((2, 3, 4), 0, 0, 1)]),
+])
+def test_phases_are_grouped_by_the_pattern_of_their_taps(k, s, d, want):
+    assert list(phase_groups(k, s, d)) == want
+
+
+def test_each_phase_kernel_holds_exactly_the_taps_of_its_phases():
+    config = ct.Conv1DTransposeConfig(filters=1, kernel_size=5, strides=3, padding=0, dilation_rate=2)
+    # taps at 0, 2, 4, 6, 8 -> (m, r) = (0, 0), (0, 2), (1, 1), (2, 0), (2, 2)
+    kernel = jnp.arange(1.0, 6.0).reshape(5, 1, 1)
+    groups = phase_groups(5, 3, 2)
+    kernels = phase_kernels(kernel, config)
+    taps = {r: np.asarray(rhs[::-1, 0, i]).tolist()  # unflipped, one filter: phase r's taps
+            for group, rhs in zip(groups, kernels) for i, r in enumerate(group.phases)}
+    assert taps == {0: [1.0, 4.0], 1: [3.0], 2: [2.0, 5.0]}
+    assert all(group.step == 2 for group in groups)
 
 
 def test_bfloat16_inputs_run_in_bfloat16_and_stay_close_to_float32():
@@ -165,20 +189,28 @@ HLO_CONFIGS = [
     ct.Conv1DTransposeConfig(filters=8, kernel_size=9, strides=2, padding=(3, 4), output_padding=1,
                              data_format="channels_first"),
     ct.Conv1DTransposeConfig(filters=8, kernel_size=3, dilation_rate=2, padding="same"),
+    ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="same", groups=2),
 ]
+HLO_IDS = ["s8", "s2-channels_first", "s1-d2", "s2-groups2"]
+IN_CHANNELS = 4
+
+
+def _inputs(config, steps=32):
+    params = {"kernel": jnp.ones(config.kernel_shape(IN_CHANNELS)), "bias": jnp.zeros(config.filters)}
+    shape = (2, steps, IN_CHANNELS) if config.data_format == "channels_last" else (2, IN_CHANNELS, steps)
+    return params, jnp.ones(shape)
 
 
 def _compiled_gradient_hlo(config, implementation=None):
-    in_channels = 4
-    params = {"kernel": jnp.ones(config.kernel_shape(in_channels)), "bias": jnp.zeros(config.filters)}
-    shape = (2, 32, in_channels) if config.data_format == "channels_last" else (2, in_channels, 32)
-
     def loss(params, x):
         y, _ = ct.conv1d_transpose(params, x, config, implementation=implementation)
         return jnp.sum(y * y)
 
-    grad = jax.jit(jax.grad(loss, argnums=(0, 1)))
-    return grad.lower(params, jnp.ones(shape)).compile().as_text()
+    return jax.jit(jax.grad(loss, argnums=(0, 1))).lower(*_inputs(config)).compile().as_text()
+
+
+def _convolutions(hlo_text):
+    return [line for line in hlo_text.splitlines() if "convolution(" in line]
 
 
 def test_the_default_on_cpu_is_polyphase():
@@ -186,13 +218,13 @@ def test_the_default_on_cpu_is_polyphase():
 
 
 def test_the_slow_markers_do_appear_in_the_reference_gradient():
-    # Guards the next test: the strings it looks for are what XLA prints for the slow path.
+    # Guards the next tests: the strings they look for are what XLA prints for the slow path.
     text = _compiled_gradient_hlo(HLO_CONFIGS[0], implementation="lhs_dilation")
     for marker in SLOW_CONVOLUTION_MARKERS:
         assert marker in text
 
 
-@pytest.mark.parametrize("config", HLO_CONFIGS, ids=["s8", "s2-channels_first", "s1-d2"])
+@pytest.mark.parametrize("config", HLO_CONFIGS, ids=HLO_IDS)
 def test_the_default_gradient_compiles_without_reversed_or_dilated_input_convolutions(config):
     text = _compiled_gradient_hlo(config)
     assert "convolution(" in text
@@ -200,22 +232,89 @@ def test_the_default_gradient_compiles_without_reversed_or_dilated_input_convolu
         assert marker not in text, f"{marker} in the compiled gradient of {config}"
 
 
-@pytest.mark.parametrize("config", HLO_CONFIGS, ids=["s8", "s2-channels_first", "s1-d2"])
-def test_the_default_gradient_convolutions_run_outside_any_conditional(config):
-    # Differentiating through a lax.cond put the weight gradient inside a conditional, which
-    # XLA:CPU ran ~60x slower; the backward convolutions must come from the plain path.
-    convolutions = [line for line in _compiled_gradient_hlo(config).splitlines()
-                    if "convolution(" in line]
-    assert [line for line in convolutions if "cond/" not in line]
-    assert not [line for line in convolutions if "cond/" in line and "transpose(" in line]
+@pytest.mark.parametrize("config", HLO_CONFIGS[:3], ids=HLO_IDS[:3])
+def test_the_convolution_gradients_compile_without_reversed_or_dilated_input_convolutions(config):
+    # What long inputs get. (With groups > 1, XLA lowers the grouped weight gradient of these
+    # convolutions to an input-dilated one; inputs that small take the GEMM gradients.)
+    params, x = _inputs(config)
+    grad = jax.grad(lambda k, x: jnp.sum(polyphase_conv(x, k, config, gradients="convolution") ** 2),
+                    argnums=(0, 1))
+    text = jax.jit(grad).lower(params["kernel"], x).compile().as_text()
+    for marker in SLOW_CONVOLUTION_MARKERS:
+        assert marker not in text, f"{marker} in the compiled gradient of {config}"
 
 
-def test_a_long_input_needs_temporary_memory_within_twice_the_output():
-    steps = 2**18
-    config = ct.Conv1DTransposeConfig(filters=16, kernel_size=16, strides=8, padding="same")
+@pytest.mark.parametrize("config", HLO_CONFIGS, ids=HLO_IDS)
+def test_the_gradients_of_a_training_batch_are_matrix_products_not_convolutions(config):
+    params, x = _inputs(config)
+    forward = jax.jit(lambda params, x: ct.conv1d_transpose(params, x, config)[0])
+    forward_convolutions = len(_convolutions(forward.lower(params, x).compile().as_text()))
+    gradient = _compiled_gradient_hlo(config)
+    assert len(_convolutions(gradient)) == forward_convolutions
+    assert gradient.count(" dot(") + gradient.count("custom-call(") >= 1
+
+
+@pytest.mark.parametrize("config", HLO_CONFIGS, ids=HLO_IDS)
+def test_vmap_adds_no_convolutions_and_no_conditional(config):
+    params, x = _inputs(config)
+    forward = lambda x: ct.conv1d_transpose(params, x, config)[0]
+    plain = jax.jit(forward).lower(x).compile().as_text()
+    mapped = jax.jit(jax.vmap(forward)).lower(jnp.stack([x, x, x])).compile().as_text()
+    assert len(_convolutions(mapped)) == len(_convolutions(plain))
+    assert "conditional(" not in mapped
+
+
+def test_inputs_whose_tap_products_exceed_the_budget_take_the_convolution_gradients():
+    config = HLO_CONFIGS[0]
+    params, x = _inputs(config)
+    grad = jax.grad(lambda k, x: jnp.sum(polyphase_conv(x, k, config) ** 2), argnums=(0, 1))
+    small = jax.jit(grad).lower(params["kernel"], x).compile().as_text()
+    steps = GEMM_MAX_BYTES // (2 * config.kernel_size * config.filters * 4) + 1
+    big_x = jax.ShapeDtypeStruct((2, steps, IN_CHANNELS), jnp.float32)
+    big = jax.jit(grad).lower(params["kernel"], big_x).compile().as_text()
+    assert len(_convolutions(small)) == 1
+    assert len(_convolutions(big)) == 3  # forward, input gradient, kernel gradient
+
+
+@pytest.mark.parametrize("argument", ["gradients", "forward"])
+def test_unknown_forms_are_a_value_error_listing_the_known_ones(argument):
+    config = HLO_CONFIGS[0]
+    params, x = _inputs(config)
+    with pytest.raises(ValueError, match=f"{argument}='adjoint'.*gemm.*convolution"):
+        polyphase_conv(x, params["kernel"], config, **{argument: "adjoint"})
+
+
+@pytest.mark.parametrize("in_channels, groups, convolutions", [(512, 1, 0), (256, 1, 1), (1024, 2, 0)])
+def test_wide_inputs_take_the_gemm_forward(in_channels, groups, convolutions):
+    config = ct.Conv1DTransposeConfig(filters=2 * groups, kernel_size=4, strides=2, padding="same",
+                                      groups=groups)
+    x = jax.ShapeDtypeStruct((1, 8, in_channels), jnp.float32)
+    kernel = jax.ShapeDtypeStruct(config.kernel_shape(in_channels), jnp.float32)
+    text = jax.jit(lambda x, k: polyphase_conv(x, k, config)).lower(x, kernel).compile().as_text()
+    assert len(_convolutions(text)) == convolutions
+
+
+def _temp_bytes_over_output(function, config, steps):
     params = {"kernel": jnp.ones(config.kernel_shape(16)), "bias": jnp.zeros(16)}
     x = jax.ShapeDtypeStruct((1, steps, 16), jnp.float32)
-    forward = jax.jit(lambda params, x: ct.conv1d_transpose(params, x, config)[0])
-    compiled = forward.lower(params, x).compile()
-    output_bytes = 4 * output_length(config, steps) * config.filters
-    assert compiled.memory_analysis().temp_size_in_bytes <= 2 * output_bytes
+    compiled = jax.jit(function).lower(params, x).compile()
+    return compiled.memory_analysis().temp_size_in_bytes / (4 * output_length(config, steps) * config.filters)
+
+
+LONG_INPUT_CONFIGS = [
+    ct.Conv1DTransposeConfig(filters=16, kernel_size=16, strides=8, padding="same"),
+    ct.Conv1DTransposeConfig(filters=16, kernel_size=9, strides=2, padding="same"),
+]
+
+
+@pytest.mark.parametrize("config", LONG_INPUT_CONFIGS, ids=["k16-s8", "k9-s2"])
+def test_a_long_input_needs_temporary_memory_within_twice_the_output(config):
+    forward = lambda params, x: ct.conv1d_transpose(params, x, config)[0]
+    assert _temp_bytes_over_output(forward, config, 2**18) <= 2
+
+
+@pytest.mark.parametrize("config", LONG_INPUT_CONFIGS, ids=["k16-s8", "k9-s2"])
+def test_the_gradients_of_a_long_input_need_temporary_memory_within_five_times_the_output(config):
+    # The input, kernel and output gradients and the saved input are about four outputs' worth.
+    loss = lambda params, x: jnp.sum(ct.conv1d_transpose(params, x, config)[0] ** 2)
+    assert _temp_bytes_over_output(jax.grad(loss, argnums=(0, 1)), config, 2**18) <= 5

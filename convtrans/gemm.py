@@ -1,0 +1,108 @@
+"""The transposed convolution as ONE matrix product followed by an overlap-add.
+
+Why: in the scatter view of a transposed convolution every input step ``i`` multiplies every tap
+``j`` and the product lands at position ``i * s + j * d`` of the full result. Computing all the
+products first is a single GEMM, ``Z[b, i, j, :] = x[b, i, :] @ W[j]^T`` (``(batch * n, in)``
+by ``(in, k * filters)``), and what is left is placing and summing them, which moves data but does
+no multiplications. Differentiated, this is three GEMMs over the longest dimension
+(``batch * n``), which XLA:CPU runs near its matmul peak; the weight gradient of a convolution
+runs well below it. :func:`convtrans.polyphase.polyphase_conv` uses this form for its gradients.
+
+Placing (``n`` input steps, ``k`` taps, stride ``s``, dilation ``d``, ``ke = (k - 1) * d + 1``,
+``c = full_result_offset(config)``, output step ``t`` is full position ``t + c``):
+
+* ``s = 1``: tap ``j`` of row ``i`` is at ``i + j * d``; the result is the sum over ``j`` of
+  ``Z[:, :, j]`` shifted by ``j * d`` rows.
+* ``s > 1``: the taps of one input row, zero-padded to ``M * s`` with ``M = ceil(ke / s)`` and
+  gaps of ``d - 1`` between them, cover ``M`` consecutive blocks of ``s`` output steps, so the
+  result in blocks is the sum over ``m < M`` of block ``m`` shifted by ``m`` rows, which a reshape
+  turns into steps.
+
+The zeros are inserted after the multiplication, so a NaN or Inf input reaches exactly the outputs
+that depend on it. The cost is a temporary ``Z`` of ``k / s`` times the output's size.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from convtrans.config import Conv1DTransposeConfig
+from convtrans.geometry import full_result_offset, output_length
+
+
+def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
+                 precision: Any = None) -> jax.Array:
+    """``Z[b, i, j, :] = x[b, i, :] @ W[j]^T`` as ``(batch, n, k, filters)``, groups respected.
+
+    ``kernel`` is Keras's ``(k, filters // groups, in)``; input channels of group ``g`` feed
+    filters ``g * filters // groups + o``.
+    """
+    g = config.groups
+    k, f_g, in_channels = kernel.shape
+    w = kernel.reshape(k, f_g, g, in_channels // g)
+    if config.data_format == "channels_last":
+        batch, n, _ = x.shape
+        lhs, group_axis, channel_axis = x.reshape(batch, n, g, in_channels // g), 2, 3
+    else:
+        batch, _, n = x.shape
+        lhs, group_axis, channel_axis = x.reshape(batch, g, in_channels // g, n), 1, 2
+    # (g, batch, n, k, f_g): batch dimensions come first in a dot_general's result.
+    z = lax.dot_general(lhs, w, (((channel_axis,), (3,)), ((group_axis,), (2,))),
+                        precision=precision)
+    return z.transpose(1, 2, 3, 0, 4).reshape(batch, n, k, g * f_g)
+
+
+def _shift_add(z: jax.Array, row_step: int, first: int, stop: int) -> jax.Array:
+    """Rows ``[first, stop)`` of ``sum_t shift(z[:, :, t], t * row_step)``; z is ``(B, n, T, C)``.
+
+    The taps are separated with ONE ``lax.split`` rather than ``T`` slices: reverse mode
+    transposes a split into a single concatenate that writes the cotangent of ``z`` once, whereas
+    each slice would transpose into its own full-size zero-padded copy of it.
+    """
+    n = z.shape[1]
+    zero = jnp.zeros((), z.dtype)
+    total = None
+    for t, tap in enumerate(lax.split(z, [1] * z.shape[2], axis=2)):
+        shift = t * row_step
+        if shift >= stop or shift + n <= first:
+            continue  # entirely outside the requested rows (and lax.pad would crop past the array)
+        placed = lax.pad(tap[:, :, 0], zero, [(0, 0, 0), (shift - first, stop - n - shift, 0), (0, 0, 0)])
+        total = placed if total is None else total + placed
+    if total is None:
+        return jnp.zeros((z.shape[0], stop - first, z.shape[3]), z.dtype)
+    return total
+
+
+def gemm_conv(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
+              precision: Any = None) -> jax.Array:
+    """The transposed convolution of ``x`` by ``kernel`` (no bias) as a GEMM and an overlap-add.
+
+    Same contract as :func:`convtrans.polyphase.polyphase_conv`: ``x`` is ``(batch, n, in)`` or
+    ``(batch, in, n)``, ``kernel`` Keras's ``(k, filters // groups, in)``, the result
+    ``(batch, out, filters)`` or ``(batch, filters, out)`` with ``out = output_length(config, n)``.
+    """
+    n = x.shape[config.time_axis % 3]
+    steps = output_length(config, n)
+    s, d = config.strides, config.dilation_rate
+    c = full_result_offset(config)
+    z = tap_products(x, kernel, config, precision)
+    batch, _, k, filters = z.shape
+    if s == 1:
+        y = _shift_add(z, d, c, c + steps)
+    else:
+        ke = config.effective_kernel_size
+        blocks_per_row = math.ceil(ke / s)
+        q0, q1 = c // s, -(-(c + steps) // s)
+        z = lax.pad(z, jnp.zeros((), z.dtype),
+                    [(0, 0, 0), (0, 0, 0), (0, blocks_per_row * s - ke, d - 1), (0, 0, 0)])
+        # Reshapes only merge or only split axes: what explicitly sharded arrays allow.
+        z = z.reshape(batch, n, blocks_per_row * s * filters).reshape(batch, n, blocks_per_row, s * filters)
+        y = _shift_add(z, 1, q0, q1).reshape(batch, q1 - q0, s, filters)
+        y = y.reshape(batch, (q1 - q0) * s, filters)
+        y = lax.slice_in_dim(y, c - q0 * s, c - q0 * s + steps, axis=1)
+    return y if config.data_format == "channels_last" else y.transpose(0, 2, 1)
