@@ -79,8 +79,10 @@ def _jax_pair(apply: Callable, params, x):
 
     @jax.jit
     def forward_backward(params, x):
-        _, vjp = jax.vjp(apply, params, x)
-        return vjp(cotangent)
+        # The output is returned too: a linear layer's gradients do not need it, so XLA would
+        # otherwise drop the forward pass, which a training step (and torch's timing) includes.
+        y, vjp = jax.vjp(apply, params, x)
+        return y, vjp(cotangent)
 
     return (lambda: forward(params, x)), (lambda: forward_backward(params, x)), y
 
