@@ -24,7 +24,6 @@ that depend on it. The cost is a temporary ``Z`` of ``k / s`` times the output's
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -32,7 +31,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from convtrans.config import Conv1DTransposeConfig
-from convtrans.geometry import full_result_offset, output_length
+from convtrans.geometry import full_result_offset, kernel_blocks, output_blocks, output_length
+from convtrans.layout import taps_on_block_grid
 
 
 def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
@@ -88,21 +88,19 @@ def gemm_conv(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
     """
     n = x.shape[config.time_axis % 3]
     steps = output_length(config, n)
-    s, d = config.strides, config.dilation_rate
-    c = full_result_offset(config)
+    s = config.strides
     z = tap_products(x, kernel, config, precision)
-    batch, _, k, filters = z.shape
+    batch, _, _, filters = z.shape
     if s == 1:
-        y = _shift_add(z, d, c, c + steps)
+        c = full_result_offset(config)
+        y = _shift_add(z, config.dilation_rate, c, c + steps)
     else:
-        ke = config.effective_kernel_size
-        blocks_per_row = math.ceil(ke / s)
-        q0, q1 = c // s, -(-(c + steps) // s)
-        z = lax.pad(z, jnp.zeros((), z.dtype),
-                    [(0, 0, 0), (0, 0, 0), (0, blocks_per_row * s - ke, d - 1), (0, 0, 0)])
+        q0, q1, start = output_blocks(config, steps)
+        blocks_per_row = kernel_blocks(config)
+        z = taps_on_block_grid(z, 2, config)
         # Reshapes only merge or only split axes: what explicitly sharded arrays allow.
         z = z.reshape(batch, n, blocks_per_row * s * filters).reshape(batch, n, blocks_per_row, s * filters)
         y = _shift_add(z, 1, q0, q1).reshape(batch, q1 - q0, s, filters)
         y = y.reshape(batch, (q1 - q0) * s, filters)
-        y = lax.slice_in_dim(y, c - q0 * s, c - q0 * s + steps, axis=1)
+        y = lax.slice_in_dim(y, start, start + steps, axis=1)
     return y if config.data_format == "channels_last" else y.transpose(0, 2, 1)

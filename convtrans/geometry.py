@@ -1,7 +1,8 @@
 """Output-length and padding arithmetic: the one place where it lives.
 
-Everything in convtrans that needs to know how long an output is, or how far a transposed
-convolution reaches past the input, calls the two functions here.
+Everything in convtrans that needs to know how long an output is, how far a transposed
+convolution reaches past the input, or which blocks of ``s`` full-result positions an output
+covers, calls the functions here.
 
 Notation: ``n`` input length, ``k`` kernel size, ``s`` stride, ``d`` dilation,
 ``op`` output padding, ``ke = (k - 1) * d + 1`` the effective (dilated) kernel size.
@@ -113,3 +114,28 @@ def full_result_offset(config: "Conv1DTransposeConfig") -> int:
     """Index in the full result of output sample 0: ``ke - 1 - left`` (negative: zeros before)."""
     ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
     return ke - 1 - transpose_pads(config).left
+
+
+class OutputBlocks(NamedTuple):
+    """An output as blocks of ``s`` full-result positions (block ``q`` is ``q*s .. q*s + s - 1``).
+
+    Blocks ``first <= q < stop`` cover the output, whose step 0 is position ``start`` of block
+    ``first`` (``start = c - first * s`` with ``c = full_result_offset(config)``).
+    """
+
+    first: int
+    stop: int
+    start: int
+
+
+def output_blocks(config: "Conv1DTransposeConfig", steps: int) -> OutputBlocks:
+    """The blocks of ``config.strides`` full-result positions that an output of ``steps`` covers."""
+    s = config.strides
+    c = full_result_offset(config)
+    first, stop = c // s, -(-(c + steps) // s)
+    return OutputBlocks(first, stop, c - first * s)
+
+
+def kernel_blocks(config: "Conv1DTransposeConfig") -> int:
+    """``ceil(ke / s)``: how many blocks of ``s`` full-result positions one input step's taps span."""
+    return math.ceil(effective_kernel_size(config.kernel_size, config.dilation_rate) / config.strides)

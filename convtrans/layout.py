@@ -1,10 +1,14 @@
-"""Array layouts shared by the kernel functions: dimension numbers and the grouped kernel."""
+"""Array layouts shared by the kernel functions: dimension numbers, the grouped kernel, and taps
+placed on the block grid of the polyphase and GEMM forms."""
 
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
+from jax import lax
 
 from convtrans.config import Conv1DTransposeConfig
+from convtrans.geometry import kernel_blocks
 
 
 def dimension_numbers(config: Conv1DTransposeConfig) -> tuple[str, str, str]:
@@ -30,3 +34,15 @@ def conv_kernel_to_wio(kernel: jax.Array, groups: int) -> jax.Array:
     grouped = grouped_kernel(kernel, groups)
     k, in_per_group, _, filters_per_group = grouped.shape
     return grouped.reshape(k, in_per_group, groups * filters_per_group)
+
+
+def taps_on_block_grid(a: jax.Array, axis: int, config: Conv1DTransposeConfig) -> jax.Array:
+    """``a`` with its ``k``-long tap axis spread over ``kernel_blocks(config) * s`` rows.
+
+    Tap ``j`` lands on row ``j * d``, zeros everywhere else, so that splitting the axis into
+    ``(kernel_blocks, s)`` gives each tap's block ``j * d // s`` and phase ``j * d % s``.
+    """
+    pads = [(0, 0, 0)] * a.ndim
+    pads[axis] = (0, kernel_blocks(config) * config.strides - config.effective_kernel_size,
+                  config.dilation_rate - 1)
+    return lax.pad(a, jnp.zeros((), a.dtype), pads)

@@ -54,8 +54,8 @@ from jax.custom_derivatives import SymbolicZero
 
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.gemm import gemm_conv
-from convtrans.geometry import full_result_offset, output_length, transpose_pads
-from convtrans.layout import conv_kernel_to_wio, dimension_numbers, grouped_kernel
+from convtrans.geometry import kernel_blocks, output_blocks, output_length, transpose_pads
+from convtrans.layout import conv_kernel_to_wio, dimension_numbers, grouped_kernel, taps_on_block_grid
 
 # The GEMM form (convtrans/gemm.py) materializes the tap products, ``batch * n * k * filters``
 # elements, ``k / s`` times the output; its gradients hold about three copies of them, the
@@ -108,15 +108,12 @@ def phase_kernels(kernel: jax.Array, config: Conv1DTransposeConfig) -> list[jax.
     depth-to-space of each layout a reshape and one transpose. Groups with no taps get ``None``.
     """
     s, d = config.strides, config.dilation_rate
-    ke = config.effective_kernel_size
-    blocks = math.ceil(ke / s)
-    w = grouped_kernel(kernel, config.groups)  # (k, in/g, g, f/g)
-    # Dilate the taps (zeros between them) and pad to blocks * s, so row m * s + r holds the tap
-    # of phase r at phase tap m; a reshape separates the phases. Every group below picks only
-    # real taps out of it, so none of these zeros is ever multiplied.
-    w = lax.pad(w, jnp.zeros((), w.dtype), [(0, blocks * s - ke, d - 1), (0, 0, 0), (0, 0, 0), (0, 0, 0)])
+    # Row m * s + r of the block grid holds the tap of phase r at phase tap m; a reshape separates
+    # the phases. Every group below picks only real taps out of it, so none of the grid's zeros
+    # is ever multiplied.
+    w = taps_on_block_grid(grouped_kernel(kernel, config.groups), 0, config)  # (M * s, in/g, g, f/g)
     _, cin_g, g, f_g = w.shape
-    w = w.reshape(blocks, s, cin_g, g, f_g)
+    w = w.reshape(kernel_blocks(config), s, cin_g, g, f_g)
     order = (0, 2, 3, 1, 4) if config.data_format == "channels_last" else (0, 2, 3, 4, 1)
     kernels = []
     for group in phase_groups(config.kernel_size, s, d):
@@ -217,20 +214,21 @@ def _convolve_plain(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConf
 def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
     # The map is bilinear, so its tangent is the same map applied to (dx, kernel) and (x, dkernel).
     # Taking that from the GEMM form makes reverse mode, which transposes the tangent, run the
-    # gradients as GEMMs over batch * steps: measured 1.2-1.5x faster forward+backward than the
-    # convolutions' own gradients on XLA:CPU (benchmarks/run.py shapes), whose weight gradient
-    # is the slow part. The forward stays a convolution, which is faster at small channel counts.
+    # gradients as GEMMs over batch * steps (see GEMM_MAX_BYTES for the measured gain); the
+    # convolutions' weight gradient is the slow part of their own.
     x, kernel = primals
     dx, dkernel = tangents
     y = _convolve(x, kernel, config, precision, forward, gradients)
     tangent_map = gemm_conv if gradients == "gemm" else _convolve_plain
     # Symbolic zeros (an argument not being differentiated, such as the input data of a first
     # layer) are skipped rather than multiplied: that would cost a whole extra forward pass.
-    terms = [tangent_map(a, b, config, precision) for a, b, da in ((dx, kernel, dx), (x, dkernel, dkernel))
-             if not isinstance(da, SymbolicZero)]
-    if not terms:
-        return y, jnp.zeros_like(y)
-    return y, functools.reduce(jnp.add, terms)
+    dy = None
+    if not isinstance(dx, SymbolicZero):
+        dy = tangent_map(dx, kernel, config, precision)
+    if not isinstance(dkernel, SymbolicZero):
+        term = tangent_map(x, dkernel, config, precision)
+        dy = term if dy is None else dy + term
+    return y, jnp.zeros_like(y) if dy is None else dy
 
 
 def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
@@ -256,8 +254,7 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
     n = x.shape[time_axis]
     steps = output_length(config, n)
     s = config.strides
-    c = full_result_offset(config)
-    q0, q1 = c // s, -(-(c + steps) // s)
+    q0, q1, start = output_blocks(config, steps)
     blocks = q1 - q0
     batch, g, f_g = x.shape[0], config.groups, config.filters // config.groups
     channels_last = config.data_format == "channels_last"
@@ -288,7 +285,6 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
     y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=phase_axis)
     if phase_order != sorted(phase_order):
         y = jnp.take(y, np.argsort(phase_order), axis=phase_axis)
-    start = c - q0 * s
     if channels_last:
         # (batch, blocks, g, s, f_g) -> (batch, blocks, s, g, f_g): phases interleave in time.
         y = y.transpose(0, 1, 3, 2, 4).reshape(batch, blocks * s, config.filters)

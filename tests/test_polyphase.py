@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import convtrans as ct
-from convtrans.geometry import output_length
+from convtrans.geometry import full_result_offset, output_blocks, output_length
 from convtrans.ops import lhs_dilation_conv
 from convtrans.polyphase import (GEMM_MAX_BYTES, FORMS, PhaseGroup, phase_groups,
                                  phase_kernels, polyphase_conv)
@@ -142,6 +142,18 @@ def test_a_batch_of_zero_gives_an_empty_batch():
     config = ct.Conv1DTransposeConfig(filters=2, kernel_size=4, strides=2, padding="same")
     y = polyphase_conv(jnp.zeros((0, 5, 3)), jnp.ones((4, 2, 3)), config)
     assert y.shape == (0, 10, 2)
+
+
+@pytest.mark.parametrize("case", _grid()[::7], ids=_case_id)
+def test_the_output_blocks_are_the_fewest_whole_blocks_covering_the_output(case):
+    config, steps = case
+    out = output_length(config, steps)
+    s, c = config.strides, full_result_offset(config)
+    first, stop, start = output_blocks(config, out)
+    positions = range(c, c + out)  # full-result positions of the output steps
+    if out:
+        assert first == min(positions) // s and stop == max(positions) // s + 1
+    assert first * s + start == c
 
 
 @pytest.mark.parametrize("k, s, d, want", [
