@@ -4,11 +4,12 @@ Usage: ``python -m benchmarks.run [--quick] [--out benchmarks/results.md]``.
 
 Method: every implementation of a shape is built from the same Keras-layout weights, its output is
 checked equal to convtrans's reference before anything is timed, then the implementations are
-timed round-robin (interleaved, so machine noise hits all of them alike) after a warm-up; a
-sample is the mean of enough calls to last a few milliseconds and the table quotes medians.
+timed round-robin (interleaved, so machine noise hits all of them alike); each sample starts with
+``WARM_S`` of untimed calls of its own implementation, then is the mean of enough calls to last a
+few milliseconds, and the table quotes medians.
 Useful work is ``2 * B * L * Cin * Cout * k`` FLOPs forward (``L`` input steps), three times
 that forward+backward (gradients for the kernel, the bias and the input), and is compared with
-the float32 GEMM peak (``jnp.dot`` of two 2048x2048 matrices) measured in the same run.
+the GEMM peak of the same dtype (``jnp.dot`` of two 2048x2048 matrices) measured in the same run.
 """
 
 from __future__ import annotations
@@ -78,13 +79,15 @@ def _jax_pair(apply: Callable, params, x):
     forward = jax.jit(apply)
 
     @jax.jit
-    def forward_backward(params, x):
+    def forward_backward(params, x, cotangent):
         # The output is returned too: a linear layer's gradients do not need it, so XLA would
         # otherwise drop the forward pass, which a training step (and torch's timing) includes.
+        # The cotangent is an argument, not a closed-over constant, so that nothing of the
+        # backward pass (the bias gradient, say) is constant-folded at compile time.
         y, vjp = jax.vjp(apply, params, x)
         return y, vjp(cotangent)
 
-    return (lambda: forward(params, x)), (lambda: forward_backward(params, x)), y
+    return (lambda: forward(params, x)), (lambda: forward_backward(params, x, cotangent)), y
 
 
 def convtrans_peer(shape, kernel, bias, x, dtype, implementation):
@@ -203,6 +206,21 @@ def _calibrate(fn, target_s):
     return max(1, int(target_s / max(once, 1e-6)))
 
 
+# After its last call an implementation's worker threads keep spinning for several ms (torch's
+# OpenMP pool, XLA's Eigen pool); on 2 cores that slowed the next implementation's first calls by
+# up to 50% (measured), which in a round-robin always penalized the same neighbour. Each sample
+# therefore starts with this many seconds of untimed calls of its own implementation.
+WARM_S = 0.02
+
+
+def _warm(fn: Callable) -> None:
+    end = time.perf_counter() + WARM_S
+    while True:
+        _block(fn())
+        if time.perf_counter() >= end:
+            return
+
+
 def time_interleaved(fns: dict[str, Callable], repeats: int, target_s: float) -> dict[str, float]:
     """Median milliseconds per call of each function, sampled round-robin."""
     inner = {name: _calibrate(fn, target_s) for name, fn in fns.items()}
@@ -211,6 +229,7 @@ def time_interleaved(fns: dict[str, Callable], repeats: int, target_s: float) ->
     for r in range(repeats):
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn, count = fns[name], inner[name]
+            _warm(fn)
             start = time.perf_counter()
             for _ in range(count):
                 out = fn()
@@ -219,9 +238,11 @@ def time_interleaved(fns: dict[str, Callable], repeats: int, target_s: float) ->
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
-def gemm_peak_gflops(repeats: int) -> float:
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((2048, 2048)), jnp.float32)
-    dot = jax.jit(jnp.dot)
+def gemm_peak_gflops(repeats: int, dtype=jnp.float32) -> float:
+    """GFLOP/s of a 2048^3 ``jnp.dot`` in ``dtype``; 16-bit operands accumulate in float32, the
+    fastest form XLA offers them (on CPUs with bfloat16 dot-product instructions, 2x float32)."""
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((2048, 2048)), dtype)
+    dot = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
     ms = time_interleaved({"gemm": lambda: dot(a, a)}, repeats, 0.2)["gemm"]
     return 2 * 2048**3 / (ms * 1e-3) / 1e9
 
@@ -250,14 +271,16 @@ def fmt(value: float) -> str:
 def run(args) -> str:
     repeats = 5 if args.quick else 7
     target = 0.002 if args.quick else 0.005
-    peak = gemm_peak_gflops(repeats)
+    peaks = {jnp.float32: gemm_peak_gflops(repeats), jnp.bfloat16: gemm_peak_gflops(repeats, jnp.bfloat16)}
     lines = [
         f"Date: {datetime.date.today().isoformat()}; machine: {args.machine}; "
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); jax {jax.__version__}, "
         f"backend {jax.default_backend()}; convtrans default: `{ct.default_implementation()}`; "
         f"{'quick' if args.quick else 'full'} run, median of {repeats} interleaved samples.",
         "",
-        f"float32 GEMM peak (jnp.dot 2048^3) measured in this run: **{peak:.0f} GFLOP/s**.",
+        f"GEMM peaks (jnp.dot 2048^3) measured in this run: float32 **{peaks[jnp.float32]:.0f} GFLOP/s**, "
+        f"bfloat16 with float32 accumulation **{peaks[jnp.bfloat16]:.0f} GFLOP/s**; each table's "
+        "% GEMM peak is against its dtype's.",
         "",
     ]
     peers = ["flax", "keras", "equinox", "torch", "reference", "convtrans"]
@@ -279,7 +302,7 @@ def run(args) -> str:
                          f"k{shape.k} s{shape.s}{f' d{shape.d}' if shape.d > 1 else ''})")
                 lines.append(f"| {label} | " + " | ".join(fmt(ms[p]) for p in dtype_peers) + " | "
                              + " | ".join(f"{ms[p] / ms['convtrans']:.2f}" for p in dothers)
-                             + f" | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
+                             + f" | {gflops:.0f} | {100 * gflops / peaks[dtype]:.0f}% |")
                 print(lines[-1], flush=True)
             lines.append("")
     lines += ["### length sweep, forward+backward, float32 (B1 16->16 k16 s8): time per input step", "",

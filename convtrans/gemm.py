@@ -20,6 +20,12 @@ Placing (``n`` input steps, ``k`` taps, stride ``s``, dilation ``d``, ``ke = (k 
 
 The zeros are inserted after the multiplication, so a NaN or Inf input reaches exactly the outputs
 that depend on it. The cost is a temporary ``Z`` of ``k / s`` times the output's size.
+
+16-bit inputs are multiplied with float32 accumulation and ``Z`` and the overlap-add stay in
+float32 (:func:`accumulation_dtype`): the output is rounded to the input's dtype once, as a
+convolution's would be, and on XLA:CPU a bfloat16 x bfloat16 -> float32 product runs on the CPU's
+bfloat16 dot-product instructions (2x the float32 GEMM rate where it has them, measured), whereas a
+bfloat16-output product is computed as a float32 one.
 """
 
 from __future__ import annotations
@@ -35,9 +41,17 @@ from convtrans.geometry import full_result_offset, kernel_blocks, output_blocks,
 from convtrans.layout import taps_on_block_grid
 
 
+def accumulation_dtype(dtype: Any) -> jnp.dtype:
+    """The dtype products are accumulated in: float32 for 16-bit floats, else ``dtype`` itself."""
+    dtype = jnp.dtype(dtype)
+    return jnp.dtype(jnp.float32) if jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize < 4 else dtype
+
+
 def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
                  precision: Any = None) -> jax.Array:
     """``Z[b, i, j, :] = x[b, i, :] @ W[j]^T`` as ``(batch, n, k, filters)``, groups respected.
+
+    ``Z`` is in :func:`accumulation_dtype` of ``x.dtype``.
 
     ``kernel`` is Keras's ``(k, filters // groups, in)``; input channels of group ``g`` feed
     filters ``g * filters // groups + o``.
@@ -53,7 +67,7 @@ def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
         lhs, group_axis, channel_axis = x.reshape(batch, g, in_channels // g, n), 1, 2
     # (g, batch, n, k, f_g): batch dimensions come first in a dot_general's result.
     z = lax.dot_general(lhs, w, (((channel_axis,), (3,)), ((group_axis,), (2,))),
-                        precision=precision)
+                        precision=precision, preferred_element_type=accumulation_dtype(x.dtype))
     return z.transpose(1, 2, 3, 0, 4).reshape(batch, n, k, g * f_g)
 
 
@@ -103,4 +117,5 @@ def gemm_conv(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
         y = _shift_add(z, 1, q0, q1).reshape(batch, q1 - q0, s, filters)
         y = y.reshape(batch, (q1 - q0) * s, filters)
         y = lax.slice_in_dim(y, start, start + steps, axis=1)
+    y = y.astype(x.dtype)
     return y if config.data_format == "channels_last" else y.transpose(0, 2, 1)

@@ -38,6 +38,15 @@ convolutions' own but those of :func:`convtrans.gemm.gemm_conv` (the same biline
 and an overlap-add), whose gradients are GEMMs; with many input channels
 (:data:`GEMM_FORWARD_MIN_CHANNELS`) that form computes the output too. Both were measured faster
 on XLA:CPU; ``polyphase_conv``'s ``forward`` and ``gradients`` arguments override the choice.
+
+bfloat16 inputs with :data:`DOT_CORRELATION_MIN_CHANNELS` or more input channels per group run
+each stride-1 convolution on CPU as one matrix product of stacked shifted windows, accumulated in
+float32 (see :func:`_correlate`): XLA:CPU computes bfloat16 convolutions at float32 speed but
+bfloat16 products on the CPU's bfloat16 dot-product instructions. Their gradients still run at
+float32 speed: reverse mode transposes a float32-accumulated product into one whose cotangent is
+float32. Only a ``custom_vjp`` could keep the backward products in bfloat16, and JAX cannot
+forward-differentiate a ``custom_vjp`` function, so ``jax.jvp`` and ``jax.hessian`` would stop
+working for bfloat16 inputs; this module keeps them.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from convtrans.config import Conv1DTransposeConfig
-from convtrans.gemm import gemm_conv
+from convtrans.gemm import accumulation_dtype, gemm_conv
 from convtrans.geometry import kernel_blocks, output_blocks, output_length, transpose_pads
 from convtrans.layout import conv_kernel_to_wio, dimension_numbers, grouped_kernel, taps_on_block_grid
 
@@ -67,6 +76,9 @@ GEMM_MAX_BYTES = 64 * 2**20
 # (measured 1.15-1.5x at 512, even at 128-256, 0.8-0.95x at 64).
 GEMM_FORWARD_MIN_CHANNELS = 512
 FORMS = ("gemm", "convolution")
+# From this many input channels per group, bfloat16 convolutions run as matrix products on
+# XLA:CPU (see _correlates_as_dot).
+DOT_CORRELATION_MIN_CHANNELS = 64
 
 
 class PhaseGroup(NamedTuple):
@@ -192,7 +204,7 @@ def polyphase_conv(
 
 def _tap_products_bytes(config: Conv1DTransposeConfig, x: jax.Array) -> int:
     batch, n = x.shape[0], x.shape[config.time_axis % 3]
-    return batch * n * config.kernel_size * config.filters * jnp.dtype(x.dtype).itemsize
+    return batch * n * config.kernel_size * config.filters * accumulation_dtype(x.dtype).itemsize
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
@@ -235,16 +247,54 @@ def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
                 precision: Any) -> jax.Array:
     left, right = transpose_pads(config)
     rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
-    return lax.conv_general_dilated(
-        _pad_time(x, config, left, right),
-        rhs,
-        window_strides=(1,),
-        padding=[(0, 0)],
-        rhs_dilation=(config.dilation_rate,),
-        dimension_numbers=dimension_numbers(config),
-        feature_group_count=config.groups,
-        precision=precision,
-    )
+    return _correlate(_pad_time(x, config, left, right), rhs, config.dilation_rate, config, precision)
+
+
+def _correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeConfig,
+               precision: Any) -> jax.Array:
+    """``z[b, q, o] = sum_{i, c} xp[b, q + i * step, c] rhs[i, c, o]`` per group, in ``xp``'s layout.
+
+    ``rhs`` is ``(taps, in/groups, groups * out/groups)`` (WIO); the result has
+    ``xp_steps - (taps - 1) * step`` steps. A stride-1 convolution, except where
+    :func:`_correlates_as_dot`: then the ``taps`` shifted windows of ``xp`` are stacked (``taps``
+    times the input) and multiplied in ONE ``dot_general`` accumulated in float32, rounded to the
+    input's dtype once, like the convolution.
+    """
+    taps, in_per_group, out_channels = rhs.shape
+    if not _correlates_as_dot(xp.dtype, in_per_group):
+        return lax.conv_general_dilated(
+            xp, rhs, window_strides=(1,), padding=[(0, 0)], rhs_dilation=(step,),
+            dimension_numbers=dimension_numbers(config), feature_group_count=config.groups,
+            precision=precision)
+    g = config.groups
+    time_axis = config.time_axis % 3
+    steps = xp.shape[time_axis] - (taps - 1) * step
+    windows = jnp.stack([lax.slice_in_dim(xp, i * step, i * step + steps, axis=time_axis)
+                         for i in range(taps)], axis=time_axis + 1)
+    w = rhs.reshape(taps, in_per_group, g, out_channels // g)
+    batch = xp.shape[0]
+    if config.data_format == "channels_last":  # windows: (batch, steps, taps, in)
+        lhs = windows.reshape(batch, steps, taps, g, in_per_group)
+        dims = (((2, 4), (0, 1)), ((3,), (2,)))
+    else:  # windows: (batch, in, steps, taps)
+        lhs = windows.reshape(batch, g, in_per_group, steps, taps)
+        dims = (((4, 2), (0, 1)), ((1,), (2,)))
+    z = lax.dot_general(lhs, w, dims, precision=precision,
+                        preferred_element_type=accumulation_dtype(xp.dtype))
+    z = z.astype(xp.dtype)  # (g, batch, steps, out/g)
+    if config.data_format == "channels_last":
+        return z.transpose(1, 2, 0, 3).reshape(batch, steps, out_channels)
+    return z.transpose(1, 0, 3, 2).reshape(batch, out_channels, steps)
+
+
+def _correlates_as_dot(dtype: Any, in_per_group: int) -> bool:
+    # XLA:CPU runs bfloat16 convolutions at float32 speed, but a bfloat16 matrix product
+    # accumulated in float32 on the CPU's bfloat16 dot-product instructions: 1.5-1.8x faster
+    # from 64 input channels per group, 0.65x at 16 (measured, benchmarks/run.py shapes). float16
+    # has no such instructions here and was slower as a product. Other backends' convolutions
+    # run 16-bit inputs natively.
+    return (jnp.dtype(dtype) == jnp.bfloat16 and in_per_group >= DOT_CORRELATION_MIN_CHANNELS
+            and jax.default_backend() == "cpu")
 
 
 def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
@@ -270,16 +320,8 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
         # Block q of phase r sums x[q - first - i * step] @ tap i: a correlation with the
         # flipped taps over x padded so that block q0 comes out first.
         last = group.first + (group.taps - 1) * group.step
-        z = lax.conv_general_dilated(
-            _pad_time(x, config, last - q0, q1 - n - group.first),
-            rhs,
-            window_strides=(1,),
-            padding=[(0, 0)],
-            rhs_dilation=(group.step,),
-            dimension_numbers=dimension_numbers(config),
-            feature_group_count=g,
-            precision=precision,
-        )
+        z = _correlate(_pad_time(x, config, last - q0, q1 - n - group.first), rhs, group.step,
+                       config, precision)
         parts.append(z.reshape(shape))
     phase_axis = 3
     y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=phase_axis)

@@ -181,13 +181,33 @@ def test_each_phase_kernel_holds_exactly_the_taps_of_its_phases():
     assert all(group.step == 2 for group in groups)
 
 
-def test_bfloat16_inputs_run_in_bfloat16_and_stay_close_to_float32():
-    config = ct.Conv1DTransposeConfig(filters=4, kernel_size=8, strides=4, padding="same")
-    x, kernel = _random_inputs(config, 6)
-    y16 = polyphase_conv(jnp.asarray(x, jnp.bfloat16), jnp.asarray(kernel, jnp.bfloat16), config)
-    y32 = polyphase_conv(jnp.asarray(x), jnp.asarray(kernel), config)
+BFLOAT16_CONFIGS = [
+    ct.Conv1DTransposeConfig(filters=6, kernel_size=8, strides=4, padding="same"),
+    ct.Conv1DTransposeConfig(filters=4, kernel_size=7, strides=3, padding=(2, 1), output_padding=1,
+                             groups=2, data_format="channels_first"),
+    ct.Conv1DTransposeConfig(filters=4, kernel_size=3, dilation_rate=2, padding="same", groups=2),
+    ct.Conv1DTransposeConfig(filters=4, kernel_size=5, strides=2, dilation_rate=3, padding=1,
+                             data_format="channels_first"),
+]
+
+
+@pytest.mark.parametrize("in_per_group", [8, 64], ids=["8-channels", "64-channels"])
+@pytest.mark.parametrize("forward", FORMS)
+@pytest.mark.parametrize("config", BFLOAT16_CONFIGS, ids=["s4", "s3-groups2-first", "s1-d2-groups2", "s2-d3-first"])
+def test_bfloat16_outputs_are_the_float32_sums_rounded_once(config, forward, in_per_group):
+    # Products accumulate in float32 and only the output is rounded: within one bfloat16 unit in
+    # the last place of the float32 result (a sum of rounded partial products is not).
+    in_channels = in_per_group * config.groups
+    rng = np.random.default_rng(7)
+    shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
+    kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
+    y16 = polyphase_conv(x, kernel, config, forward=forward)
+    want = np.asarray(lhs_dilation_conv(x.astype(jnp.float32), kernel.astype(jnp.float32), config,
+                                        precision=jax.lax.Precision.HIGHEST))
     assert y16.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(y16, np.float32), y32, rtol=0.05, atol=0.1)
+    assert y16.shape == want.shape
+    np.testing.assert_array_less(np.abs(np.asarray(y16, np.float32) - want), 2.0**-7 * np.abs(want) + 1e-5)
 
 
 # --- what the default path compiles to ------------------------------------------------------
@@ -330,3 +350,41 @@ def test_the_gradients_of_a_long_input_need_temporary_memory_within_five_times_t
     # The input, kernel and output gradients and the saved input are about four outputs' worth.
     loss = lambda params, x: jnp.sum(ct.conv1d_transpose(params, x, config)[0] ** 2)
     assert _temp_bytes_over_output(jax.grad(loss, argnums=(0, 1)), config, 2**18) <= 5
+
+
+@pytest.mark.parametrize("dtype, in_channels, convolutions", [
+    (jnp.bfloat16, 64, 0), (jnp.bfloat16, 16, 1), (jnp.float16, 64, 1), (jnp.float32, 64, 1)])
+def test_on_cpu_bfloat16_with_64_channels_is_multiplied_as_a_matrix_product(dtype, in_channels, convolutions):
+    config = ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="same")
+    x = jax.ShapeDtypeStruct((2, 16, in_channels), dtype)
+    kernel = jax.ShapeDtypeStruct(config.kernel_shape(in_channels), dtype)
+    text = jax.jit(lambda x, k: polyphase_conv(x, k, config)).lower(x, kernel).compile().as_text()
+    assert len(_convolutions(text)) == convolutions
+
+
+# --- forward-mode and higher derivatives --------------------------------------------------------
+
+@pytest.mark.parametrize("forms", FORM_PAIRS, ids=lambda forms: "-".join(forms))
+@pytest.mark.parametrize("case", _grid()[::11], ids=_case_id)
+def test_jvp_equals_the_reference_jvp(case, forms):
+    config, steps = case
+    x, kernel = _random_inputs(config, steps)
+    dx, dkernel = _random_inputs(config, steps, seed=1)
+    want = jax.jvp(lambda x, k: lhs_dilation_conv(x, k, config), (x, kernel), (dx, dkernel))
+    got = jax.jvp(lambda x, k: polyphase_conv(x, k, config, forward=forms[0], gradients=forms[1]),
+                  (x, kernel), (dx, dkernel))
+    for name, w, g in zip(("output", "tangent"), want, got):
+        np.testing.assert_allclose(g, w, err_msg=name, **TOLERANCE)
+
+
+@pytest.mark.parametrize("config", HLO_CONFIGS, ids=HLO_IDS)
+def test_second_derivatives_equal_the_reference(config):
+    x, kernel = _random_inputs(config, 5)
+
+    def hessian_of_a_cubic_loss(fn):
+        # d^2/dx dkernel of sum(y^3): mixes both arguments and needs the derivative of a derivative.
+        loss = lambda x, k: jnp.sum(fn(x, k, config) ** 3)
+        return jax.jacfwd(jax.grad(loss, argnums=0), argnums=1)(x, kernel)
+
+    np.testing.assert_allclose(hessian_of_a_cubic_loss(polyphase_conv),
+                               hessian_of_a_cubic_loss(lhs_dilation_conv), rtol=1e-4, atol=1e-4)
