@@ -247,6 +247,16 @@ def gemm_peak_gflops(repeats: int, dtype=jnp.float32) -> float:
     return 2 * 2048**3 / (ms * 1e-3) / 1e9
 
 
+def torch_gemm_peak_gflops(repeats: int) -> float:
+    """GFLOP/s of a float32 2048^3 ``torch.matmul`` (2 threads): torch's own ceiling."""
+    import torch
+
+    torch.set_num_threads(2)
+    a = torch.from_numpy(np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32))
+    ms = time_interleaved({"gemm": lambda: torch.matmul(a, a)}, repeats, 0.2)["gemm"]
+    return 2 * 2048**3 / (ms * 1e-3) / 1e9
+
+
 # --- one shape -----------------------------------------------------------------------------------
 
 def build(shape: Shape, dtype, peers: list[str]):
@@ -280,7 +290,8 @@ def run(args) -> str:
         "",
         f"GEMM peaks (jnp.dot 2048^3) measured in this run: float32 **{peaks[jnp.float32]:.0f} GFLOP/s**, "
         f"bfloat16 with float32 accumulation **{peaks[jnp.bfloat16]:.0f} GFLOP/s**; each table's "
-        "% GEMM peak is against its dtype's.",
+        f"% GEMM peak is against its dtype's. torch.matmul float32 in this run: "
+        f"**{torch_gemm_peak_gflops(repeats):.0f} GFLOP/s**.",
         "",
     ]
     peers = ["flax", "keras", "equinox", "torch", "reference", "convtrans"]

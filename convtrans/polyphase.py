@@ -33,11 +33,12 @@ The input is padded with an explicit :func:`jax.lax.pad` (negative pads crop), n
 convolution's ``padding=`` argument: with the latter XLA's passes turn the gradient back into a
 window-reversed convolution. ``tests/test_polyphase.py`` checks the compiled gradient for that.
 
-Where its temporaries stay small (:data:`GEMM_MAX_BYTES`), the derivatives are not the
-convolutions' own but those of :func:`convtrans.gemm.gemm_conv` (the same bilinear map as one GEMM
-and an overlap-add), whose gradients are GEMMs; with many input channels
-(:data:`GEMM_FORWARD_MIN_CHANNELS`) that form computes the output too. Both were measured faster
-on XLA:CPU; ``polyphase_conv``'s ``forward`` and ``gradients`` arguments override the choice.
+With many input channels (:data:`GEMM_FORWARD_MIN_CHANNELS`), and for grouped layers, where its
+temporaries stay small (:data:`GEMM_MAX_BYTES`), the derivatives are not the convolutions' own but
+those of :func:`convtrans.gemm.gemm_conv` (the same bilinear map as one GEMM and an overlap-add),
+whose gradients are GEMMs; with many input channels that form computes the output too. Each
+choice is the one measured faster on XLA:CPU (grouped layers: the one without an input-dilated
+weight gradient); ``polyphase_conv``'s ``forward`` and ``gradients`` arguments override them.
 
 bfloat16 inputs with :data:`DOT_CORRELATION_MIN_CHANNELS` or more input channels per group run
 each stride-1 convolution on CPU as one matrix product of stacked shifted windows, accumulated in
@@ -68,12 +69,16 @@ from convtrans.layout import conv_kernel_to_wio, dimension_numbers, grouped_kern
 
 # The GEMM form (convtrans/gemm.py) materializes the tap products, ``batch * n * k * filters``
 # elements, ``k / s`` times the output; its gradients hold about three copies of them, the
-# convolutions' gradients about 3.5 outputs. Above this many bytes the convolutions are used:
-# 64 MiB keeps typical training batches on the faster GEMM gradients (1.1-1.35x forward+backward
-# on XLA:CPU, benchmarks/run.py shapes) and bounds the memory of long inputs.
+# convolutions' gradients about 3.5 outputs. Above this many bytes the convolutions are used,
+# which bounds the memory of long inputs.
 GEMM_MAX_BYTES = 64 * 2**20
-# The GEMM forward beats the polyphase convolution on XLA:CPU from about this many input channels
-# (measured 1.15-1.5x at 512, even at 128-256, 0.8-0.95x at 64).
+# From this many input channels per group the GEMM form is the faster one on XLA:CPU, forward
+# (1.15-1.5x at 512; 0.8-0.95x at 64) and forward+backward (1.3-1.4x at 512). With fewer the
+# convolutions' own gradients are faster (MelGAN, 256 channels: 0.65x for the GEMM gradients;
+# 16 channels: 0.25x): the backward of the GEMM form copies the tap-product cotangent into the
+# transposed layout the weight-gradient product wants, ``k / s`` outputs' worth of memory traffic.
+# (All measured with the cotangent a runtime argument; a constant one is folded at compile time,
+# which hides that copy and once made the GEMM gradients look faster everywhere.)
 GEMM_FORWARD_MIN_CHANNELS = 512
 FORMS = ("gemm", "convolution")
 # From this many input channels per group, bfloat16 convolutions run as matrix products on
@@ -175,8 +180,9 @@ def polyphase_conv(
       precision: ``lax.Precision`` of the convolution.
       gradients: how derivatives are computed: ``"gemm"`` (those of
         :func:`convtrans.gemm.gemm_conv`, the same bilinear map), ``"convolution"`` (the
-        convolutions' own) or None: ``"gemm"`` while the tap products take at most
-        :data:`GEMM_MAX_BYTES`, else ``"convolution"``.
+        convolutions' own) or None: ``"gemm"`` when there are at least
+        :data:`GEMM_FORWARD_MIN_CHANNELS` input channels per group or ``groups > 1``, and the
+        tap products fit in :data:`GEMM_MAX_BYTES`; else ``"convolution"``.
       forward: how the output is computed: ``"convolution"`` (the polyphase convolution),
         ``"gemm"`` (:func:`convtrans.gemm.gemm_conv`) or None: ``"gemm"`` when there are at
         least :data:`GEMM_FORWARD_MIN_CHANNELS` input channels per group and the tap products
@@ -187,10 +193,12 @@ def polyphase_conv(
       ``out = output_length(config, n)``; equal to :func:`convtrans.ops.lhs_dilation_conv`.
     """
     gemm_fits = _tap_products_bytes(config, x) <= GEMM_MAX_BYTES
+    wide = x.shape[config.channel_axis % 3] // config.groups >= GEMM_FORWARD_MIN_CHANNELS
     if gradients is None:
-        gradients = "gemm" if gemm_fits else "convolution"
+        # Grouped layers take the GEMM gradients whatever their width: XLA lowers a grouped
+        # convolution's weight gradient to an input-dilated convolution, the slow path.
+        gradients = "gemm" if gemm_fits and (wide or config.groups > 1) else "convolution"
     if forward is None:
-        wide = x.shape[config.channel_axis % 3] // config.groups >= GEMM_FORWARD_MIN_CHANNELS
         forward = "gemm" if gemm_fits and wide else "convolution"
     for name, value in (("gradients", gradients), ("forward", forward)):
         if value not in FORMS:
@@ -226,8 +234,7 @@ def _convolve_plain(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConf
 def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
     # The map is bilinear, so its tangent is the same map applied to (dx, kernel) and (x, dkernel).
     # Taking that from the GEMM form makes reverse mode, which transposes the tangent, run the
-    # gradients as GEMMs over batch * steps (see GEMM_MAX_BYTES for the measured gain); the
-    # convolutions' weight gradient is the slow part of their own.
+    # gradients as GEMMs over batch * steps (see GEMM_FORWARD_MIN_CHANNELS for where that pays).
     x, kernel = primals
     dx, dkernel = tangents
     y = _convolve(x, kernel, config, precision, forward, gradients)

@@ -276,14 +276,35 @@ def test_the_convolution_gradients_compile_without_reversed_or_dilated_input_con
         assert marker not in text, f"{marker} in the compiled gradient of {config}"
 
 
+def _convolution_counts(config, in_channels, steps=32):
+    """Convolutions in the compiled forward and in the compiled gradient of the default path."""
+    shape = (2, steps, in_channels) if config.data_format == "channels_last" else (2, in_channels, steps)
+    x = jax.ShapeDtypeStruct(shape, jnp.float32)
+    kernel = jax.ShapeDtypeStruct(config.kernel_shape(in_channels), jnp.float32)
+    forward = jax.jit(lambda k, x: polyphase_conv(x, k, config)).lower(kernel, x).compile().as_text()
+    grad = jax.grad(lambda k, x: jnp.sum(polyphase_conv(x, k, config) ** 2), argnums=(0, 1))
+    gradient = jax.jit(grad).lower(kernel, x).compile().as_text()
+    for marker in SLOW_CONVOLUTION_MARKERS:
+        assert marker not in gradient, f"{marker} in the compiled gradient of {config}"
+    return len(_convolutions(forward)), len(_convolutions(gradient))
+
+
+@pytest.mark.parametrize("config", HLO_CONFIGS[:3], ids=HLO_IDS[:3])
+def test_narrow_inputs_differentiate_through_the_convolutions_own_gradients(config):
+    forward, gradient = _convolution_counts(config, IN_CHANNELS)
+    assert forward >= 1
+    assert gradient == 3 * forward  # each forward convolution, its input and its kernel gradient
+
+
 @pytest.mark.parametrize("config", HLO_CONFIGS, ids=HLO_IDS)
-def test_the_gradients_of_a_training_batch_are_matrix_products_not_convolutions(config):
-    params, x = _inputs(config)
-    forward = jax.jit(lambda params, x: ct.conv1d_transpose(params, x, config)[0])
-    forward_convolutions = len(_convolutions(forward.lower(params, x).compile().as_text()))
-    gradient = _compiled_gradient_hlo(config)
-    assert len(_convolutions(gradient)) == forward_convolutions
-    assert gradient.count(" dot(") + gradient.count("custom-call(") >= 1
+def test_wide_inputs_differentiate_through_matrix_products(config):
+    assert _convolution_counts(config, 512 * config.groups) == (0, 0)
+
+
+def test_grouped_layers_differentiate_through_matrix_products_whatever_their_width():
+    # A grouped convolution's own weight gradient is input-dilated (the slow path).
+    forward, gradient = _convolution_counts(HLO_CONFIGS[3], IN_CHANNELS)
+    assert forward == 1 and gradient == 1
 
 
 @pytest.mark.parametrize("config", HLO_CONFIGS, ids=HLO_IDS)
@@ -298,13 +319,13 @@ def test_vmap_adds_no_convolutions_and_no_conditional(config):
 
 def test_inputs_whose_tap_products_exceed_the_budget_take_the_convolution_gradients():
     config = HLO_CONFIGS[0]
-    params, x = _inputs(config)
+    in_channels = 512
+    kernel = jax.ShapeDtypeStruct(config.kernel_shape(in_channels), jnp.float32)
     grad = jax.grad(lambda k, x: jnp.sum(polyphase_conv(x, k, config) ** 2), argnums=(0, 1))
-    small = jax.jit(grad).lower(params["kernel"], x).compile().as_text()
     steps = GEMM_MAX_BYTES // (2 * config.kernel_size * config.filters * 4) + 1
-    big_x = jax.ShapeDtypeStruct((2, steps, IN_CHANNELS), jnp.float32)
-    big = jax.jit(grad).lower(params["kernel"], big_x).compile().as_text()
-    assert len(_convolutions(small)) == 1
+    small, big = (jax.jit(grad).lower(kernel, jax.ShapeDtypeStruct((2, n, in_channels), jnp.float32))
+                  .compile().as_text() for n in (32, steps))
+    assert len(_convolutions(small)) == 0
     assert len(_convolutions(big)) == 3  # forward, input gradient, kernel gradient
 
 
