@@ -43,11 +43,11 @@ weight gradient); ``polyphase_conv``'s ``forward`` and ``gradients`` arguments o
 bfloat16 inputs with :data:`DOT_CORRELATION_MIN_CHANNELS` or more input channels per group run
 each stride-1 convolution on CPU as one matrix product of stacked shifted windows, accumulated in
 float32 (see :func:`_correlate`): XLA:CPU computes bfloat16 convolutions at float32 speed but
-bfloat16 products on the CPU's bfloat16 dot-product instructions. Their gradients still run at
-float32 speed: reverse mode transposes a float32-accumulated product into one whose cotangent is
-float32. Only a ``custom_vjp`` could keep the backward products in bfloat16, and JAX cannot
-forward-differentiate a ``custom_vjp`` function, so ``jax.jvp`` and ``jax.hessian`` would stop
-working for bfloat16 inputs; this module keeps them.
+bfloat16 products on the CPU's bfloat16 dot-product instructions. The derivatives are still the
+convolutions' (or the GEMM form's), at float32 speed: reverse mode would transpose a
+float32-accumulated product into one whose cotangent is float32. Only a ``custom_vjp`` could keep
+the backward products in bfloat16, and JAX cannot forward-differentiate a ``custom_vjp`` function,
+so ``jax.jvp`` and ``jax.hessian`` would stop working for bfloat16 inputs; this module keeps them.
 """
 
 from __future__ import annotations
@@ -224,10 +224,11 @@ def _convolve(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
 
 
 def _convolve_plain(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                    precision: Any) -> jax.Array:
+                    precision: Any, products: bool = True) -> jax.Array:
+    """The polyphase convolution; ``products=False`` rules out :func:`_correlate`'s matrix products."""
     if config.strides == 1:
-        return _stride_one(x, kernel, config, precision)
-    return _phases(x, kernel, config, precision)
+        return _stride_one(x, kernel, config, precision, products)
+    return _phases(x, kernel, config, precision, products)
 
 
 @functools.partial(_convolve.defjvp, symbolic_zeros=True)
@@ -238,7 +239,10 @@ def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
     x, kernel = primals
     dx, dkernel = tangents
     y = _convolve(x, kernel, config, precision, forward, gradients)
-    tangent_map = gemm_conv if gradients == "gemm" else _convolve_plain
+    # The convolution form's tangent is always convolutions: differentiated, the bfloat16 matrix
+    # products of _correlate run at float32 speed plus copies of the stacked windows, measured
+    # 1.2-2x slower than the convolutions' own gradients.
+    tangent_map = gemm_conv if gradients == "gemm" else functools.partial(_convolve_plain, products=False)
     # Symbolic zeros (an argument not being differentiated, such as the input data of a first
     # layer) are skipped rather than multiplied: that would cost a whole extra forward pass.
     dy = None
@@ -251,24 +255,25 @@ def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
 
 
 def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                precision: Any) -> jax.Array:
+                precision: Any, products: bool) -> jax.Array:
     left, right = transpose_pads(config)
     rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
-    return _correlate(_pad_time(x, config, left, right), rhs, config.dilation_rate, config, precision)
+    return _correlate(_pad_time(x, config, left, right), rhs, config.dilation_rate, config, precision,
+                      products)
 
 
 def _correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeConfig,
-               precision: Any) -> jax.Array:
+               precision: Any, products: bool) -> jax.Array:
     """``z[b, q, o] = sum_{i, c} xp[b, q + i * step, c] rhs[i, c, o]`` per group, in ``xp``'s layout.
 
     ``rhs`` is ``(taps, in/groups, groups * out/groups)`` (WIO); the result has
-    ``xp_steps - (taps - 1) * step`` steps. A stride-1 convolution, except where
+    ``xp_steps - (taps - 1) * step`` steps. A stride-1 convolution, except where ``products`` and
     :func:`_correlates_as_dot`: then the ``taps`` shifted windows of ``xp`` are stacked (``taps``
     times the input) and multiplied in ONE ``dot_general`` accumulated in float32, rounded to the
     input's dtype once, like the convolution.
     """
     taps, in_per_group, out_channels = rhs.shape
-    if not _correlates_as_dot(xp.dtype, in_per_group):
+    if not (products and _correlates_as_dot(xp.dtype, in_per_group)):
         return lax.conv_general_dilated(
             xp, rhs, window_strides=(1,), padding=[(0, 0)], rhs_dilation=(step,),
             dimension_numbers=dimension_numbers(config), feature_group_count=config.groups,
@@ -305,7 +310,7 @@ def _correlates_as_dot(dtype: Any, in_per_group: int) -> bool:
 
 
 def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-            precision: Any) -> jax.Array:
+            precision: Any, products: bool) -> jax.Array:
     """The polyphase convolution proper (``strides > 1``, non-empty output)."""
     time_axis = config.time_axis % 3
     n = x.shape[time_axis]
@@ -328,7 +333,7 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
         # flipped taps over x padded so that block q0 comes out first.
         last = group.first + (group.taps - 1) * group.step
         z = _correlate(_pad_time(x, config, last - q0, q1 - n - group.first), rhs, group.step,
-                       config, precision)
+                       config, precision, products)
         parts.append(z.reshape(shape))
     phase_axis = 3
     y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=phase_axis)

@@ -409,3 +409,14 @@ def test_second_derivatives_equal_the_reference(config):
 
     np.testing.assert_allclose(hessian_of_a_cubic_loss(polyphase_conv),
                                hessian_of_a_cubic_loss(lhs_dilation_conv), rtol=1e-4, atol=1e-4)
+
+
+def test_bfloat16_matrix_products_are_differentiated_through_convolutions():
+    # Differentiated, the products would run at float32 speed plus copies of the stacked windows.
+    config = ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="same")
+    x = jax.ShapeDtypeStruct((2, 16, 64), jnp.bfloat16)
+    kernel = jax.ShapeDtypeStruct(config.kernel_shape(64), jnp.bfloat16)
+    grad = jax.grad(lambda k, x: jnp.sum(polyphase_conv(x, k, config).astype(jnp.float32) ** 2),
+                    argnums=(0, 1))
+    text = jax.jit(grad).lower(kernel, x).compile().as_text()
+    assert len(_convolutions(text)) == 2  # input and kernel gradients; the forward is a product
