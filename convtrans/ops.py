@@ -19,7 +19,7 @@ from convtrans import activations
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.geometry import output_length, transpose_pads
 from convtrans.layout import conv_kernel_to_wio, dimension_numbers
-from convtrans.gemm import gemm_conv
+from convtrans.gemm import accumulation_dtype, gemm_conv
 from convtrans.polyphase import polyphase_conv
 
 Params = Mapping[str, jax.Array]
@@ -165,8 +165,14 @@ def bias_and_activation(params: Params, z: jax.Array, config: Conv1DTransposeCon
     Shared with :mod:`convtrans.streaming`, which applies it chunk by chunk.
     """
     if config.use_bias:
-        bias = params["bias"].astype(z.dtype)
-        z = z + (bias if config.data_format == "channels_last" else bias[:, None])
+        # Added in the accumulation dtype (float32 for 16-bit z) and rounded once, which is what
+        # a 16-bit add computes anyway; the point is the transpose: the bias gradient becomes a
+        # float32 sum (a bfloat16 one is lowered by XLA:CPU to a slow windowed reduction, measured
+        # 2-5 ms on the benchmark shapes, and accumulates in 16 bits).
+        accumulate = accumulation_dtype(z.dtype)
+        bias = params["bias"].astype(accumulate)
+        bias = bias if config.data_format == "channels_last" else bias[:, None]
+        z = (z.astype(accumulate) + bias).astype(z.dtype)
     return activations.get(config.activation)(z)
 
 

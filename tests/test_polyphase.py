@@ -420,3 +420,14 @@ def test_bfloat16_matrix_products_are_differentiated_through_convolutions():
                     argnums=(0, 1))
     text = jax.jit(grad).lower(kernel, x).compile().as_text()
     assert len(_convolutions(text)) == 2  # input and kernel gradients; the forward is a product
+
+
+def test_the_bfloat16_bias_gradient_is_a_plain_float32_sum():
+    # XLA:CPU lowers a bfloat16 sum over batch and steps to a slow windowed reduction.
+    config = ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="same")
+    params = {"kernel": jax.ShapeDtypeStruct(config.kernel_shape(64), jnp.bfloat16),
+              "bias": jax.ShapeDtypeStruct((8,), jnp.bfloat16)}
+    x = jax.ShapeDtypeStruct((4, 512, 64), jnp.bfloat16)
+    loss = lambda params, x: jnp.sum(ct.conv1d_transpose(params, x, config)[0].astype(jnp.float32) ** 2)
+    text = jax.jit(jax.grad(loss)).lower(params, x).compile().as_text()
+    assert "reduce-window(" not in text
