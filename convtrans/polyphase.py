@@ -33,7 +33,7 @@ The input is padded with an explicit :func:`jax.lax.pad` (negative pads crop), n
 convolution's ``padding=`` argument: with the latter XLA's passes turn the gradient back into a
 window-reversed convolution. ``tests/test_polyphase.py`` checks the compiled gradient for that.
 
-With many input channels (:data:`GEMM_FORWARD_MIN_CHANNELS`), and for grouped layers, where its
+With many input channels (:data:`GEMM_MIN_CHANNELS`), and for grouped layers, where its
 temporaries stay small (:data:`GEMM_MAX_BYTES`), the derivatives are not the convolutions' own but
 those of :func:`convtrans.gemm.gemm_conv` (the same bilinear map as one GEMM and an overlap-add),
 whose gradients are GEMMs; with many input channels that form computes the output too. Each
@@ -79,7 +79,7 @@ GEMM_MAX_BYTES = 64 * 2**20
 # transposed layout the weight-gradient product wants, ``k / s`` outputs' worth of memory traffic.
 # (All measured with the cotangent a runtime argument; a constant one is folded at compile time,
 # which hides that copy and once made the GEMM gradients look faster everywhere.)
-GEMM_FORWARD_MIN_CHANNELS = 512
+GEMM_MIN_CHANNELS = 512
 FORMS = ("gemm", "convolution")
 # From this many input channels per group, bfloat16 convolutions run as matrix products on
 # XLA:CPU (see _correlates_as_dot).
@@ -181,11 +181,11 @@ def polyphase_conv(
       gradients: how derivatives are computed: ``"gemm"`` (those of
         :func:`convtrans.gemm.gemm_conv`, the same bilinear map), ``"convolution"`` (the
         convolutions' own) or None: ``"gemm"`` when there are at least
-        :data:`GEMM_FORWARD_MIN_CHANNELS` input channels per group or ``groups > 1``, and the
+        :data:`GEMM_MIN_CHANNELS` input channels per group or ``groups > 1``, and the
         tap products fit in :data:`GEMM_MAX_BYTES`; else ``"convolution"``.
       forward: how the output is computed: ``"convolution"`` (the polyphase convolution),
         ``"gemm"`` (:func:`convtrans.gemm.gemm_conv`) or None: ``"gemm"`` when there are at
-        least :data:`GEMM_FORWARD_MIN_CHANNELS` input channels per group and the tap products
+        least :data:`GEMM_MIN_CHANNELS` input channels per group and the tap products
         fit in :data:`GEMM_MAX_BYTES`, else ``"convolution"``.
 
     Returns:
@@ -193,7 +193,7 @@ def polyphase_conv(
       ``out = output_length(config, n)``; equal to :func:`convtrans.ops.lhs_dilation_conv`.
     """
     gemm_fits = _tap_products_bytes(config, x) <= GEMM_MAX_BYTES
-    wide = x.shape[config.channel_axis % 3] // config.groups >= GEMM_FORWARD_MIN_CHANNELS
+    wide = x.shape[config.channel_axis % 3] // config.groups >= GEMM_MIN_CHANNELS
     if gradients is None:
         # Grouped layers take the GEMM gradients whatever their width: XLA lowers a grouped
         # convolution's weight gradient to an input-dilated convolution, the slow path.
@@ -235,7 +235,7 @@ def _convolve_plain(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConf
 def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
     # The map is bilinear, so its tangent is the same map applied to (dx, kernel) and (x, dkernel).
     # Taking that from the GEMM form makes reverse mode, which transposes the tangent, run the
-    # gradients as GEMMs over batch * steps (see GEMM_FORWARD_MIN_CHANNELS for where that pays).
+    # gradients as GEMMs over batch * steps (see GEMM_MIN_CHANNELS for where that pays).
     x, kernel = primals
     dx, dkernel = tangents
     y = _convolve(x, kernel, config, precision, forward, gradients)
