@@ -189,6 +189,8 @@ PEERS = {
     "reference": lambda *a: convtrans_peer(*a, implementation="lhs_dilation"),
     "convtrans": lambda *a: convtrans_peer(*a, implementation=None),
 }
+# The peers timed in bfloat16 (convtrans last, as in PEERS: the ratio columns are the others).
+BF16_PEERS = ["flax", "torch", "reference", "convtrans"]
 
 
 # --- timing --------------------------------------------------------------------------------------
@@ -238,13 +240,21 @@ def time_interleaved(fns: dict[str, Callable], repeats: int, target_s: float) ->
     return {name: statistics.median(v) for name, v in samples.items()}
 
 
+def _square_gemm_gflops(matmul: Callable, a, repeats: int) -> float:
+    """GFLOP/s of ``matmul(a, a)`` for a 2048x2048 ``a``."""
+    ms = time_interleaved({"gemm": lambda: matmul(a, a)}, repeats, 0.2)["gemm"]
+    return 2 * 2048**3 / (ms * 1e-3) / 1e9
+
+
+def _square_matrix():
+    return np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+
+
 def gemm_peak_gflops(repeats: int, dtype=jnp.float32) -> float:
     """GFLOP/s of a 2048^3 ``jnp.dot`` in ``dtype``; 16-bit operands accumulate in float32, the
     fastest form XLA offers them (on CPUs with bfloat16 dot-product instructions, 2x float32)."""
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((2048, 2048)), dtype)
     dot = jax.jit(lambda a, b: jnp.dot(a, b, preferred_element_type=jnp.float32))
-    ms = time_interleaved({"gemm": lambda: dot(a, a)}, repeats, 0.2)["gemm"]
-    return 2 * 2048**3 / (ms * 1e-3) / 1e9
+    return _square_gemm_gflops(dot, jnp.asarray(_square_matrix(), dtype), repeats)
 
 
 def torch_gemm_peak_gflops(repeats: int) -> float:
@@ -252,9 +262,7 @@ def torch_gemm_peak_gflops(repeats: int) -> float:
     import torch
 
     torch.set_num_threads(2)
-    a = torch.from_numpy(np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32))
-    ms = time_interleaved({"gemm": lambda: torch.matmul(a, a)}, repeats, 0.2)["gemm"]
-    return 2 * 2048**3 / (ms * 1e-3) / 1e9
+    return _square_gemm_gflops(torch.matmul, torch.from_numpy(_square_matrix()), repeats)
 
 
 # --- one shape -----------------------------------------------------------------------------------
@@ -294,10 +302,7 @@ def run(args) -> str:
         f"**{torch_gemm_peak_gflops(repeats):.0f} GFLOP/s**.",
         "",
     ]
-    peers = ["flax", "keras", "equinox", "torch", "reference", "convtrans"]
-    others = peers[:-1]
-    for dtype, shapes, dtype_peers in [(jnp.float32, SHAPES, peers),
-                                       (jnp.bfloat16, BF16_SHAPES, ["flax", "torch", "reference", "convtrans"])]:
+    for dtype, shapes, dtype_peers in [(jnp.float32, SHAPES, list(PEERS)), (jnp.bfloat16, BF16_SHAPES, BF16_PEERS)]:
         dname = jnp.dtype(dtype).name
         dothers = dtype_peers[:-1]
         for mode, index, factor in [("forward", 0, 1), ("forward+backward", 1, 3)]:

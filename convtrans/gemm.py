@@ -5,8 +5,9 @@ Why: in the scatter view of a transposed convolution every input step ``i`` mult
 products first is a single GEMM, ``Z[b, i, j, :] = x[b, i, :] @ W[j]^T`` (``(batch * n, in)``
 by ``(in, k * filters)``), and what is left is placing and summing them, which moves data but does
 no multiplications. Differentiated, this is three GEMMs over the longest dimension
-(``batch * n``), which XLA:CPU runs near its matmul peak; the weight gradient of a convolution
-runs well below it. :func:`convtrans.polyphase.polyphase_conv` uses this form for its gradients.
+(``batch * n``), which XLA:CPU runs near its matmul peak. :func:`convtrans.polyphase.polyphase_conv`
+uses this form where that pays: for wide inputs (output and gradients) and grouped layers
+(gradients); elsewhere the copies of the tap products cost more than the GEMMs save.
 
 Placing (``n`` input steps, ``k`` taps, stride ``s``, dilation ``d``, ``ke = (k - 1) * d + 1``,
 ``c = full_result_offset(config)``, output step ``t`` is full position ``t + c``):

@@ -69,8 +69,9 @@ def default_implementation(backend: Optional[str] = None) -> str:
 
     ``"polyphase"`` everywhere. On CPU this is measured (``make bench``, README "Performance"):
     its gradients are ordinary convolutions (GEMMs for wide or grouped layers), many times faster
-    than the reference's window-reversed weight gradient. On GPU/TPU it is chosen by reasoning, not measurement (no
-    accelerator was available when it was chosen): the reference's base-dilated convolution does
+    than the reference's window-reversed weight gradient. On GPU/TPU it is chosen by reasoning,
+    not measurement (no accelerator was available when it was chosen): the reference's
+    base-dilated convolution does
     ``s`` times the work unless XLA maps it to cuDNN's backward-data, and its weight gradient
     matches no cuDNN pattern, while the polyphase form is a plain stride-1 convolution that
     every backend runs natively.

@@ -5,14 +5,14 @@ from __future__ import annotations
 import jax.numpy as jnp
 import pytest
 
-from benchmarks.run import PEERS, Shape, build, time_interleaved
+from benchmarks.run import BF16_PEERS, PEERS, Shape, build, time_interleaved
 
 TINY = Shape("tiny", batch=2, steps=8, cin=4, cout=3, k=4, s=2)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16], ids=["float32", "bfloat16"])
 def test_every_peer_agrees_with_the_reference_and_runs_both_passes(dtype):
-    peers = list(PEERS) if dtype == jnp.float32 else ["flax", "torch", "reference", "convtrans"]
+    peers = list(PEERS) if dtype == jnp.float32 else BF16_PEERS
     built = build(TINY, dtype, peers)  # raises if any peer's output differs from the reference
     assert set(built) == set(peers)
     for forward, forward_backward, _ in built.values():

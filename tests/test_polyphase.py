@@ -276,17 +276,30 @@ def test_the_convolution_gradients_compile_without_reversed_or_dilated_input_con
         assert marker not in text, f"{marker} in the compiled gradient of {config}"
 
 
-def _convolution_counts(config, in_channels, steps=32):
+def _abstract_inputs(config, in_channels, steps=32, dtype=jnp.float32, batch=2):
+    """``(kernel, x)`` as ShapeDtypeStructs in ``config``'s layout, to compile for."""
+    shape = (batch, steps, in_channels) if config.data_format == "channels_last" else (batch, in_channels, steps)
+    return (jax.ShapeDtypeStruct(config.kernel_shape(in_channels), dtype),
+            jax.ShapeDtypeStruct(shape, dtype))
+
+
+def _forward_hlo(config, kernel, x):
+    return jax.jit(lambda k, x: polyphase_conv(x, k, config)).lower(kernel, x).compile().as_text()
+
+
+def _gradient_hlo(config, kernel, x):
+    """The compiled gradient (kernel and input) of ``sum(y ** 2)`` through the default path."""
+    loss = lambda k, x: jnp.sum(polyphase_conv(x, k, config).astype(jnp.float32) ** 2)
+    return jax.jit(jax.grad(loss, argnums=(0, 1))).lower(kernel, x).compile().as_text()
+
+
+def _convolution_counts(config, in_channels):
     """Convolutions in the compiled forward and in the compiled gradient of the default path."""
-    shape = (2, steps, in_channels) if config.data_format == "channels_last" else (2, in_channels, steps)
-    x = jax.ShapeDtypeStruct(shape, jnp.float32)
-    kernel = jax.ShapeDtypeStruct(config.kernel_shape(in_channels), jnp.float32)
-    forward = jax.jit(lambda k, x: polyphase_conv(x, k, config)).lower(kernel, x).compile().as_text()
-    grad = jax.grad(lambda k, x: jnp.sum(polyphase_conv(x, k, config) ** 2), argnums=(0, 1))
-    gradient = jax.jit(grad).lower(kernel, x).compile().as_text()
+    kernel, x = _abstract_inputs(config, in_channels)
+    gradient = _gradient_hlo(config, kernel, x)
     for marker in SLOW_CONVOLUTION_MARKERS:
         assert marker not in gradient, f"{marker} in the compiled gradient of {config}"
-    return len(_convolutions(forward)), len(_convolutions(gradient))
+    return len(_convolutions(_forward_hlo(config, kernel, x))), len(_convolutions(gradient))
 
 
 @pytest.mark.parametrize("config", HLO_CONFIGS[:3], ids=HLO_IDS[:3])
@@ -319,12 +332,8 @@ def test_vmap_adds_no_convolutions_and_no_conditional(config):
 
 def test_inputs_whose_tap_products_exceed_the_budget_take_the_convolution_gradients():
     config = HLO_CONFIGS[0]
-    in_channels = 512
-    kernel = jax.ShapeDtypeStruct(config.kernel_shape(in_channels), jnp.float32)
-    grad = jax.grad(lambda k, x: jnp.sum(polyphase_conv(x, k, config) ** 2), argnums=(0, 1))
     steps = GEMM_MAX_BYTES // (2 * config.kernel_size * config.filters * 4) + 1
-    small, big = (jax.jit(grad).lower(kernel, jax.ShapeDtypeStruct((2, n, in_channels), jnp.float32))
-                  .compile().as_text() for n in (32, steps))
+    small, big = (_gradient_hlo(config, *_abstract_inputs(config, 512, n)) for n in (32, steps))
     assert len(_convolutions(small)) == 0
     assert len(_convolutions(big)) == 3  # forward, input gradient, kernel gradient
 
@@ -341,9 +350,7 @@ def test_unknown_forms_are_a_value_error_listing_the_known_ones(argument):
 def test_wide_inputs_take_the_gemm_forward(in_channels, groups, convolutions):
     config = ct.Conv1DTransposeConfig(filters=2 * groups, kernel_size=4, strides=2, padding="same",
                                       groups=groups)
-    x = jax.ShapeDtypeStruct((1, 8, in_channels), jnp.float32)
-    kernel = jax.ShapeDtypeStruct(config.kernel_shape(in_channels), jnp.float32)
-    text = jax.jit(lambda x, k: polyphase_conv(x, k, config)).lower(x, kernel).compile().as_text()
+    text = _forward_hlo(config, *_abstract_inputs(config, in_channels, steps=8, batch=1))
     assert len(_convolutions(text)) == convolutions
 
 
@@ -377,9 +384,7 @@ def test_the_gradients_of_a_long_input_need_temporary_memory_within_five_times_t
     (jnp.bfloat16, 64, 0), (jnp.bfloat16, 16, 1), (jnp.float16, 64, 1), (jnp.float32, 64, 1)])
 def test_on_cpu_bfloat16_with_64_channels_is_multiplied_as_a_matrix_product(dtype, in_channels, convolutions):
     config = ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="same")
-    x = jax.ShapeDtypeStruct((2, 16, in_channels), dtype)
-    kernel = jax.ShapeDtypeStruct(config.kernel_shape(in_channels), dtype)
-    text = jax.jit(lambda x, k: polyphase_conv(x, k, config)).lower(x, kernel).compile().as_text()
+    text = _forward_hlo(config, *_abstract_inputs(config, in_channels, steps=16, dtype=dtype))
     assert len(_convolutions(text)) == convolutions
 
 
@@ -414,11 +419,7 @@ def test_second_derivatives_equal_the_reference(config):
 def test_bfloat16_matrix_products_are_differentiated_through_convolutions():
     # Differentiated, the products would run at float32 speed plus copies of the stacked windows.
     config = ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="same")
-    x = jax.ShapeDtypeStruct((2, 16, 64), jnp.bfloat16)
-    kernel = jax.ShapeDtypeStruct(config.kernel_shape(64), jnp.bfloat16)
-    grad = jax.grad(lambda k, x: jnp.sum(polyphase_conv(x, k, config).astype(jnp.float32) ** 2),
-                    argnums=(0, 1))
-    text = jax.jit(grad).lower(kernel, x).compile().as_text()
+    text = _gradient_hlo(config, *_abstract_inputs(config, 64, steps=16, dtype=jnp.bfloat16))
     assert len(_convolutions(text)) == 2  # input and kernel gradients; the forward is a product
 
 
