@@ -68,7 +68,8 @@ def default_implementation(backend: Optional[str] = None) -> str:
     """The implementation :func:`conv1d_transpose` uses on ``backend`` (default: JAX's).
 
     ``"polyphase"`` everywhere. On CPU this is measured (``make bench``, README "Performance"):
-    its gradients are ordinary convolutions (GEMMs for wide or grouped layers), many times faster
+    its gradients are ordinary convolutions (GEMMs for wide or grouped layers, Winograd's F(2, r)
+    products for two- and three-tap phases from 64 channels), many times faster
     than the reference's window-reversed weight gradient. On GPU/TPU it is chosen by reasoning,
     not measurement (no accelerator was available when it was chosen): the reference's
     base-dilated convolution does

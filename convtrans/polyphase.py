@@ -33,7 +33,16 @@ The input is padded with an explicit :func:`jax.lax.pad` (negative pads crop), n
 convolution's ``padding=`` argument: with the latter XLA's passes turn the gradient back into a
 window-reversed convolution. ``tests/test_polyphase.py`` checks the compiled gradient for that.
 
-With many input channels (:data:`GEMM_MIN_CHANNELS`), and for grouped layers, where its
+On CPU, float32 and float64 layers with 64 or more input channels (:data:`WINOGRAD_MIN_CHANNELS`),
+``groups = 1`` and phases of two or three taps (``kernel_size`` 2 or 3 times ``strides``, as in
+every HiFi-GAN and MelGAN upsampler, or a stride-1 kernel of 3) compute those phases by
+Winograd's minimal filtering F(2, r) (:mod:`convtrans.winograd`), forward and gradients: 3/4 (2/3)
+of the multiplications, as matrix products that take Keras's kernel layout without transposing
+it. Its rounding differs from the direct sum's by a few ulps, and an infinite input comes out NaN
+(still only where the direct sum is not finite). Inputs whose temporaries would exceed
+:data:`WINOGRAD_MAX_BYTES` keep the convolutions.
+
+Otherwise, with many input channels (:data:`GEMM_MIN_CHANNELS`), and for grouped layers, where its
 temporaries stay small (:data:`GEMM_MAX_BYTES`), the derivatives are not the convolutions' own but
 those of :func:`convtrans.gemm.gemm_conv` (the same bilinear map as one GEMM and an overlap-add),
 whose gradients are GEMMs; with many input channels that form computes the output too. Each
@@ -62,6 +71,7 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
+from convtrans import winograd as winograd_correlation
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.gemm import accumulation_dtype, gemm_conv
 from convtrans.geometry import kernel_blocks, output_blocks, output_length, transpose_pads
@@ -80,7 +90,17 @@ GEMM_MAX_BYTES = 64 * 2**20
 # (All measured with the cotangent a runtime argument; a constant one is folded at compile time,
 # which hides that copy and once made the GEMM gradients look faster everywhere.)
 GEMM_MIN_CHANNELS = 512
-FORMS = ("gemm", "convolution")
+FORMS = ("gemm", "convolution", "winograd")
+# From this many input channels, float32 layers with two- or three-tap phases (kernel_size = 2 or 3
+# times strides: every HiFi-GAN and MelGAN upsampler) compute those correlations by Winograd's
+# F(2, r) (convtrans/winograd.py), forward and gradients: 3/4 (2/3) of the multiplications, measured
+# 1.2-1.6x faster than the other forms forward+backward from 64 channels; with 16, its extra passes
+# over the data cost more than the products save (0.5x forward).
+WINOGRAD_MIN_CHANNELS = 64
+# Its temporaries, the transformed inputs and the products, are (r + 1) / 2 times the input plus
+# the output (1.6-2.5 outputs for upsampling layers, against 1 for the convolutions); above this
+# many bytes the convolutions are used, which bounds the memory of long inputs.
+WINOGRAD_MAX_BYTES = 64 * 2**20
 # From this many input channels per group, bfloat16 convolutions run as matrix products on
 # XLA:CPU (see _correlates_as_dot).
 DOT_CORRELATION_MIN_CHANNELS = 64
@@ -117,21 +137,31 @@ def phase_groups(kernel_size: int, strides: int, dilation_rate: int) -> tuple[Ph
                  for (first, taps), phases in sorted(by_pattern.items(), key=lambda kv: kv[1][0]))
 
 
-def phase_kernels(kernel: jax.Array, config: Conv1DTransposeConfig) -> list[jax.Array]:
+def phase_kernels(kernel: jax.Array, config: Conv1DTransposeConfig,
+                  transposed: bool = False) -> list[jax.Array]:
     """For each of :func:`phase_groups`, its flipped kernel ``(taps, in/groups, groups * P * f/groups)``.
 
     ``P`` is the group's number of phases; output channels are ordered ``(group, phase, filter)``
     for channels_last and ``(group, filter, phase)`` for channels_first, which keeps the
     depth-to-space of each layout a reshape and one transpose. Groups with no taps get ``None``.
+    ``transposed`` gives each tap's matrix the other way round, ``(taps, groups * P * f/groups,
+    in/groups)``, which for ``groups = 1`` is Keras's own layout and costs no transpose of the
+    kernel (XLA:CPU moves a 512x256 kernel's 8 MB at 2-4 GB/s, milliseconds per step).
     """
     s, d = config.strides, config.dilation_rate
+    g = config.groups
+    f_g, cin_g = kernel.shape[1], kernel.shape[2] // g
+    if transposed:  # (k, g, f/g, in/g)
+        w = kernel.reshape(kernel.shape[0], f_g, g, cin_g).transpose(0, 2, 1, 3)
+        order = (0, 2, 1, 3, 4) if config.data_format == "channels_last" else (0, 2, 3, 1, 4)
+    else:  # (k, in/g, g, f/g)
+        w = grouped_kernel(kernel, g)
+        order = (0, 2, 3, 1, 4) if config.data_format == "channels_last" else (0, 2, 3, 4, 1)
     # Row m * s + r of the block grid holds the tap of phase r at phase tap m; a reshape separates
     # the phases. Every group below picks only real taps out of it, so none of the grid's zeros
     # is ever multiplied.
-    w = taps_on_block_grid(grouped_kernel(kernel, config.groups), 0, config)  # (M * s, in/g, g, f/g)
-    _, cin_g, g, f_g = w.shape
-    w = w.reshape(kernel_blocks(config), s, cin_g, g, f_g)
-    order = (0, 2, 3, 1, 4) if config.data_format == "channels_last" else (0, 2, 3, 4, 1)
+    w = taps_on_block_grid(w, 0, config)
+    w = w.reshape(kernel_blocks(config), s, *w.shape[1:])
     kernels = []
     for group in phase_groups(config.kernel_size, s, d):
         if group.taps == 0:
@@ -139,8 +169,9 @@ def phase_kernels(kernel: jax.Array, config: Conv1DTransposeConfig) -> list[jax.
             continue
         rows = lax.slice_in_dim(w, group.first, group.first + (group.taps - 1) * group.step + 1,
                                 stride=group.step, axis=0)
-        rows = _take_phases(rows, group.phases, axis=1)
-        rows = rows.transpose(order).reshape(group.taps, cin_g, g * len(group.phases) * f_g)
+        rows = _take_phases(rows, group.phases, axis=1).transpose(order)
+        outs = g * len(group.phases) * f_g
+        rows = rows.reshape((group.taps, outs, cin_g) if transposed else (group.taps, cin_g, outs))
         kernels.append(jnp.flip(rows, axis=0))
     return kernels
 
@@ -180,20 +211,32 @@ def polyphase_conv(
       precision: ``lax.Precision`` of the convolution.
       gradients: how derivatives are computed: ``"gemm"`` (those of
         :func:`convtrans.gemm.gemm_conv`, the same bilinear map), ``"convolution"`` (the
-        convolutions' own) or None: ``"gemm"`` when there are at least
-        :data:`GEMM_MIN_CHANNELS` input channels per group or ``groups > 1``, and the
+        convolutions' own), ``"winograd"`` (those of the ``"winograd"`` forward) or None:
+        ``"winograd"`` where the module docstring says, else ``"gemm"`` when there are at
+        least :data:`GEMM_MIN_CHANNELS` input channels per group or ``groups > 1``, and the
         tap products fit in :data:`GEMM_MAX_BYTES`; else ``"convolution"``.
       forward: how the output is computed: ``"convolution"`` (the polyphase convolution),
-        ``"gemm"`` (:func:`convtrans.gemm.gemm_conv`) or None: ``"gemm"`` when there are at
-        least :data:`GEMM_MIN_CHANNELS` input channels per group and the tap products
-        fit in :data:`GEMM_MAX_BYTES`, else ``"convolution"``.
+        ``"winograd"`` (the same, with its two- and three-tap phases of a float32 or float64,
+        ``groups = 1`` layer by :func:`convtrans.winograd.correlate`), ``"gemm"``
+        (:func:`convtrans.gemm.gemm_conv`) or None: ``"winograd"`` where the module docstring
+        says, else ``"gemm"`` when there are at least :data:`GEMM_MIN_CHANNELS` input
+        channels per group and the tap products fit in :data:`GEMM_MAX_BYTES`, else
+        ``"convolution"``.
 
     Returns:
       ``(batch, out, filters)`` or ``(batch, filters, out)`` with
       ``out = output_length(config, n)``; equal to :func:`convtrans.ops.lhs_dilation_conv`.
     """
+    in_per_group = x.shape[config.channel_axis % 3] // config.groups
+    winograd_taps = [group.taps for group in phase_groups(config.kernel_size, config.strides, config.dilation_rate)
+                     if _correlates_by_winograd(x.dtype, group.taps, config)]
+    # Measured on XLA:CPU only; elsewhere the convolutions are the backend's own kernels.
+    if (winograd_taps and in_per_group >= WINOGRAD_MIN_CHANNELS and jax.default_backend() == "cpu"
+            and _winograd_bytes(config, x, max(winograd_taps)) <= WINOGRAD_MAX_BYTES):
+        gradients = "winograd" if gradients is None else gradients
+        forward = "winograd" if forward is None else forward
     gemm_fits = _tap_products_bytes(config, x) <= GEMM_MAX_BYTES
-    wide = x.shape[config.channel_axis % 3] // config.groups >= GEMM_MIN_CHANNELS
+    wide = in_per_group >= GEMM_MIN_CHANNELS
     if gradients is None:
         # Grouped layers take the GEMM gradients whatever their width: XLA lowers a grouped
         # convolution's weight gradient to an input-dilated convolution, the slow path.
@@ -210,6 +253,13 @@ def polyphase_conv(
     return _convolve(x, kernel, config, precision, forward, gradients)
 
 
+def _winograd_bytes(config: Conv1DTransposeConfig, x: jax.Array, taps: int) -> int:
+    # r + 1 transformed half-inputs and as many half-outputs of products.
+    n = x.shape[config.time_axis % 3]
+    outputs = x.shape[0] * output_length(config, n) * config.filters * x.dtype.itemsize
+    return (taps + 1) * (outputs + x.size * x.dtype.itemsize) // 2
+
+
 def _tap_products_bytes(config: Conv1DTransposeConfig, x: jax.Array) -> int:
     batch, n = x.shape[0], x.shape[config.time_axis % 3]
     return batch * n * config.kernel_size * config.filters * accumulation_dtype(x.dtype).itemsize
@@ -220,15 +270,15 @@ def _convolve(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
               precision: Any, forward: str, gradients: str) -> jax.Array:
     if forward == "gemm":
         return gemm_conv(x, kernel, config, precision)
-    return _convolve_plain(x, kernel, config, precision)
+    return _convolve_plain(x, kernel, config, precision, winograd=forward == "winograd")
 
 
 def _convolve_plain(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                    precision: Any, products: bool = True) -> jax.Array:
-    """The polyphase convolution; ``products=False`` rules out :func:`_correlate`'s matrix products."""
+                    precision: Any, winograd: bool, products: bool = True) -> jax.Array:
+    """The polyphase convolution; see :func:`_correlate` for ``winograd`` and ``products``."""
     if config.strides == 1:
-        return _stride_one(x, kernel, config, precision, products)
-    return _phases(x, kernel, config, precision, products)
+        return _stride_one(x, kernel, config, precision, winograd, products)
+    return _phases(x, kernel, config, precision, winograd, products)
 
 
 @functools.partial(_convolve.defjvp, symbolic_zeros=True)
@@ -242,7 +292,10 @@ def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
     # The convolution form's tangent is always convolutions: differentiated, the bfloat16 matrix
     # products of _correlate run at float32 speed plus copies of the stacked windows, measured
     # 1.2-2x slower than the convolutions' own gradients.
-    tangent_map = gemm_conv if gradients == "gemm" else functools.partial(_convolve_plain, products=False)
+    if gradients == "gemm":
+        tangent_map = gemm_conv
+    else:
+        tangent_map = functools.partial(_convolve_plain, winograd=gradients == "winograd", products=False)
     # Symbolic zeros (an argument not being differentiated, such as the input data of a first
     # layer) are skipped rather than multiplied: that would cost a whole extra forward pass.
     dy = None
@@ -255,11 +308,18 @@ def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
 
 
 def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                precision: Any, products: bool) -> jax.Array:
+                precision: Any, winograd: bool, products: bool) -> jax.Array:
     left, right = transpose_pads(config)
+    xp = _pad_time(x, config, left, right)
+    if winograd and _correlates_by_winograd(x.dtype, config.kernel_size, config):
+        return winograd_correlation.correlate(xp, jnp.flip(kernel, axis=0), config.dilation_rate,
+                                              config, precision)
     rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
-    return _correlate(_pad_time(x, config, left, right), rhs, config.dilation_rate, config, precision,
-                      products)
+    return _correlate(xp, rhs, config.dilation_rate, config, precision, products)
+
+
+def _correlates_by_winograd(dtype: Any, taps: int, config: Conv1DTransposeConfig) -> bool:
+    return config.groups == 1 and winograd_correlation.applies(dtype, taps)
 
 
 def _correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeConfig,
@@ -310,7 +370,7 @@ def _correlates_as_dot(dtype: Any, in_per_group: int) -> bool:
 
 
 def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-            precision: Any, products: bool) -> jax.Array:
+            precision: Any, winograd: bool, products: bool) -> jax.Array:
     """The polyphase convolution proper (``strides > 1``, non-empty output)."""
     time_axis = config.time_axis % 3
     n = x.shape[time_axis]
@@ -321,8 +381,10 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
     batch, g, f_g = x.shape[0], config.groups, config.filters // config.groups
     channels_last = config.data_format == "channels_last"
     parts, phase_order = [], []
-    for group, rhs in zip(phase_groups(config.kernel_size, s, config.dilation_rate),
-                          phase_kernels(kernel, config)):
+    # Both layouts are traced; XLA drops the one no correlation uses.
+    for group, rhs, rhs_transposed in zip(phase_groups(config.kernel_size, s, config.dilation_rate),
+                                          phase_kernels(kernel, config),
+                                          phase_kernels(kernel, config, transposed=True)):
         p = len(group.phases)
         phase_order += group.phases
         shape = (batch, blocks, g, p, f_g) if channels_last else (batch, g, f_g, p, blocks)
@@ -332,8 +394,11 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
         # Block q of phase r sums x[q - first - i * step] @ tap i: a correlation with the
         # flipped taps over x padded so that block q0 comes out first.
         last = group.first + (group.taps - 1) * group.step
-        z = _correlate(_pad_time(x, config, last - q0, q1 - n - group.first), rhs, group.step,
-                       config, precision, products)
+        xp = _pad_time(x, config, last - q0, q1 - n - group.first)
+        if winograd and _correlates_by_winograd(x.dtype, group.taps, config):
+            z = winograd_correlation.correlate(xp, rhs_transposed, group.step, config, precision)
+        else:
+            z = _correlate(xp, rhs, group.step, config, precision, products)
         parts.append(z.reshape(shape))
     phase_axis = 3
     y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=phase_axis)

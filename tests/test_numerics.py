@@ -160,3 +160,26 @@ def test_float64_under_x64_matches_the_numpy_reference_to_1e12(implementation, n
         y = np.asarray(y)
     np.testing.assert_allclose(y, want, rtol=1e-12, atol=1e-12)
     assert jnp.ones(()).dtype == jnp.float32  # x64 did not leak out of the context
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("name", ["k3-s2-same", "k3-s2-d2-torch", "k3-s1-d3-same"])
+def test_winograd_phases_keep_a_nonfinite_sample_to_the_outputs_that_depend_on_it(name, value):
+    # Two-tap, three-tap (phase taps one apart) and three-tap (three apart) correlations. An
+    # infinity may come out as NaN there (inf - inf in the input differences), but only where
+    # the direct sum is not finite either.
+    from convtrans.polyphase import polyphase_conv
+
+    config, kernel, _, x = setup(name, np.random.default_rng(0))
+    op = jax.jit(lambda x: polyphase_conv(x, jnp.asarray(kernel, jnp.float32), config,
+                                          forward="winograd", gradients="winograd"))
+    time = config.time_axis % 3
+    for step in (0, STEPS // 2, STEPS - 1):
+        index = [1, 0, 0]
+        index[time], index[3 - time] = step, 2
+        index = tuple(index)
+        y = np.asarray(op(jnp.asarray(poisoned(x, index, value), jnp.float32)))
+        clean = np.asarray(op(jnp.asarray(poisoned(x, index, 0.0), jnp.float32)))
+        hit = dependents(config, kernel, index)
+        np.testing.assert_array_equal(~np.isfinite(y), hit, err_msg=f"sample {index}")
+        np.testing.assert_array_equal(y[~hit], clean[~hit])

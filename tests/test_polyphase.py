@@ -19,8 +19,10 @@ from convtrans.polyphase import (GEMM_MAX_BYTES, FORMS, PhaseGroup, phase_groups
 from tests.numpy_reference import conv1d_transpose as numpy_reference
 
 TOLERANCE = dict(rtol=2e-5, atol=2e-5)
-# (forward, gradients): every combination polyphase_conv picks by itself.
-FORM_PAIRS = [("convolution", "convolution"), ("convolution", "gemm"), ("gemm", "gemm")]
+# (forward, gradients): every combination polyphase_conv picks by itself. ("winograd" computes
+# the two- and three-tap phases by Winograd's F(2, r) and the others as "convolution" does.)
+FORM_PAIRS = [("convolution", "convolution"), ("convolution", "gemm"), ("gemm", "gemm"),
+              ("winograd", "winograd")]
 
 
 def _legal_output_paddings(padding, strides, dilation):
@@ -331,11 +333,11 @@ def test_vmap_adds_no_convolutions_and_no_conditional(config):
 
 
 def test_inputs_whose_tap_products_exceed_the_budget_take_the_convolution_gradients():
-    config = HLO_CONFIGS[0]
+    config = HLO_CONFIGS[1].replace(data_format="channels_last")  # 5- and 4-tap phases: no Winograd
     steps = GEMM_MAX_BYTES // (2 * config.kernel_size * config.filters * 4) + 1
     small, big = (_gradient_hlo(config, *_abstract_inputs(config, 512, n)) for n in (32, steps))
     assert len(_convolutions(small)) == 0
-    assert len(_convolutions(big)) == 3  # forward, input gradient, kernel gradient
+    assert len(_convolutions(big)) == 6  # per phase group: forward, input gradient, kernel gradient
 
 
 @pytest.mark.parametrize("argument", ["gradients", "forward"])
@@ -348,42 +350,50 @@ def test_unknown_forms_are_a_value_error_listing_the_known_ones(argument):
 
 @pytest.mark.parametrize("in_channels, groups, convolutions", [(512, 1, 0), (256, 1, 1), (1024, 2, 0)])
 def test_wide_inputs_take_the_gemm_forward(in_channels, groups, convolutions):
-    config = ct.Conv1DTransposeConfig(filters=2 * groups, kernel_size=4, strides=2, padding="same",
+    # Four taps per phase: Winograd's F(2, r) is used for two or three only.
+    config = ct.Conv1DTransposeConfig(filters=2 * groups, kernel_size=8, strides=2, padding="same",
                                       groups=groups)
     text = _forward_hlo(config, *_abstract_inputs(config, in_channels, steps=8, batch=1))
     assert len(_convolutions(text)) == convolutions
 
 
-def _temp_bytes_over_output(function, config, steps):
-    params = {"kernel": jnp.ones(config.kernel_shape(16)), "bias": jnp.zeros(16)}
-    x = jax.ShapeDtypeStruct((1, steps, 16), jnp.float32)
+def _temp_bytes_over_output(function, config, steps, in_channels=16):
+    params = {"kernel": jnp.ones(config.kernel_shape(in_channels)), "bias": jnp.zeros(config.filters)}
+    x = jax.ShapeDtypeStruct((1, steps, in_channels), jnp.float32)
     compiled = jax.jit(function).lower(params, x).compile()
     return compiled.memory_analysis().temp_size_in_bytes / (4 * output_length(config, steps) * config.filters)
 
 
-LONG_INPUT_CONFIGS = [
-    ct.Conv1DTransposeConfig(filters=16, kernel_size=16, strides=8, padding="same"),
-    ct.Conv1DTransposeConfig(filters=16, kernel_size=9, strides=2, padding="same"),
+# (config, input channels): 64 channels and two taps per phase would take Winograd's F(2, 2),
+# whose temporaries (5 outputs' worth here) are what its byte budget keeps long inputs from.
+LONG_INPUTS = [
+    (ct.Conv1DTransposeConfig(filters=16, kernel_size=16, strides=8, padding="same"), 16),
+    (ct.Conv1DTransposeConfig(filters=16, kernel_size=9, strides=2, padding="same"), 16),
+    (ct.Conv1DTransposeConfig(filters=16, kernel_size=4, strides=2, padding="same"), 64),
 ]
+LONG_IDS = ["k16-s8", "k9-s2", "k4-s2-64-channels"]
 
 
-@pytest.mark.parametrize("config", LONG_INPUT_CONFIGS, ids=["k16-s8", "k9-s2"])
-def test_a_long_input_needs_temporary_memory_within_twice_the_output(config):
+@pytest.mark.parametrize("config, in_channels", LONG_INPUTS, ids=LONG_IDS)
+def test_a_long_input_needs_temporary_memory_within_twice_the_output(config, in_channels):
     forward = lambda params, x: ct.conv1d_transpose(params, x, config)[0]
-    assert _temp_bytes_over_output(forward, config, 2**18) <= 2
+    assert _temp_bytes_over_output(forward, config, 2**18, in_channels) <= 2
 
 
-@pytest.mark.parametrize("config", LONG_INPUT_CONFIGS, ids=["k16-s8", "k9-s2"])
-def test_the_gradients_of_a_long_input_need_temporary_memory_within_five_times_the_output(config):
-    # The input, kernel and output gradients and the saved input are about four outputs' worth.
+@pytest.mark.parametrize("config, in_channels", LONG_INPUTS, ids=LONG_IDS)
+def test_the_gradients_of_a_long_input_need_temporary_memory_within_five_outputs_and_the_input(config, in_channels):
+    # The input, kernel and output gradients and the saved input are about four outputs' worth
+    # when the output is the larger; the 64-channel input is twice the output.
     loss = lambda params, x: jnp.sum(ct.conv1d_transpose(params, x, config)[0] ** 2)
-    assert _temp_bytes_over_output(jax.grad(loss, argnums=(0, 1)), config, 2**18) <= 5
+    input_over_output = 2**18 * in_channels / (output_length(config, 2**18) * config.filters)
+    assert _temp_bytes_over_output(jax.grad(loss, argnums=(0, 1)), config, 2**18, in_channels) <= 5 + input_over_output
 
 
 @pytest.mark.parametrize("dtype, in_channels, convolutions", [
     (jnp.bfloat16, 64, 0), (jnp.bfloat16, 16, 1), (jnp.float16, 64, 1), (jnp.float32, 64, 1)])
 def test_on_cpu_bfloat16_with_64_channels_is_multiplied_as_a_matrix_product(dtype, in_channels, convolutions):
-    config = ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="same")
+    # Four taps per phase, so that float32 is not computed by Winograd's F(2, r) either.
+    config = ct.Conv1DTransposeConfig(filters=8, kernel_size=8, strides=2, padding="same")
     text = _forward_hlo(config, *_abstract_inputs(config, in_channels, steps=16, dtype=dtype))
     assert len(_convolutions(text)) == convolutions
 
