@@ -69,7 +69,7 @@ def _output_transform(m: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
 
 def correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeConfig,
               precision: Any = None) -> jax.Array:
-    """``z[b, q, o] = sum_{i, c} xp[b, q + i * step, c] rhs[i, c, o]``, in ``xp``'s layout.
+    """``z[b, q, o] = sum_{i, c} xp[b, q + i * step, c] rhs[i, o, c]``, in ``xp``'s layout.
 
     The stride-1 convolution it replaces, for ``groups = 1``, with each tap's matrix transposed:
     ``rhs`` is ``(taps, out, in)`` with ``taps`` in :data:`TAPS` (Keras's kernel layout, so that
@@ -97,25 +97,25 @@ def correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeC
     # so that every product is one matrix times another, (rows, in) @ (out, in)^T or
     # (out, in) @ (in, rows): products with more axes differentiate into transposed copies and
     # ran 1.5-2x slower on XLA:CPU.
-    halves = []
+    d = []  # d[i]: the input rows of every pair, (batch, blocks, step, in) or (in, batch, blocks, step)
     for first in (0, 2 * step):
         rows = lax.slice_in_dim(xp, first, first + 2 * step * blocks, axis=time_axis)
         if channels_last:
             rows = rows.reshape(batch, blocks, 2, step, in_channels)
-            halves += [rows[:, :, 0], rows[:, :, 1]]
+            d += [rows[:, :, 0], rows[:, :, 1]]
         else:
             rows = rows.reshape(batch, in_channels, blocks, 2, step).transpose(1, 0, 2, 3, 4)
-            halves += [rows[:, :, :, 0], rows[:, :, :, 1]]
-    products = batch * blocks * step
-    lhs = _input_transform(halves[:taps + 1])
+            d += [rows[:, :, :, 0], rows[:, :, :, 1]]
+    pairs = batch * blocks * step
+    lhs = _input_transform(d[:taps + 1])
     if channels_last:
-        m = [lax.dot_general(a.reshape(products, in_channels), w, (((1,), (1,)), ((), ())),
+        m = [lax.dot_general(a.reshape(pairs, in_channels), w, (((1,), (1,)), ((), ())),
                              precision=precision)
              for a, w in zip(lhs, _kernel_transform(rhs))]
         pair = [y.reshape(batch, blocks, 1, step, out_channels) for y in _output_transform(m)]
         y = jnp.concatenate(pair, axis=2).reshape(batch, 2 * step * blocks, out_channels)
     else:
-        m = [lax.dot(w, a.reshape(in_channels, products), precision=precision)
+        m = [lax.dot(w, a.reshape(in_channels, pairs), precision=precision)
              for a, w in zip(lhs, _kernel_transform(rhs))]
         pair = [y.reshape(out_channels, batch, blocks, 1, step) for y in _output_transform(m)]
         y = jnp.concatenate(pair, axis=3).transpose(1, 0, 2, 3, 4)

@@ -15,6 +15,7 @@ import convtrans as ct
 from convtrans import winograd
 from convtrans.ops import lhs_dilation_conv
 from convtrans.polyphase import WINOGRAD_MIN_CHANNELS, polyphase_conv
+from tests.numpy_reference import conv1d_transpose as numpy_reference
 
 
 def _direct_correlation(xp, rhs, step, channels_last):
@@ -145,3 +146,22 @@ def test_the_default_for_a_vocoder_layer_is_winograd():
                                   polyphase_conv(x, kernel, config, forward="winograd", gradients="winograd"))
     assert not np.array_equal(polyphase_conv(x, kernel, config),
                               polyphase_conv(x, kernel, config, forward="convolution"))
+
+
+@pytest.mark.parametrize("config", WIDE_CONFIGS, ids=WIDE_IDS)
+def test_float64_takes_it_too_and_matches_the_numpy_reference_to_1e12(config):
+    rng = np.random.default_rng(5)
+    in_channels = WINOGRAD_MIN_CHANNELS
+    shape = (2, 11, in_channels) if config.data_format == "channels_last" else (2, in_channels, 11)
+    x, kernel = rng.standard_normal(shape), rng.standard_normal(config.kernel_shape(in_channels))
+    want = numpy_reference(x, kernel, strides=config.strides, padding=config.padding,
+                           output_padding=config.output_padding, dilation_rate=config.dilation_rate,
+                           data_format=config.data_format)
+    with jax.enable_x64(True):
+        x64, kernel64 = jnp.asarray(x, jnp.float64), jnp.asarray(kernel, jnp.float64)
+        got = polyphase_conv(x64, kernel64, config)
+        forced = polyphase_conv(x64, kernel64, config, forward="winograd", gradients="winograd")
+        assert got.dtype == jnp.float64
+        got, forced = np.asarray(got), np.asarray(forced)
+    np.testing.assert_array_equal(got, forced)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
