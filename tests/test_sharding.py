@@ -161,3 +161,56 @@ def test_time_sharding_exchanges_halos_instead_of_gathering_the_signal(implement
                       out_shardings=time)
     hlo = forward.lower(params, x).compile().as_text()
     assert "all-gather(" not in hlo and "collective-permute(" in hlo
+
+
+# 64 input channels and two-tap phases: the default computes these by Winograd's F(2, 2), whose
+# products merge the (sharded) batch with time into the rows of one matrix.
+WINOGRAD_CONFIGS = {
+    "k16-s8": dict(kernel_size=16, strides=8, padding="same"),
+    "k4-s2-channels_first": dict(kernel_size=4, strides=2, padding="same", data_format="channels_first"),
+}
+
+
+def winograd_setup(name, batch=8, steps=32):
+    config = ct.Conv1DTransposeConfig(filters=4, **WINOGRAD_CONFIGS[name])
+    rng = np.random.default_rng(1)
+    params = {"kernel": jnp.asarray(rng.standard_normal(config.kernel_shape(64)) / 8, jnp.float32),
+              "bias": jnp.asarray(rng.standard_normal(4), jnp.float32)}
+    shape = (batch, steps, 64) if config.data_format == "channels_last" else (batch, 64, steps)
+    return config, params, jnp.asarray(rng.standard_normal(shape), jnp.float32)
+
+
+def assert_same_values_normwise(got, want):
+    # Sums of 64 channels times the batch and time: the shards add them in another order, so
+    # the error is relative to the largest value, not to each one.
+    for g, w in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
+        w = np.asarray(w)
+        np.testing.assert_allclose(np.asarray(g), w, rtol=0, atol=1e-5 * np.abs(w).max())
+
+
+@pytest.mark.parametrize("name", sorted(WINOGRAD_CONFIGS))
+def test_a_batch_sharded_winograd_layer_gives_one_devices_values_and_gradients(name):
+    config, params, x = winograd_setup(name)
+    forward, grad = forward_and_grad(config, None)
+    want_y, want_grads = jax.jit(forward)(params, x), jax.jit(grad)(params, x)
+
+    m = mesh()
+    batch = NamedSharding(m, P("data"))
+    xs, ps = jax.device_put(x, batch), jax.device_put(params, NamedSharding(m, P()))
+    y, grads = jax.jit(forward)(ps, xs), jax.jit(grad)(ps, xs)
+
+    assert y.sharding.is_equivalent_to(batch, y.ndim), y.sharding
+    assert grads[1].sharding.is_equivalent_to(batch, x.ndim), grads[1].sharding
+    assert_same_values_normwise((y, grads), (want_y, want_grads))
+
+
+def test_an_explicitly_batch_sharded_winograd_layer_keeps_the_sharding_in_the_types():
+    config, params, x = winograd_setup("k16-s8")
+    forward, grad = forward_and_grad(config, None)
+    want_y, want_grads = jax.jit(forward)(params, x), jax.jit(grad)(params, x)
+
+    with jax.set_mesh(mesh(AxisType.Explicit)):
+        xs, ps = jax.device_put(x, P("data")), jax.device_put(params, P())
+        y, grads = jax.jit(forward)(ps, xs), jax.jit(grad)(ps, xs)
+        assert jax.typeof(y).sharding.spec == P("data", None, None)
+    assert_same_values_normwise((y, grads), (want_y, want_grads))
