@@ -33,14 +33,15 @@ The input is padded with an explicit :func:`jax.lax.pad` (negative pads crop), n
 convolution's ``padding=`` argument: with the latter XLA's passes turn the gradient back into a
 window-reversed convolution. ``tests/test_polyphase.py`` checks the compiled gradient for that.
 
-On CPU, float32 and float64 layers with 64 or more input channels (:data:`WINOGRAD_MIN_CHANNELS`),
-``groups = 1`` and phases of two or three taps (``kernel_size`` 2 or 3 times ``strides``, as in
-every HiFi-GAN and MelGAN upsampler, or a stride-1 kernel of 3) compute those phases by
-Winograd's minimal filtering F(2, r) (:mod:`convtrans.winograd`), forward and gradients: 3/4 (2/3)
-of the multiplications, as matrix products that take Keras's kernel layout without transposing
-it. Its rounding differs from the direct sum's by a few ulps, and an infinite input comes out NaN
-(still only where the direct sum is not finite). Inputs whose temporaries would exceed
-:data:`WINOGRAD_MAX_BYTES` keep the convolutions.
+On CPU, layers with 64 or more input channels (:data:`WINOGRAD_MIN_CHANNELS`), ``groups = 1``
+and phases of two or three taps (``kernel_size`` 2 or 3 times ``strides``, as in every HiFi-GAN
+and MelGAN upsampler, or a stride-1 kernel of 3) compute those phases by Winograd's minimal
+filtering F(2, r) (:mod:`convtrans.winograd`): 3/4 (2/3) of the multiplications, as matrix
+products that take Keras's kernel layout without transposing it. float32 and float64 layers do so
+forward and in the gradients; 16-bit layers in the gradients only, in float32 (their forward
+pass has faster bfloat16 products, below). Its rounding differs from the direct sum's by a few
+ulps, and an infinite input comes out NaN (still only where the direct sum is not finite).
+Inputs whose temporaries would exceed :data:`WINOGRAD_MAX_BYTES` keep the convolutions.
 
 Otherwise, with many input channels (:data:`GEMM_MIN_CHANNELS`), and for grouped layers, where its
 temporaries stay small (:data:`GEMM_MAX_BYTES`), the derivatives are not the convolutions' own but
@@ -53,7 +54,8 @@ bfloat16 inputs with :data:`DOT_CORRELATION_MIN_CHANNELS` or more input channels
 each stride-1 convolution on CPU as one matrix product of stacked shifted windows, accumulated in
 float32 (see :func:`_correlate`): XLA:CPU computes bfloat16 convolutions at float32 speed but
 bfloat16 products on the CPU's bfloat16 dot-product instructions. The derivatives are still the
-convolutions' (or the GEMM form's), at float32 speed: reverse mode would transpose a
+convolutions' (or the GEMM form's, or Winograd's), computed in float32 and rounded once (see
+:func:`_in_accumulation_dtype`), at float32 speed: reverse mode would transpose a
 float32-accumulated product into one whose cotangent is float32. Only a ``custom_vjp`` could keep
 the backward products in bfloat16, and JAX cannot forward-differentiate a ``custom_vjp`` function,
 so ``jax.jvp`` and ``jax.hessian`` would stop working for bfloat16 inputs; this module keeps them.
@@ -91,11 +93,12 @@ GEMM_MAX_BYTES = 64 * 2**20
 # which hides that copy and once made the GEMM gradients look faster everywhere.)
 GEMM_MIN_CHANNELS = 512
 FORMS = ("gemm", "convolution", "winograd")
-# From this many input channels, float32 layers with two- or three-tap phases (kernel_size = 2 or 3
-# times strides: every HiFi-GAN and MelGAN upsampler) compute those correlations by Winograd's
-# F(2, r) (convtrans/winograd.py), forward and gradients: 3/4 (2/3) of the multiplications, measured
-# 1.2-1.6x faster than the other forms forward+backward from 64 channels; with 16, its extra passes
-# over the data cost more than the products save (0.5x forward).
+# From this many input channels, layers with two- or three-tap phases (kernel_size = 2 or 3 times
+# strides: every HiFi-GAN and MelGAN upsampler) compute those correlations by Winograd's F(2, r)
+# (convtrans/winograd.py): 3/4 (2/3) of the multiplications. float32 forward+backward measured
+# 1.2-1.6x faster than the other forms from 64 channels; bfloat16 gradients (in float32) 1.1-1.2x
+# faster than the convolutions'. With 16 channels its extra passes over the data cost more than
+# the products save (0.5x forward).
 WINOGRAD_MIN_CHANNELS = 64
 # Its temporaries, the transformed inputs and the products, are (r + 1) / 2 times the input plus
 # the output (1.6-2.5 outputs for upsampling layers, against 1 for the convolutions); above this
@@ -234,7 +237,10 @@ def polyphase_conv(
     if (winograd_taps and in_per_group >= WINOGRAD_MIN_CHANNELS and jax.default_backend() == "cpu"
             and _winograd_bytes(config, x, max(winograd_taps)) <= WINOGRAD_MAX_BYTES):
         gradients = "winograd" if gradients is None else gradients
-        forward = "winograd" if forward is None else forward
+        # 16-bit inputs are multiplied in float32 there, slower than the bfloat16 products the
+        # forward pass has (see _correlates_as_dot); their gradients run at float32 speed anyway.
+        if accumulation_dtype(x.dtype) == x.dtype:
+            forward = "winograd" if forward is None else forward
     gemm_fits = _tap_products_bytes(config, x) <= GEMM_MAX_BYTES
     wide = in_per_group >= GEMM_MIN_CHANNELS
     if gradients is None:
@@ -256,8 +262,8 @@ def polyphase_conv(
 def _winograd_bytes(config: Conv1DTransposeConfig, x: jax.Array, taps: int) -> int:
     # r + 1 transformed half-inputs and as many half-outputs of products.
     n = x.shape[config.time_axis % 3]
-    outputs = x.shape[0] * output_length(config, n) * config.filters * x.dtype.itemsize
-    return (taps + 1) * (outputs + x.size * x.dtype.itemsize) // 2
+    itemsize = accumulation_dtype(x.dtype).itemsize
+    return (taps + 1) * (x.shape[0] * output_length(config, n) * config.filters + x.size) * itemsize // 2
 
 
 def _tap_products_bytes(config: Conv1DTransposeConfig, x: jax.Array) -> int:
@@ -289,13 +295,14 @@ def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
     x, kernel = primals
     dx, dkernel = tangents
     y = _convolve(x, kernel, config, precision, forward, gradients)
-    # The convolution form's tangent is always convolutions: differentiated, the bfloat16 matrix
-    # products of _correlate run at float32 speed plus copies of the stacked windows, measured
+    # The convolution form's tangent never takes the bfloat16 matrix products of _correlate:
+    # differentiated, they run at float32 speed plus copies of the stacked windows, measured
     # 1.2-2x slower than the convolutions' own gradients.
     if gradients == "gemm":
         tangent_map = gemm_conv
     else:
-        tangent_map = functools.partial(_convolve_plain, winograd=gradients == "winograd", products=False)
+        tangent_map = functools.partial(_in_accumulation_dtype, functools.partial(
+            _convolve_plain, winograd=gradients == "winograd", products=False))
     # Symbolic zeros (an argument not being differentiated, such as the input data of a first
     # layer) are skipped rather than multiplied: that would cost a whole extra forward pass.
     dy = None
@@ -305,6 +312,20 @@ def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
         term = tangent_map(x, dkernel, config, precision)
         dy = term if dy is None else dy + term
     return y, jnp.zeros_like(y) if dy is None else dy
+
+
+def _in_accumulation_dtype(fn, a: jax.Array, b: jax.Array, config: Conv1DTransposeConfig,
+                           precision: Any) -> jax.Array:
+    """``fn(a, b, config, precision)`` computed in :func:`accumulation_dtype`, rounded once.
+
+    For 16-bit inputs, the tangent's phase groups are then summed in float32 when reverse mode
+    transposes it: the input gradient adds one term per phase group, and rounding each term to
+    bfloat16 first cost up to 100 bfloat16 ulps where they cancel (measured). XLA:CPU computes
+    bfloat16 convolutions at float32 speed, so nothing is lost.
+    """
+    dtype = a.dtype
+    wide = accumulation_dtype(dtype)
+    return fn(a.astype(wide), b.astype(wide), config, precision).astype(dtype)
 
 
 def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,

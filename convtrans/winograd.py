@@ -19,9 +19,9 @@ Math (``step`` apart taps ``g_i``; ``d_i`` the input rows the pair of outputs re
                  y0 = m0 + m1 + m2                  y1 = m1 - m2 - m3
 
 The halves are exact in binary floating point. Rounding differs from the direct sum by the
-rounding of the input and kernel sums and differences, a few ulps of the operands' magnitude,
-which is why only float32 and float64 take this path: a bfloat16 difference would lose 8 bits
-(see :func:`applies`).
+rounding of the input and kernel sums and differences, a few ulps of the operands' magnitude.
+16-bit inputs are therefore transformed and multiplied in float32 and the result rounded once
+(:func:`convtrans.gemm.accumulation_dtype`): a bfloat16 difference would keep 8 bits.
 
 Every product multiplies inputs that both outputs it feeds depend on, so a NaN in the input
 still reaches only the outputs that depend on it. An infinite input, however, makes those
@@ -38,13 +38,14 @@ import jax.numpy as jnp
 from jax import lax
 
 from convtrans.config import Conv1DTransposeConfig
+from convtrans.gemm import accumulation_dtype
 
 TAPS = (2, 3)
 
 
 def applies(dtype: Any, taps: int) -> bool:
     """Whether :func:`correlate` computes a ``taps``-tap correlation of ``dtype`` inputs."""
-    return taps in TAPS and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.float64))
+    return taps in TAPS and jnp.issubdtype(dtype, jnp.floating)
 
 
 def _kernel_transform(rhs: jax.Array) -> list[jax.Array]:
@@ -83,6 +84,8 @@ def correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeC
     taps, out_channels, in_channels = rhs.shape
     if config.groups != 1:
         raise ValueError(f"winograd.correlate takes groups=1 layers, got groups={config.groups}.")
+    dtype = xp.dtype
+    xp, rhs = xp.astype(accumulation_dtype(dtype)), rhs.astype(accumulation_dtype(dtype))
     channels_last = config.data_format == "channels_last"
     time_axis = 1 if channels_last else 2
     steps = xp.shape[time_axis] - (taps - 1) * step
@@ -120,4 +123,4 @@ def correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeC
         pair = [y.reshape(out_channels, batch, blocks, 1, step) for y in _output_transform(m)]
         y = jnp.concatenate(pair, axis=3).transpose(1, 0, 2, 3, 4)
         y = y.reshape(batch, out_channels, 2 * step * blocks)
-    return lax.slice_in_dim(y, 0, steps, axis=time_axis)
+    return lax.slice_in_dim(y, 0, steps, axis=time_axis).astype(dtype)

@@ -212,6 +212,25 @@ def test_bfloat16_outputs_are_the_float32_sums_rounded_once(config, forward, in_
     np.testing.assert_array_less(np.abs(np.asarray(y16, np.float32) - want), 2.0**-7 * np.abs(want) + 1e-5)
 
 
+@pytest.mark.parametrize("gradients", FORMS)
+@pytest.mark.parametrize("config", BFLOAT16_CONFIGS, ids=["s4", "s3-groups2-first", "s1-d2-groups2", "s2-d3-first"])
+def test_bfloat16_gradients_are_the_float32_sums_rounded_once(config, gradients):
+    in_channels = 64 * config.groups
+    rng = np.random.default_rng(8)
+    shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
+    kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
+    y, vjp = jax.vjp(lambda x, k: polyphase_conv(x, k, config, gradients=gradients), x, kernel)
+    cotangent = jnp.asarray(rng.standard_normal(y.shape), jnp.bfloat16)
+    reference = lambda x, k: lhs_dilation_conv(x, k, config, precision=jax.lax.Precision.HIGHEST)
+    _, vjp32 = jax.vjp(reference, x.astype(jnp.float32), kernel.astype(jnp.float32))
+    for name, got, want in zip(("grad x", "grad kernel"), vjp(cotangent), vjp32(cotangent.astype(jnp.float32))):
+        assert got.dtype == jnp.bfloat16
+        want = np.asarray(want)
+        np.testing.assert_array_less(np.abs(np.asarray(got, np.float32) - want),
+                                     2.0**-7 * np.abs(want) + 1e-5, err_msg=name)
+
+
 # --- what the default path compiles to ------------------------------------------------------
 
 # What XLA prints for the two slow forms (seen in the reference's compiled gradient): a
@@ -428,7 +447,8 @@ def test_second_derivatives_equal_the_reference(config):
 
 def test_bfloat16_matrix_products_are_differentiated_through_convolutions():
     # Differentiated, the products would run at float32 speed plus copies of the stacked windows.
-    config = ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="same")
+    # (Four taps per phase: two- and three-tap phases are differentiated by Winograd's products.)
+    config = ct.Conv1DTransposeConfig(filters=8, kernel_size=8, strides=2, padding="same")
     text = _gradient_hlo(config, *_abstract_inputs(config, 64, steps=16, dtype=jnp.bfloat16))
     assert len(_convolutions(text)) == 2  # input and kernel gradients; the forward is a product
 

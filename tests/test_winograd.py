@@ -47,11 +47,25 @@ def test_the_correlation_equals_the_direct_sum_for_every_length(data_format, tap
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{steps} output steps")
 
 
-def test_it_takes_float32_and_float64_with_two_or_three_taps_only():
+def test_it_takes_floating_inputs_with_two_or_three_taps_only():
     assert winograd.applies(jnp.float32, 2) and winograd.applies(jnp.float64, 3)
-    # A 16-bit difference of inputs would be rounded to 8 bits before it is multiplied.
-    assert not winograd.applies(jnp.bfloat16, 2) and not winograd.applies(jnp.float16, 2)
+    assert winograd.applies(jnp.bfloat16, 2) and winograd.applies(jnp.float16, 3)
     assert not winograd.applies(jnp.float32, 1) and not winograd.applies(jnp.float32, 4)
+    assert not winograd.applies(jnp.int32, 2)
+
+
+@pytest.mark.parametrize("taps", winograd.TAPS)
+def test_bfloat16_is_transformed_and_multiplied_in_float32_and_rounded_once(taps):
+    # A bfloat16 difference of inputs would keep 8 bits; computed in float32, the result is the
+    # float32 sum rounded once: within one bfloat16 unit in the last place.
+    rng = np.random.default_rng(taps)
+    config = ct.Conv1DTransposeConfig(filters=8, kernel_size=taps)
+    xp = jnp.asarray(rng.standard_normal((2, 40, 64)), jnp.bfloat16)
+    rhs = jnp.asarray(rng.standard_normal((taps, 8, 64)), jnp.bfloat16)
+    got = winograd.correlate(xp, rhs, 1, config)
+    want = _direct_correlation(np.asarray(xp, np.float32), np.asarray(rhs, np.float32), 1, True)
+    assert got.dtype == jnp.bfloat16
+    np.testing.assert_array_less(np.abs(np.asarray(got, np.float32) - want), 2.0**-7 * np.abs(want) + 1e-5)
 
 
 def test_grouped_layers_are_a_value_error():
@@ -123,20 +137,42 @@ def test_the_default_does_r_plus_1_products_for_every_2r_of_the_direct_sum(confi
     assert both <= 3 * ratio * slack * direct  # output, input and kernel gradients
 
 
-@pytest.mark.parametrize("in_channels, dtype, groups, kernel_size", [
-    (WINOGRAD_MIN_CHANNELS // 4, jnp.float32, 1, 16),  # narrow: its extra passes cost more
-    (WINOGRAD_MIN_CHANNELS, jnp.bfloat16, 1, 16),  # a 16-bit difference loses 8 bits
-    (WINOGRAD_MIN_CHANNELS, jnp.float32, 2, 16),  # grouped
-    (WINOGRAD_MIN_CHANNELS, jnp.float32, 1, 32),  # four taps per phase
-], ids=["narrow", "bfloat16", "groups2", "4-taps"])
-def test_the_default_keeps_the_direct_sum_elsewhere(in_channels, dtype, groups, kernel_size):
+def _output_and_gradients(config, x, kernel, **forms):
+    y, vjp = jax.vjp(lambda x, k: polyphase_conv(x, k, config, **forms), x, kernel)
+    return (y, *vjp(jnp.cos(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape).astype(y.dtype)))
+
+
+def _assert_same(got, want):
+    for name, g, w in zip(("output", "grad x", "grad kernel"), got, want):
+        np.testing.assert_array_equal(np.asarray(g, np.float32), np.asarray(w, np.float32), err_msg=name)
+
+
+@pytest.mark.parametrize("in_channels, groups, kernel_size", [
+    (WINOGRAD_MIN_CHANNELS // 4, 1, 16),  # narrow: its extra passes cost more
+    (WINOGRAD_MIN_CHANNELS, 2, 16),  # grouped
+    (WINOGRAD_MIN_CHANNELS, 1, 32),  # four taps per phase
+], ids=["narrow", "groups2", "4-taps"])
+def test_the_default_keeps_the_direct_sum_elsewhere(in_channels, groups, kernel_size):
     config = ct.Conv1DTransposeConfig(filters=8 * groups, kernel_size=kernel_size, strides=8, groups=groups)
-    x, kernel = _inputs(config, in_channels * groups, steps=16, dtype=dtype)
+    x, kernel = _inputs(config, in_channels * groups, steps=16)
     direct = polyphase_conv(x, kernel, config, forward="convolution")
     forced = polyphase_conv(x, kernel, config, forward="winograd")
     np.testing.assert_array_equal(polyphase_conv(x, kernel, config), direct)
     # Forced, it applies to the narrow layer (the default chose against it) and to no other.
     assert np.array_equal(forced, direct) == (in_channels >= WINOGRAD_MIN_CHANNELS)
+
+
+def test_bfloat16_takes_it_for_the_gradients_only():
+    # Its forward pass has the faster bfloat16 products; the gradients run at float32 speed
+    # whichever form computes them, and this one does fewer multiplications.
+    config, steps = WIDE_CONFIGS[0], 256
+    x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=steps, dtype=jnp.bfloat16)
+    default = _output_and_gradients(config, x, kernel)
+    _assert_same(default, _output_and_gradients(config, x, kernel, forward="convolution", gradients="winograd"))
+    program = jax.make_jaxpr(lambda x, k: _output_and_gradients(config, x, k))(x, kernel).jaxpr
+    direct = x.shape[0] * steps * config.kernel_size * WINOGRAD_MIN_CHANNELS * config.filters
+    # The forward's direct products, then 3/4 of them for each gradient; no convolution.
+    assert _multiply_adds(program) <= (1 + 2 * 3 / 4) * 1.02 * direct
 
 
 def test_the_default_for_a_vocoder_layer_is_winograd():
