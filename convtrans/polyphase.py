@@ -219,8 +219,8 @@ def polyphase_conv(
         least :data:`GEMM_MIN_CHANNELS` input channels per group or ``groups > 1``, and the
         tap products fit in :data:`GEMM_MAX_BYTES`; else ``"convolution"``.
       forward: how the output is computed: ``"convolution"`` (the polyphase convolution),
-        ``"winograd"`` (the same, with its two- and three-tap phases of a float32 or float64,
-        ``groups = 1`` layer by :func:`convtrans.winograd.correlate`), ``"gemm"``
+        ``"winograd"`` (the same, with the two- and three-tap phases of a ``groups = 1`` layer
+        by :func:`convtrans.winograd.correlate`, 16-bit inputs in float32), ``"gemm"``
         (:func:`convtrans.gemm.gemm_conv`) or None: ``"winograd"`` where the module docstring
         says, else ``"gemm"`` when there are at least :data:`GEMM_MIN_CHANNELS` input
         channels per group and the tap products fit in :data:`GEMM_MAX_BYTES`, else
