@@ -201,3 +201,26 @@ def test_float64_takes_it_too_and_matches_the_numpy_reference_to_1e12(config):
         got, forced = np.asarray(got), np.asarray(forced)
     np.testing.assert_array_equal(got, forced)
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("config", WIDE_CONFIGS[:2], ids=WIDE_IDS[:2])
+def test_jax_vmap_of_the_default_equals_the_unbatched_calls(config):
+    x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=9)
+    stacked = jnp.stack([x, 2 * x[::-1]])
+    mapped = jax.vmap(lambda x: polyphase_conv(x, kernel, config))(stacked)
+    for i in range(2):
+        np.testing.assert_allclose(mapped[i], polyphase_conv(stacked[i], kernel, config), rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("config", WIDE_CONFIGS[2:4], ids=WIDE_IDS[2:4])
+def test_second_derivatives_through_it_equal_the_reference(config):
+    x, kernel = _inputs(config, 4, steps=5)
+
+    def mixed_second_derivative(fn):
+        # d^2/dx dkernel of sum(y^3): the derivative of reverse mode, taken in forward mode.
+        loss = lambda x, k: jnp.sum(fn(x, k) ** 3)
+        return jax.jacfwd(jax.grad(loss, argnums=0), argnums=1)(x, kernel)
+
+    got = mixed_second_derivative(lambda x, k: polyphase_conv(x, k, config, forward="winograd", gradients="winograd"))
+    want = mixed_second_derivative(lambda x, k: lhs_dilation_conv(x, k, config))
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
