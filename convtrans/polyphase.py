@@ -280,11 +280,12 @@ def _convolve(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
 
 
 def _convolve_plain(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                    precision: Any, winograd: bool, products: bool = True) -> jax.Array:
-    """The polyphase convolution; see :func:`_correlate` for ``winograd`` and ``products``."""
+                    precision: Any, winograd: bool) -> jax.Array:
+    """The polyphase convolution; ``winograd``: its two- and three-tap phases by
+    :func:`convtrans.winograd.correlate` where :func:`_correlates_by_winograd`."""
     if config.strides == 1:
-        return _stride_one(x, kernel, config, precision, winograd, products)
-    return _phases(x, kernel, config, precision, winograd, products)
+        return _stride_one(x, kernel, config, precision, winograd)
+    return _phases(x, kernel, config, precision, winograd)
 
 
 @functools.partial(_convolve.defjvp, symbolic_zeros=True)
@@ -295,14 +296,14 @@ def _convolve_jvp(config, precision, forward, gradients, primals, tangents):
     x, kernel = primals
     dx, dkernel = tangents
     y = _convolve(x, kernel, config, precision, forward, gradients)
-    # The convolution form's tangent never takes the bfloat16 matrix products of _correlate:
-    # differentiated, they run at float32 speed plus copies of the stacked windows, measured
-    # 1.2-2x slower than the convolutions' own gradients.
+    # The convolution forms' tangent runs in the accumulation dtype, so for bfloat16 it never
+    # takes the bfloat16 matrix products of _correlate either: differentiated, they ran at float32
+    # speed plus copies of the stacked windows, 1.2-2x slower than the convolutions' gradients.
     if gradients == "gemm":
         tangent_map = gemm_conv
     else:
-        tangent_map = functools.partial(_in_accumulation_dtype, functools.partial(
-            _convolve_plain, winograd=gradients == "winograd", products=False))
+        tangent_map = functools.partial(
+            _in_accumulation_dtype, functools.partial(_convolve_plain, winograd=gradients == "winograd"))
     # Symbolic zeros (an argument not being differentiated, such as the input data of a first
     # layer) are skipped rather than multiplied: that would cost a whole extra forward pass.
     dy = None
@@ -329,14 +330,14 @@ def _in_accumulation_dtype(fn, a: jax.Array, b: jax.Array, config: Conv1DTranspo
 
 
 def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                precision: Any, winograd: bool, products: bool) -> jax.Array:
+                precision: Any, winograd: bool) -> jax.Array:
     left, right = transpose_pads(config)
     xp = _pad_time(x, config, left, right)
     if winograd and _correlates_by_winograd(x.dtype, config.kernel_size, config):
         return winograd_correlation.correlate(xp, jnp.flip(kernel, axis=0), config.dilation_rate,
                                               config, precision)
     rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
-    return _correlate(xp, rhs, config.dilation_rate, config, precision, products)
+    return _correlate(xp, rhs, config.dilation_rate, config, precision)
 
 
 def _correlates_by_winograd(dtype: Any, taps: int, config: Conv1DTransposeConfig) -> bool:
@@ -344,17 +345,17 @@ def _correlates_by_winograd(dtype: Any, taps: int, config: Conv1DTransposeConfig
 
 
 def _correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeConfig,
-               precision: Any, products: bool) -> jax.Array:
+               precision: Any) -> jax.Array:
     """``z[b, q, o] = sum_{i, c} xp[b, q + i * step, c] rhs[i, c, o]`` per group, in ``xp``'s layout.
 
     ``rhs`` is ``(taps, in/groups, groups * out/groups)`` (WIO); the result has
-    ``xp_steps - (taps - 1) * step`` steps. A stride-1 convolution, except where ``products`` and
+    ``xp_steps - (taps - 1) * step`` steps. A stride-1 convolution, except where
     :func:`_correlates_as_dot`: then the ``taps`` shifted windows of ``xp`` are stacked (``taps``
     times the input) and multiplied in ONE ``dot_general`` accumulated in float32, rounded to the
     input's dtype once, like the convolution.
     """
     taps, in_per_group, out_channels = rhs.shape
-    if not (products and _correlates_as_dot(xp.dtype, in_per_group)):
+    if not _correlates_as_dot(xp.dtype, in_per_group):
         return lax.conv_general_dilated(
             xp, rhs, window_strides=(1,), padding=[(0, 0)], rhs_dilation=(step,),
             dimension_numbers=dimension_numbers(config), feature_group_count=config.groups,
@@ -391,7 +392,7 @@ def _correlates_as_dot(dtype: Any, in_per_group: int) -> bool:
 
 
 def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-            precision: Any, winograd: bool, products: bool) -> jax.Array:
+            precision: Any, winograd: bool) -> jax.Array:
     """The polyphase convolution proper (``strides > 1``, non-empty output)."""
     time_axis = config.time_axis % 3
     n = x.shape[time_axis]
@@ -419,7 +420,7 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
         if winograd and _correlates_by_winograd(x.dtype, group.taps, config):
             z = winograd_correlation.correlate(xp, rhs_transposed, group.step, config, precision)
         else:
-            z = _correlate(xp, rhs, group.step, config, precision, products)
+            z = _correlate(xp, rhs, group.step, config, precision)
         parts.append(z.reshape(shape))
     phase_axis = 3
     y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=phase_axis)

@@ -432,17 +432,20 @@ def test_jvp_equals_the_reference_jvp(case, forms):
         np.testing.assert_allclose(g, w, err_msg=name, **TOLERANCE)
 
 
+@pytest.mark.parametrize("forms", FORM_PAIRS, ids=lambda forms: "-".join(forms))
 @pytest.mark.parametrize("config", HLO_CONFIGS, ids=HLO_IDS)
-def test_second_derivatives_equal_the_reference(config):
+def test_second_derivatives_equal_the_reference(config, forms):
     x, kernel = _random_inputs(config, 5)
 
     def hessian_of_a_cubic_loss(fn):
         # d^2/dx dkernel of sum(y^3): mixes both arguments and needs the derivative of a derivative.
-        loss = lambda x, k: jnp.sum(fn(x, k, config) ** 3)
+        loss = lambda x, k: jnp.sum(fn(x, k) ** 3)
         return jax.jacfwd(jax.grad(loss, argnums=0), argnums=1)(x, kernel)
 
-    np.testing.assert_allclose(hessian_of_a_cubic_loss(polyphase_conv),
-                               hessian_of_a_cubic_loss(lhs_dilation_conv), rtol=1e-4, atol=1e-4)
+    polyphase = lambda x, k: polyphase_conv(x, k, config, forward=forms[0], gradients=forms[1])
+    np.testing.assert_allclose(hessian_of_a_cubic_loss(polyphase),
+                               hessian_of_a_cubic_loss(lambda x, k: lhs_dilation_conv(x, k, config)),
+                               rtol=1e-4, atol=1e-4)
 
 
 def test_bfloat16_matrix_products_are_differentiated_through_convolutions():
