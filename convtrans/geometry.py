@@ -136,6 +136,29 @@ def output_blocks(config: "Conv1DTransposeConfig", steps: int) -> OutputBlocks:
     return OutputBlocks(first, stop, c - first * s)
 
 
+class PhaseColumn(NamedTuple):
+    """Where one phase's full-result positions land in the output, seen as rows of ``s`` steps.
+
+    Output steps ``column + m * s`` (``m >= 0``) are the phase's blocks ``first + m``.
+    """
+
+    column: int
+    first: int
+
+
+def phase_column(config: "Conv1DTransposeConfig", phase: int) -> PhaseColumn:
+    """The output column of phase ``r`` and the block holding its first output step.
+
+    Output step ``t`` is full position ``t + c`` (``c = full_result_offset(config)``), so the
+    phase of every step of column ``u = (r - c) mod s`` is ``r``, and step ``u + m * s`` lies in
+    block ``(c + u) // s + m``.
+    """
+    s = config.strides
+    c = full_result_offset(config)
+    column = (phase - c) % s
+    return PhaseColumn(column, (c + column) // s)
+
+
 def kernel_blocks(config: "Conv1DTransposeConfig") -> int:
     """``ceil(ke / s)``: how many blocks of ``s`` full-result positions one input step's taps span."""
     return math.ceil(effective_kernel_size(config.kernel_size, config.dilation_rate) / config.strides)

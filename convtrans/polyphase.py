@@ -17,9 +17,11 @@ and a tap offset as ``j * d = m_j * s + r_j``. Then
 so every phase is a stride-1 convolution of ``x`` over its own taps. Phases whose taps follow the
 same pattern (see :func:`phase_groups`; with ``d = 1`` the phases ``r < k mod s`` have one tap
 more than the others) share ONE convolution with ``P * filters`` output channels; when
-``k % s == 0`` that is a single convolution for all ``s`` phases. Their outputs for block rows
-``q0 <= q < q1`` (``q0 = floor(c / s)``, ``q1 = ceil((c + out) / s)``) are interleaved
-depth-to-space to ``(q1 - q0) * s`` steps and cropped to the ``out`` requested ones.
+``k % s == 0`` that is a single convolution for all ``s`` phases. Seen as rows of ``s`` steps,
+the output has one phase per column (output step ``t`` is phase ``(t + c) mod s``), and each
+column starts at block ``floor(c / s)`` or the next (:func:`convtrans.geometry.phase_column`); a
+group computes just the blocks its columns need, and the columns interleave depth-to-space by a
+reshape, cropped at the end only when ``s`` does not divide ``out``.
 
 Grouping by pattern rather than padding short phases with zero taps matters for two reasons: a
 zero tap multiplies real inputs, so a NaN or Inf would leak into outputs that do not depend on it,
@@ -76,7 +78,7 @@ from jax.custom_derivatives import SymbolicZero
 from convtrans import winograd as winograd_correlation
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.gemm import accumulation_dtype, gemm_conv
-from convtrans.geometry import kernel_blocks, output_blocks, output_length, transpose_pads
+from convtrans.geometry import kernel_blocks, output_length, phase_column, transpose_pads
 from convtrans.layout import conv_kernel_to_wio, dimension_numbers, grouped_kernel, taps_on_block_grid
 
 # The GEMM form (convtrans/gemm.py) materializes the tap products, ``batch * n * k * filters``
@@ -393,43 +395,63 @@ def _correlates_as_dot(dtype: Any, in_per_group: int) -> bool:
 
 def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
             precision: Any, winograd: bool) -> jax.Array:
-    """The polyphase convolution proper (``strides > 1``, non-empty output)."""
+    """The polyphase convolution proper (``strides > 1``, non-empty output).
+
+    The output, as ``ceil(steps / s)`` rows of ``s`` steps, has one phase per column (see
+    :func:`convtrans.geometry.phase_column`). Each phase group's correlation computes exactly the
+    blocks its columns need, so the columns interleave by a reshape with no crop in front: the
+    gradient then slices each phase's cotangent straight out of the output's, rather than
+    first padding the whole cotangent into a temporary of the full result.
+    """
     time_axis = config.time_axis % 3
     n = x.shape[time_axis]
     steps = output_length(config, n)
     s = config.strides
-    q0, q1, start = output_blocks(config, steps)
-    blocks = q1 - q0
+    rows = -(-steps // s)
     batch, g, f_g = x.shape[0], config.groups, config.filters // config.groups
     channels_last = config.data_format == "channels_last"
-    parts, phase_order = [], []
+    columns = []  # (column, piece): piece holds the phases of columns column, column + 1, ...
     # Both layouts are traced; XLA drops the one no correlation uses.
     for group, rhs, rhs_transposed in zip(phase_groups(config.kernel_size, s, config.dilation_rate),
                                           phase_kernels(kernel, config),
                                           phase_kernels(kernel, config, transposed=True)):
+        placed = [phase_column(config, r) for r in group.phases]
+        lo = min(p.first for p in placed)
+        blocks = max(p.first for p in placed) + rows - lo
         p = len(group.phases)
-        phase_order += group.phases
         shape = (batch, blocks, g, p, f_g) if channels_last else (batch, g, f_g, p, blocks)
         if rhs is None:
-            parts.append(jnp.zeros(shape, x.dtype))
-            continue
-        # Block q of phase r sums x[q - first - i * step] @ tap i: a correlation with the
-        # flipped taps over x padded so that block q0 comes out first.
-        last = group.first + (group.taps - 1) * group.step
-        xp = _pad_time(x, config, last - q0, q1 - n - group.first)
-        if winograd and _correlates_by_winograd(x.dtype, group.taps, config):
-            z = winograd_correlation.correlate(xp, rhs_transposed, group.step, config, precision)
+            z = jnp.zeros(shape, x.dtype)
         else:
-            z = _correlate(xp, rhs, group.step, config, precision)
-        parts.append(z.reshape(shape))
-    phase_axis = 3
-    y = parts[0] if len(parts) == 1 else jnp.concatenate(parts, axis=phase_axis)
-    if phase_order != sorted(phase_order):
-        y = jnp.take(y, np.argsort(phase_order), axis=phase_axis)
+            # Block q of phase r sums x[q - first - i * step] @ tap i: a correlation with the
+            # flipped taps over x padded so that block lo comes out first.
+            last = group.first + (group.taps - 1) * group.step
+            xp = _pad_time(x, config, last - lo, lo + blocks - n - group.first)
+            if winograd and _correlates_by_winograd(x.dtype, group.taps, config):
+                z = winograd_correlation.correlate(xp, rhs_transposed, group.step, config, precision)
+            else:
+                z = _correlate(xp, rhs, group.step, config, precision)
+            z = z.reshape(shape)
+        # Phases whose first output step lies in the same block share rows; each such run of
+        # consecutive columns is one piece.
+        order = sorted(range(p), key=lambda i: placed[i].column)
+        runs: list[list[int]] = []
+        for i in order:
+            if runs and placed[i].first == placed[runs[-1][-1]].first and (
+                    placed[i].column == placed[runs[-1][-1]].column + 1):
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        for run in runs:
+            piece = lax.slice_in_dim(z, placed[run[0]].first - lo, placed[run[0]].first - lo + rows,
+                                     axis=1 if channels_last else 4)
+            columns.append((placed[run[0]].column, _take_phases(piece, tuple(run), axis=3)))
+    columns.sort(key=lambda column: column[0])
+    y = jnp.concatenate([piece for _, piece in columns], axis=3)
     if channels_last:
-        # (batch, blocks, g, s, f_g) -> (batch, blocks, s, g, f_g): phases interleave in time.
-        y = y.transpose(0, 1, 3, 2, 4).reshape(batch, blocks * s, config.filters)
-        return lax.slice_in_dim(y, start, start + steps, axis=1)
-    # (batch, g, f_g, s, blocks) -> (batch, g, f_g, blocks, s).
-    y = y.transpose(0, 1, 2, 4, 3).reshape(batch, config.filters, blocks * s)
-    return lax.slice_in_dim(y, start, start + steps, axis=2)
+        # (batch, rows, g, s, f_g) -> (batch, rows, s, g, f_g): the columns interleave in time.
+        y = y.transpose(0, 1, 3, 2, 4).reshape(batch, rows * s, config.filters)
+    else:
+        # (batch, g, f_g, s, rows) -> (batch, g, f_g, rows, s).
+        y = y.transpose(0, 1, 2, 4, 3).reshape(batch, config.filters, rows * s)
+    return lax.slice_in_dim(y, 0, steps, axis=time_axis)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import convtrans as ct
-from convtrans.geometry import full_result_offset, output_blocks, output_length
+from convtrans.geometry import full_result_offset, output_blocks, output_length, phase_column
 from convtrans.ops import lhs_dilation_conv
 from convtrans.polyphase import (GEMM_MAX_BYTES, FORMS, PhaseGroup, phase_groups,
                                  phase_kernels, polyphase_conv)
@@ -156,6 +156,32 @@ def test_the_output_blocks_are_the_fewest_whole_blocks_covering_the_output(case)
     if out:
         assert first == min(positions) // s and stop == max(positions) // s + 1
     assert first * s + start == c
+
+
+@pytest.mark.parametrize("case", _grid()[::7], ids=_case_id)
+def test_every_output_column_holds_one_phase_from_its_first_block_on(case):
+    config, steps = case
+    out = output_length(config, steps)
+    s, c = config.strides, full_result_offset(config)
+    for t in range(out):
+        column, first = phase_column(config, (t + c) % s)
+        assert (column, first + t // s) == (t % s, (t + c) // s)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_the_gradient_slices_each_phase_cotangent_out_of_the_outputs_without_a_padded_copy(data_format):
+    # Phases 0 (five taps) and 1 (four) are separate convolutions, and output step 0 is phase 1:
+    # the full blocks would hold 2 * 38 = 76 steps, of which the output is 74.
+    config = ct.Conv1DTransposeConfig(filters=7, kernel_size=9, strides=2, padding="same",
+                                      data_format=data_format)
+    first, stop, _ = output_blocks(config, 74)
+    assert (stop - first) * config.strides == 76
+    kernel, x = _abstract_inputs(config, 5, steps=37, batch=3)
+    cotangent = jax.ShapeDtypeStruct((3, 74, 7) if data_format == "channels_last" else (3, 7, 74), jnp.float32)
+    vjp = lambda k, x, dy: jax.vjp(lambda k, x: polyphase_conv(x, k, config), k, x)[1](dy)
+    text = jax.jit(vjp).lower(kernel, x, cotangent).compile().as_text()
+    full = "[3,76,7]" if data_format == "channels_last" else "[3,7,76]"
+    assert len(_convolutions(text)) == 4 and full not in text
 
 
 @pytest.mark.parametrize("k, s, d, want", [
