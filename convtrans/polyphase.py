@@ -78,7 +78,8 @@ from jax.custom_derivatives import SymbolicZero
 from convtrans import winograd as winograd_correlation
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.gemm import accumulation_dtype, gemm_conv
-from convtrans.geometry import kernel_blocks, output_length, phase_column, transpose_pads
+from convtrans.geometry import (full_result_offset, kernel_blocks, output_length, phase_column,
+                                transpose_pads)
 from convtrans.layout import conv_kernel_to_wio, dimension_numbers, grouped_kernel, taps_on_block_grid
 
 # The GEMM form (convtrans/gemm.py) materializes the tap products, ``batch * n * k * filters``
@@ -397,61 +398,82 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
             precision: Any, winograd: bool) -> jax.Array:
     """The polyphase convolution proper (``strides > 1``, non-empty output).
 
-    The output, as ``ceil(steps / s)`` rows of ``s`` steps, has one phase per column (see
-    :func:`convtrans.geometry.phase_column`). Each phase group's correlation computes exactly the
-    blocks its columns need, so the columns interleave by a reshape with no crop in front: the
-    gradient then slices each phase's cotangent straight out of the output's, rather than
-    first padding the whole cotangent into a temporary of the full result.
+    Seen as ``ceil(steps / s)`` rows of ``s`` steps, the output has one phase per column (see
+    :func:`convtrans.geometry.phase_column`). With every phase in one group (``k % s == 0`` and
+    ``d = 1``, every vocoder upsampler) the group's blocks interleave into steps and the output is
+    one contiguous slice of them, which XLA fuses into whatever reads it. With several groups,
+    each computes just the blocks its columns need and the columns interleave with no crop in
+    front, so the gradient slices each phase's cotangent straight out of the output's: padding
+    the whole cotangent first put a 16-channel layer's training step past glibc's 32 MB mmap
+    threshold, and XLA:CPU allocates its temporaries per call (every call then page-faulted).
     """
     time_axis = config.time_axis % 3
-    n = x.shape[time_axis]
-    steps = output_length(config, n)
+    steps = output_length(config, x.shape[time_axis])
     s = config.strides
     rows = -(-steps // s)
-    batch, g, f_g = x.shape[0], config.groups, config.filters // config.groups
     channels_last = config.data_format == "channels_last"
+    groups = phase_groups(config.kernel_size, s, config.dilation_rate)
     columns = []  # (column, piece): piece holds the phases of columns column, column + 1, ...
     # Both layouts are traced; XLA drops the one no correlation uses.
-    for group, rhs, rhs_transposed in zip(phase_groups(config.kernel_size, s, config.dilation_rate),
-                                          phase_kernels(kernel, config),
+    for group, rhs, rhs_transposed in zip(groups, phase_kernels(kernel, config),
                                           phase_kernels(kernel, config, transposed=True)):
         placed = [phase_column(config, r) for r in group.phases]
         lo = min(p.first for p in placed)
         blocks = max(p.first for p in placed) + rows - lo
-        p = len(group.phases)
-        shape = (batch, blocks, g, p, f_g) if channels_last else (batch, g, f_g, p, blocks)
-        if rhs is None:
-            z = jnp.zeros(shape, x.dtype)
-        else:
-            # Block q of phase r sums x[q - first - i * step] @ tap i: a correlation with the
-            # flipped taps over x padded so that block lo comes out first.
-            last = group.first + (group.taps - 1) * group.step
-            xp = _pad_time(x, config, last - lo, lo + blocks - n - group.first)
-            if winograd and _correlates_by_winograd(x.dtype, group.taps, config):
-                z = winograd_correlation.correlate(xp, rhs_transposed, group.step, config, precision)
-            else:
-                z = _correlate(xp, rhs, group.step, config, precision)
-            z = z.reshape(shape)
+        z = _group_blocks(x, group, rhs, rhs_transposed, lo, blocks, config, precision, winograd)
+        if len(groups) == 1:
+            start = full_result_offset(config) - lo * s
+            return lax.slice_in_dim(_interleave(z, config), start, start + steps, axis=time_axis)
         # Phases whose first output step lies in the same block share rows; each such run of
         # consecutive columns is one piece.
-        order = sorted(range(p), key=lambda i: placed[i].column)
         runs: list[list[int]] = []
-        for i in order:
+        for i in sorted(range(len(placed)), key=lambda i: placed[i].column):
             if runs and placed[i].first == placed[runs[-1][-1]].first and (
                     placed[i].column == placed[runs[-1][-1]].column + 1):
                 runs[-1].append(i)
             else:
                 runs.append([i])
         for run in runs:
-            piece = lax.slice_in_dim(z, placed[run[0]].first - lo, placed[run[0]].first - lo + rows,
-                                     axis=1 if channels_last else 4)
+            skip = placed[run[0]].first - lo
+            piece = lax.slice_in_dim(z, skip, skip + rows, axis=1 if channels_last else 4)
             columns.append((placed[run[0]].column, _take_phases(piece, tuple(run), axis=3)))
     columns.sort(key=lambda column: column[0])
-    y = jnp.concatenate([piece for _, piece in columns], axis=3)
-    if channels_last:
-        # (batch, rows, g, s, f_g) -> (batch, rows, s, g, f_g): the columns interleave in time.
-        y = y.transpose(0, 1, 3, 2, 4).reshape(batch, rows * s, config.filters)
-    else:
-        # (batch, g, f_g, s, rows) -> (batch, g, f_g, rows, s).
-        y = y.transpose(0, 1, 2, 4, 3).reshape(batch, config.filters, rows * s)
+    y = _interleave(jnp.concatenate([piece for _, piece in columns], axis=3), config)
     return lax.slice_in_dim(y, 0, steps, axis=time_axis)
+
+
+def _group_blocks(x: jax.Array, group: PhaseGroup, rhs: Optional[jax.Array],
+                  rhs_transposed: Optional[jax.Array], lo: int, blocks: int,
+                  config: Conv1DTransposeConfig, precision: Any, winograd: bool) -> jax.Array:
+    """Blocks ``lo <= q < lo + blocks`` of ``group``'s phases.
+
+    Shaped ``(batch, blocks, groups, P, filters/groups)`` for channels_last and ``(batch, groups,
+    filters/groups, P, blocks)`` for channels_first, ``P = len(group.phases)``.
+    """
+    batch, g, f_g = x.shape[0], config.groups, config.filters // config.groups
+    p = len(group.phases)
+    channels_last = config.data_format == "channels_last"
+    shape = (batch, blocks, g, p, f_g) if channels_last else (batch, g, f_g, p, blocks)
+    if rhs is None:
+        return jnp.zeros(shape, x.dtype)
+    # Block q of phase r sums x[q - first - i * step] @ tap i: a correlation with the flipped
+    # taps over x padded so that block lo comes out first.
+    n = x.shape[config.time_axis % 3]
+    last = group.first + (group.taps - 1) * group.step
+    xp = _pad_time(x, config, last - lo, lo + blocks - n - group.first)
+    if winograd and _correlates_by_winograd(x.dtype, group.taps, config):
+        z = winograd_correlation.correlate(xp, rhs_transposed, group.step, config, precision)
+    else:
+        z = _correlate(xp, rhs, group.step, config, precision)
+    return z.reshape(shape)
+
+
+def _interleave(z: jax.Array, config: Conv1DTransposeConfig) -> jax.Array:
+    """Blocks of ``s`` phases, shaped as :func:`_group_blocks` gives them, as steps."""
+    if config.data_format == "channels_last":
+        # (batch, blocks, g, s, f_g) -> (batch, blocks, s, g, f_g): the phases interleave in time.
+        batch, blocks, _, s, _ = z.shape
+        return z.transpose(0, 1, 3, 2, 4).reshape(batch, blocks * s, config.filters)
+    # (batch, g, f_g, s, blocks) -> (batch, g, f_g, blocks, s).
+    batch, _, _, s, blocks = z.shape
+    return z.transpose(0, 1, 2, 4, 3).reshape(batch, config.filters, blocks * s)
