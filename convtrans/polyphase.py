@@ -19,9 +19,10 @@ same pattern (see :func:`phase_groups`; with ``d = 1`` the phases ``r < k mod s`
 more than the others) share ONE convolution with ``P * filters`` output channels; when
 ``k % s == 0`` that is a single convolution for all ``s`` phases. Seen as rows of ``s`` steps,
 the output has one phase per column (output step ``t`` is phase ``(t + c) mod s``), and each
-column starts at block ``floor(c / s)`` or the next (:func:`convtrans.geometry.phase_column`); a
-group computes just the blocks its columns need, and the columns interleave depth-to-space by a
-reshape, cropped at the end only when ``s`` does not divide ``out``.
+column starts at block ``floor(c / s)`` or the next (:func:`convtrans.geometry.phase_column`).
+A single group's blocks interleave depth-to-space into steps, of which the output is one
+contiguous slice; with several groups, each computes just the blocks its columns need and the
+columns interleave by a reshape, cropped at the end only when ``s`` does not divide ``out``.
 
 Grouping by pattern rather than padding short phases with zero taps matters for two reasons: a
 zero tap multiplies real inputs, so a NaN or Inf would leak into outputs that do not depend on it,
