@@ -13,14 +13,13 @@ from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
-from jax import lax
 
 from convtrans import activations
 from convtrans.config import Conv1DTransposeConfig
-from convtrans.geometry import output_length, transpose_pads
-from convtrans.layout import conv_kernel_to_wio, dimension_numbers
+from convtrans.geometry import output_length
 from convtrans.gemm import accumulation_dtype, gemm_conv
 from convtrans.polyphase import polyphase_conv
+from convtrans.reference import lhs_dilation_conv
 
 Params = Mapping[str, jax.Array]
 Aux = dict[str, jax.Array]
@@ -28,33 +27,6 @@ Aux = dict[str, jax.Array]
 KernelFn = Callable[[jax.Array, jax.Array, Conv1DTransposeConfig, Any], jax.Array]
 
 REGULARIZATION_KEYS = ("kernel", "bias", "activity")
-
-
-def lhs_dilation_conv(
-    x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any = None
-) -> jax.Array:
-    """The reference: a stride-1 convolution of the s-dilated input with the flipped kernel.
-
-    ``conv_general_dilated(x, flip(kernel), padding=[(left, right)], lhs_dilation=s,
-    rhs_dilation=d)`` with Keras's pads (see :func:`convtrans.geometry.transpose_pads`); this is
-    bit-for-bit what Keras 3's JAX backend computes. Negative pads (PyTorch-style padding) are
-    applied as a crop after the convolution.
-    """
-    left, right = transpose_pads(config)
-    rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
-    y = lax.conv_general_dilated(
-        x,
-        rhs,
-        window_strides=(1,),
-        padding=[(max(left, 0), max(right, 0))],
-        lhs_dilation=(config.strides,),
-        rhs_dilation=(config.dilation_rate,),
-        dimension_numbers=dimension_numbers(config),
-        feature_group_count=config.groups,
-        precision=precision,
-    )
-    steps = y.shape[config.time_axis]
-    return lax.slice_in_dim(y, max(-left, 0), steps - max(-right, 0), axis=config.time_axis % 3)
 
 
 IMPLEMENTATIONS: dict[str, KernelFn] = {

@@ -181,7 +181,8 @@ def test_the_gradient_slices_each_phase_cotangent_out_of_the_outputs_without_a_p
     vjp = lambda k, x, dy: jax.vjp(lambda k, x: polyphase_conv(x, k, config), k, x)[1](dy)
     text = jax.jit(vjp).lower(kernel, x, cotangent).compile().as_text()
     full = "[3,76,7]" if data_format == "channels_last" else "[3,7,76]"
-    assert len(_convolutions(text)) == 4 and full not in text
+    # Per phase group a kernel gradient; one strided convolution of the cotangent for the input.
+    assert len(_convolutions(text)) == 3 and full not in text
 
 
 @pytest.mark.parametrize("k, s, d, want", [
@@ -353,7 +354,21 @@ def _convolution_counts(config, in_channels):
 def test_narrow_inputs_differentiate_through_the_convolutions_own_gradients(config):
     forward, gradient = _convolution_counts(config, IN_CHANNELS)
     assert forward >= 1
-    assert gradient == 3 * forward  # each forward convolution, its input and its kernel gradient
+    # Each forward convolution and its kernel gradient; the input gradient is one strided
+    # convolution for a strided layer, each convolution's own for a stride-1 layer.
+    assert gradient == 2 * forward + (1 if config.strides > 1 else forward)
+
+
+@pytest.mark.parametrize("config", HLO_CONFIGS[:2], ids=HLO_IDS[:2])
+def test_a_narrow_strided_layer_has_one_strided_convolution_of_the_cotangent_as_its_input_gradient(config):
+    # HLO_CONFIGS[1] has two phase groups, each with its own forward convolution.
+    kernel, x = _abstract_inputs(config, IN_CHANNELS)
+    cotangent = jax.eval_shape(lambda k, x: polyphase_conv(x, k, config), kernel, x)
+    input_vjp = lambda k, x, dy: jax.vjp(lambda x: polyphase_conv(x, k, config), x)[1](dy)
+    convolutions = _convolutions(jax.jit(input_vjp).lower(kernel, x, cotangent).compile().as_text())
+    assert len(convolutions) == 1 and f"stride={config.strides}" in convolutions[0]
+    for marker in SLOW_CONVOLUTION_MARKERS:
+        assert marker not in convolutions[0]
 
 
 @pytest.mark.parametrize("config", HLO_CONFIGS, ids=HLO_IDS)
@@ -382,7 +397,8 @@ def test_inputs_whose_tap_products_exceed_the_budget_take_the_convolution_gradie
     steps = GEMM_MAX_BYTES // (2 * config.kernel_size * config.filters * 4) + 1
     small, big = (_gradient_hlo(config, *_abstract_inputs(config, 512, n)) for n in (32, steps))
     assert len(_convolutions(small)) == 0
-    assert len(_convolutions(big)) == 6  # per phase group: forward, input gradient, kernel gradient
+    # Per phase group, forward and kernel gradient; one strided input gradient for both.
+    assert len(_convolutions(big)) == 5
 
 
 @pytest.mark.parametrize("argument", ["gradients", "forward"])
