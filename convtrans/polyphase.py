@@ -79,7 +79,7 @@ from jax.custom_derivatives import SymbolicZero
 from convtrans import winograd as winograd_correlation
 from convtrans.config import Conv1DTransposeConfig
 from convtrans.gemm import accumulation_dtype, gemm_conv
-from convtrans.geometry import (full_result_offset, kernel_blocks, output_length, phase_column,
+from convtrans.geometry import (kernel_blocks, output_blocks, output_length, phase_column,
                                 transpose_pads)
 from convtrans.layout import conv_kernel_to_wio, dimension_numbers, grouped_kernel, taps_on_block_grid
 from convtrans.reference import lhs_dilation_conv
@@ -411,8 +411,9 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
 
     Seen as ``ceil(steps / s)`` rows of ``s`` steps, the output has one phase per column (see
     :func:`convtrans.geometry.phase_column`). With every phase in one group (``k % s == 0`` and
-    ``d = 1``, every vocoder upsampler) the group's blocks interleave into steps and the output is
-    one contiguous slice of them, which XLA fuses into whatever reads it. With several groups,
+    ``d = 1``, every vocoder upsampler) the group computes the fewest whole blocks covering the
+    output (:func:`convtrans.geometry.output_blocks`), which interleave into steps, and the output
+    is one contiguous slice of them, which XLA fuses into whatever reads it. With several groups,
     each computes just the blocks its columns need and the columns interleave with no crop in
     front, so the gradient slices each phase's cotangent straight out of the output's: padding
     the whole cotangent first put a 16-channel layer's training step past glibc's 32 MB mmap
@@ -421,20 +422,22 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
     time_axis = config.time_axis % 3
     steps = output_length(config, x.shape[time_axis])
     s = config.strides
+    # Both layouts are traced; XLA drops the one no correlation uses.
+    groups = list(zip(phase_groups(config.kernel_size, s, config.dilation_rate),
+                      phase_kernels(kernel, config), phase_kernels(kernel, config, transposed=True)))
+    if len(groups) == 1:
+        (group, rhs, rhs_transposed), = groups
+        first, stop, start = output_blocks(config, steps)
+        z = _group_blocks(x, group, rhs, rhs_transposed, first, stop - first, config, precision, winograd)
+        return lax.slice_in_dim(_interleave(z, config), start, start + steps, axis=time_axis)
     rows = -(-steps // s)
     channels_last = config.data_format == "channels_last"
-    groups = phase_groups(config.kernel_size, s, config.dilation_rate)
     columns = []  # (column, piece): piece holds the phases of columns column, column + 1, ...
-    # Both layouts are traced; XLA drops the one no correlation uses.
-    for group, rhs, rhs_transposed in zip(groups, phase_kernels(kernel, config),
-                                          phase_kernels(kernel, config, transposed=True)):
+    for group, rhs, rhs_transposed in groups:
         placed = [phase_column(config, r) for r in group.phases]
         lo = min(p.first for p in placed)
         blocks = max(p.first for p in placed) + rows - lo
         z = _group_blocks(x, group, rhs, rhs_transposed, lo, blocks, config, precision, winograd)
-        if len(groups) == 1:
-            start = full_result_offset(config) - lo * s
-            return lax.slice_in_dim(_interleave(z, config), start, start + steps, axis=time_axis)
         # Phases whose first output step lies in the same block share rows; each such run of
         # consecutive columns is one piece.
         runs: list[list[int]] = []
