@@ -14,8 +14,8 @@ import pytest
 import convtrans as ct
 from convtrans.geometry import full_result_offset, output_blocks, output_length, phase_column
 from convtrans.ops import lhs_dilation_conv
-from convtrans.polyphase import (GEMM_MAX_BYTES, FORMS, PhaseGroup, phase_groups,
-                                 phase_kernels, polyphase_conv)
+from convtrans.polyphase import (GEMM_MAX_BYTES, FORMS, ONE_WEIGHT_GRADIENT_MAX_CHANNELS, PhaseGroup,
+                                 phase_groups, phase_kernels, polyphase_conv)
 from tests.numpy_reference import conv1d_transpose as numpy_reference
 
 TOLERANCE = dict(rtol=2e-5, atol=2e-5)
@@ -176,7 +176,8 @@ def test_the_gradient_slices_each_phase_cotangent_out_of_the_outputs_without_a_p
                                       data_format=data_format)
     first, stop, _ = output_blocks(config, 74)
     assert (stop - first) * config.strides == 76
-    kernel, x = _abstract_inputs(config, 5, steps=37, batch=3)
+    # Wider than ONE_WEIGHT_GRADIENT_MAX_CHANNELS: each phase group has its own kernel gradient.
+    kernel, x = _abstract_inputs(config, ONE_WEIGHT_GRADIENT_MAX_CHANNELS + 1, steps=37, batch=3)
     cotangent = jax.ShapeDtypeStruct((3, 74, 7) if data_format == "channels_last" else (3, 7, 74), jnp.float32)
     vjp = lambda k, x, dy: jax.vjp(lambda k, x: polyphase_conv(x, k, config), k, x)[1](dy)
     text = jax.jit(vjp).lower(kernel, x, cotangent).compile().as_text()
@@ -354,9 +355,33 @@ def _convolution_counts(config, in_channels):
 def test_narrow_inputs_differentiate_through_the_convolutions_own_gradients(config):
     forward, gradient = _convolution_counts(config, IN_CHANNELS)
     assert forward >= 1
-    # Each forward convolution and its kernel gradient; the input gradient is one strided
-    # convolution for a strided layer, each convolution's own for a stride-1 layer.
-    assert gradient == 2 * forward + (1 if config.strides > 1 else forward)
+    # The forward convolutions again, then the gradients: for a strided layer one strided
+    # convolution for the input and one weight gradient over every phase, for a stride-1 layer
+    # each convolution's own two.
+    assert gradient == forward + (2 if config.strides > 1 else 2 * forward)
+
+
+def _kernel_vjp_convolutions(config, in_channels):
+    kernel, x = _abstract_inputs(config, in_channels)
+    cotangent = jax.eval_shape(lambda k, x: polyphase_conv(x, k, config), kernel, x)
+    kernel_vjp = lambda k, x, dy: jax.vjp(lambda k: polyphase_conv(x, k, config), k)[1](dy)
+    return _convolutions(jax.jit(kernel_vjp).lower(kernel, x, cotangent).compile().as_text())
+
+
+def test_a_narrow_layer_with_several_phase_groups_has_one_weight_gradient_convolution():
+    config = HLO_CONFIGS[1]  # k9 s2: 5- and 4-tap phases, two forward convolutions
+    assert len(_convolutions(_forward_hlo(config, *_abstract_inputs(config, IN_CHANNELS)))) == 2
+    convolutions = _kernel_vjp_convolutions(config, IN_CHANNELS)
+    assert len(convolutions) == 1
+    for marker in SLOW_CONVOLUTION_MARKERS:
+        assert marker not in convolutions[0]
+
+
+def test_wider_layers_with_several_phase_groups_take_each_groups_weight_gradient():
+    # Above ONE_WEIGHT_GRADIENT_MAX_CHANNELS the zero taps' multiply-adds cost more than the
+    # second weight gradient saves.
+    config = HLO_CONFIGS[1]
+    assert len(_kernel_vjp_convolutions(config, ONE_WEIGHT_GRADIENT_MAX_CHANNELS + 1)) == 2
 
 
 @pytest.mark.parametrize("config", HLO_CONFIGS[:2], ids=HLO_IDS[:2])
