@@ -361,17 +361,21 @@ def test_narrow_inputs_differentiate_through_the_convolutions_own_gradients(conf
     assert gradient == forward + (2 if config.strides > 1 else 2 * forward)
 
 
-def _kernel_vjp_convolutions(config, in_channels):
+def _vjp_convolutions(config, in_channels, wrt):
+    """Convolutions in the compiled vjp of the default path for ``wrt`` ("kernel" or "input")."""
     kernel, x = _abstract_inputs(config, in_channels)
     cotangent = jax.eval_shape(lambda k, x: polyphase_conv(x, k, config), kernel, x)
-    kernel_vjp = lambda k, x, dy: jax.vjp(lambda k: polyphase_conv(x, k, config), k)[1](dy)
-    return _convolutions(jax.jit(kernel_vjp).lower(kernel, x, cotangent).compile().as_text())
+    if wrt == "kernel":
+        vjp = lambda k, x, dy: jax.vjp(lambda k: polyphase_conv(x, k, config), k)[1](dy)
+    else:
+        vjp = lambda k, x, dy: jax.vjp(lambda x: polyphase_conv(x, k, config), x)[1](dy)
+    return _convolutions(jax.jit(vjp).lower(kernel, x, cotangent).compile().as_text())
 
 
 def test_a_narrow_layer_with_several_phase_groups_has_one_weight_gradient_convolution():
     config = HLO_CONFIGS[1]  # k9 s2: 5- and 4-tap phases, two forward convolutions
     assert len(_convolutions(_forward_hlo(config, *_abstract_inputs(config, IN_CHANNELS)))) == 2
-    convolutions = _kernel_vjp_convolutions(config, IN_CHANNELS)
+    convolutions = _vjp_convolutions(config, IN_CHANNELS, "kernel")
     assert len(convolutions) == 1
     for marker in SLOW_CONVOLUTION_MARKERS:
         assert marker not in convolutions[0]
@@ -381,16 +385,13 @@ def test_wider_layers_with_several_phase_groups_take_each_groups_weight_gradient
     # Above ONE_WEIGHT_GRADIENT_MAX_CHANNELS the zero taps' multiply-adds cost more than the
     # second weight gradient saves.
     config = HLO_CONFIGS[1]
-    assert len(_kernel_vjp_convolutions(config, ONE_WEIGHT_GRADIENT_MAX_CHANNELS + 1)) == 2
+    assert len(_vjp_convolutions(config, ONE_WEIGHT_GRADIENT_MAX_CHANNELS + 1, "kernel")) == 2
 
 
 @pytest.mark.parametrize("config", HLO_CONFIGS[:2], ids=HLO_IDS[:2])
 def test_a_narrow_strided_layer_has_one_strided_convolution_of_the_cotangent_as_its_input_gradient(config):
     # HLO_CONFIGS[1] has two phase groups, each with its own forward convolution.
-    kernel, x = _abstract_inputs(config, IN_CHANNELS)
-    cotangent = jax.eval_shape(lambda k, x: polyphase_conv(x, k, config), kernel, x)
-    input_vjp = lambda k, x, dy: jax.vjp(lambda x: polyphase_conv(x, k, config), x)[1](dy)
-    convolutions = _convolutions(jax.jit(input_vjp).lower(kernel, x, cotangent).compile().as_text())
+    convolutions = _vjp_convolutions(config, IN_CHANNELS, "input")
     assert len(convolutions) == 1 and f"stride={config.strides}" in convolutions[0]
     for marker in SLOW_CONVOLUTION_MARKERS:
         assert marker not in convolutions[0]
