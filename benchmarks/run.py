@@ -6,7 +6,11 @@ Method: every implementation of a shape is built from the same Keras-layout weig
 checked equal to convtrans's reference before anything is timed, then the implementations are
 timed round-robin (interleaved, so machine noise hits all of them alike); each sample starts with
 ``WARM_S`` of untimed calls of its own implementation, then is the mean of enough calls to last a
-few milliseconds, and the table quotes medians.
+few milliseconds, and the table quotes medians. Because one round samples every implementation
+within a second or so, the ratio of two implementations' samples in the same round is less
+exposed to slow changes of the machine's load than the ratio of their medians; the table gives
+the lowest and highest of these per-round ratios against torch next to the median ones, so that
+a cell's noise can be read off the run itself.
 Useful work is ``2 * B * L * Cin * Cout * k`` FLOPs forward (``L`` input steps), three times
 that forward+backward (gradients for the kernel, the bias and the input), and is compared with
 the GEMM peak of the same dtype (``jnp.dot`` of two 2048x2048 matrices) measured in the same run.
@@ -223,8 +227,11 @@ def _warm(fn: Callable) -> None:
             return
 
 
-def time_interleaved(fns: dict[str, Callable], repeats: int, target_s: float) -> dict[str, float]:
-    """Median milliseconds per call of each function, sampled round-robin."""
+def time_interleaved(fns: dict[str, Callable], repeats: int, target_s: float) -> dict[str, list[float]]:
+    """Milliseconds per call of each function, one sample per round of a round-robin.
+
+    ``samples[name][r]`` was taken in round ``r``, in which every function was sampled once.
+    """
     inner = {name: _calibrate(fn, target_s) for name, fn in fns.items()}
     samples = {name: [] for name in fns}
     names = list(fns)
@@ -237,12 +244,21 @@ def time_interleaved(fns: dict[str, Callable], repeats: int, target_s: float) ->
                 out = fn()
             _block(out)
             samples[name].append((time.perf_counter() - start) / count * 1e3)
+    return samples
+
+
+def medians(samples: dict[str, list[float]]) -> dict[str, float]:
     return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def round_ratios(samples: dict[str, list[float]], peer: str, base: str = "convtrans") -> list[float]:
+    """``peer``'s time over ``base``'s in each round of :func:`time_interleaved`."""
+    return [p / b for p, b in zip(samples[peer], samples[base], strict=True)]
 
 
 def _square_gemm_gflops(matmul: Callable, a, repeats: int) -> float:
     """GFLOP/s of ``matmul(a, a)`` for a 2048x2048 ``a``."""
-    ms = time_interleaved({"gemm": lambda: matmul(a, a)}, repeats, 0.2)["gemm"]
+    ms = statistics.median(time_interleaved({"gemm": lambda: matmul(a, a)}, repeats, 0.2)["gemm"])
     return 2 * 2048**3 / (ms * 1e-3) / 1e9
 
 
@@ -287,7 +303,7 @@ def fmt(value: float) -> str:
 
 
 def run(args) -> str:
-    repeats = 5 if args.quick else 7
+    repeats = 5 if args.quick else 11
     target = 0.002 if args.quick else 0.005
     peaks = {jnp.float32: gemm_peak_gflops(repeats), jnp.bfloat16: gemm_peak_gflops(repeats, jnp.bfloat16)}
     lines = [
@@ -308,16 +324,19 @@ def run(args) -> str:
         for mode, index, factor in [("forward", 0, 1), ("forward+backward", 1, 3)]:
             lines += [f"### {mode}, {dname}: median ms (speed-up of convtrans = peer ms / convtrans ms)", "",
                       "| shape | " + " | ".join(dtype_peers) + " | " + " | ".join(f"x {p}" for p in dothers)
-                      + " | GFLOP/s | % GEMM peak |",
-                      "|---" * (1 + len(dtype_peers) + len(dothers) + 2) + "|"]
+                      + " | x torch per round | GFLOP/s | % GEMM peak |",
+                      "|---" * (1 + len(dtype_peers) + len(dothers) + 3) + "|"]
             for shape in shapes:
                 built = build(shape, dtype, dtype_peers)
-                ms = time_interleaved({n: b[index] for n, b in built.items()}, repeats, target)
+                samples = time_interleaved({n: b[index] for n, b in built.items()}, repeats, target)
+                ms = medians(samples)
+                per_round = round_ratios(samples, "torch")
                 gflops = factor * shape.flops() / (ms["convtrans"] * 1e-3) / 1e9
                 label = (f"{shape.name} (B{shape.batch} L{shape.steps} {shape.cin}->{shape.cout} "
                          f"k{shape.k} s{shape.s}{f' d{shape.d}' if shape.d > 1 else ''})")
                 lines.append(f"| {label} | " + " | ".join(fmt(ms[p]) for p in dtype_peers) + " | "
                              + " | ".join(f"{ms[p] / ms['convtrans']:.2f}" for p in dothers)
+                             + f" | {min(per_round):.2f}-{max(per_round):.2f}"
                              + f" | {gflops:.0f} | {100 * gflops / peaks[dtype]:.0f}% |")
                 print(lines[-1], flush=True)
             lines.append("")
@@ -325,7 +344,7 @@ def run(args) -> str:
               "| steps | convtrans ms | convtrans ns/step | torch ms | torch ns/step |", "|---|---|---|---|---|"]
     for shape in SWEEP:
         built = build(shape, jnp.float32, ["torch", "convtrans"])
-        ms = time_interleaved({n: b[1] for n, b in built.items()}, max(3, repeats // 3), target)
+        ms = medians(time_interleaved({n: b[1] for n, b in built.items()}, max(3, repeats // 3), target))
         lines.append(f"| {shape.steps} | {fmt(ms['convtrans'])} | {1e6 * ms['convtrans'] / shape.steps:.0f} | "
                      f"{fmt(ms['torch'])} | {1e6 * ms['torch'] / shape.steps:.0f} |")
         print(lines[-1], flush=True)

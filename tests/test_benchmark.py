@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import pytest
 
-from benchmarks.run import BF16_PEERS, PEERS, Shape, build, time_interleaved
+from benchmarks.run import BF16_PEERS, PEERS, Shape, build, round_ratios, time_interleaved
 
 TINY = Shape("tiny", batch=2, steps=8, cin=4, cout=3, k=4, s=2)
 
@@ -20,7 +20,7 @@ def test_every_peer_agrees_with_the_reference_and_runs_both_passes(dtype):
         forward_backward()
 
 
-def test_time_interleaved_gives_a_positive_median_per_implementation():
+def test_time_interleaved_gives_one_positive_sample_per_round_for_each_implementation():
     calls = {"a": 0, "b": 0}
 
     def counter(name):
@@ -29,6 +29,12 @@ def test_time_interleaved_gives_a_positive_median_per_implementation():
             return jnp.zeros(())
         return call
 
-    medians = time_interleaved({name: counter(name) for name in calls}, repeats=3, target_s=1e-4)
-    assert set(medians) == {"a", "b"} and all(m > 0 for m in medians.values())
+    samples = time_interleaved({name: counter(name) for name in calls}, repeats=3, target_s=1e-4)
+    assert set(samples) == {"a", "b"}
+    assert all(len(v) == 3 and min(v) > 0 for v in samples.values())
     assert all(count > 3 for count in calls.values())  # calibration and warm-up calls included
+
+
+def test_round_ratios_divide_the_samples_of_the_same_round():
+    samples = {"torch": [2.0, 9.0, 3.0], "convtrans": [1.0, 3.0, 4.0]}
+    assert round_ratios(samples, "torch") == [2.0, 3.0, 0.75]
