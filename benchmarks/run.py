@@ -7,7 +7,7 @@ checked equal to convtrans's reference before anything is timed, then the implem
 timed round-robin (interleaved, so machine noise hits all of them alike); each sample starts with
 ``WARM_S`` of untimed calls of its own implementation, then is the mean of enough calls to last a
 few milliseconds, and the table quotes medians. Because one round samples every implementation
-within a second or so, the ratio of two implementations' samples in the same round is less
+within a few seconds, the ratio of two implementations' samples in the same round is less
 exposed to slow changes of the machine's load than the ratio of their medians; the table gives
 the lowest and highest of these per-round ratios against torch next to the median ones, so that
 a cell's noise can be read off the run itself.
