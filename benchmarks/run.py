@@ -258,7 +258,7 @@ def round_ratios(samples: dict[str, list[float]], peer: str, base: str = "convtr
 
 def _square_gemm_gflops(matmul: Callable, a, repeats: int) -> float:
     """GFLOP/s of ``matmul(a, a)`` for a 2048x2048 ``a``."""
-    ms = statistics.median(time_interleaved({"gemm": lambda: matmul(a, a)}, repeats, 0.2)["gemm"])
+    ms = medians(time_interleaved({"gemm": lambda: matmul(a, a)}, repeats, 0.2))["gemm"]
     return 2 * 2048**3 / (ms * 1e-3) / 1e9
 
 
