@@ -1,19 +1,10 @@
 """convtrans against every peer: forward and forward+backward under jit, in one process.
 
-Usage: ``python -m benchmarks.run [--quick] [--out benchmarks/results.md]``.
-
-Method: every implementation of a shape is built from the same Keras-layout weights, its output is
-checked equal to convtrans's reference before anything is timed, then the implementations are
-timed round-robin (interleaved, so machine noise hits all of them alike); each sample starts with
-``WARM_S`` of untimed calls of its own implementation, then is the mean of enough calls to last a
-few milliseconds, and the table quotes medians. Because one round samples every implementation
-within a few seconds, the ratio of two implementations' samples in the same round is less
-exposed to slow changes of the machine's load than the ratio of their medians; the table gives
-the lowest and highest of these per-round ratios against torch next to the median ones, so that
-a cell's noise can be read off the run itself.
-Useful work is ``2 * B * L * Cin * Cout * k`` FLOPs forward (``L`` input steps), three times
-that forward+backward (gradients for the kernel, the bias and the input), and is compared with
-the GEMM peak of the same dtype (``jnp.dot`` of two 2048x2048 matrices) measured in the same run.
+Usage: ``python -m benchmarks.run [--quick] [--out docs/performance.md] [--machine TEXT]``
+(``make bench``). Writes docs/performance.md, the whole of it: the method (:data:`METHOD`), the
+run's header, the plan of every benchmark shape, the thresholds of
+``convtrans._src.dispatch.THRESHOLDS`` with their provenance, and the timing tables.
+:func:`measure` does all the timing; :func:`render` writes the document from its numbers alone.
 """
 
 from __future__ import annotations
@@ -26,7 +17,7 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -35,7 +26,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import convtrans as ct  # noqa: E402
-from convtrans.geometry import full_result_offset, output_length, transpose_pads  # noqa: E402
+from convtrans._src.dispatch import THRESHOLDS  # noqa: E402
+from convtrans._src.geometry import full_result_offset, output_length, transpose_pads  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,66 +294,254 @@ def fmt(value: float) -> str:
     return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
-def run(args) -> str:
-    repeats = 5 if args.quick else 11
-    target = 0.002 if args.quick else 0.005
-    peaks = {jnp.float32: gemm_peak_gflops(repeats), jnp.bfloat16: gemm_peak_gflops(repeats, jnp.bfloat16)}
-    lines = [
-        f"Date: {datetime.date.today().isoformat()}; machine: {args.machine}; "
-        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}); jax {jax.__version__}, "
-        f"backend {jax.default_backend()}; convtrans default: `{ct.default_implementation()}`; "
-        f"{'quick' if args.quick else 'full'} run, median of {repeats} interleaved samples.",
-        "",
-        f"GEMM peaks (jnp.dot 2048^3) measured in this run: float32 **{peaks[jnp.float32]:.0f} GFLOP/s**, "
-        f"bfloat16 with float32 accumulation **{peaks[jnp.bfloat16]:.0f} GFLOP/s**; each table's "
-        f"% GEMM peak is against its dtype's. torch.matmul float32 in this run: "
-        f"**{torch_gemm_peak_gflops(repeats):.0f} GFLOP/s**.",
-        "",
-    ]
-    for dtype, shapes, dtype_peers in [(jnp.float32, SHAPES, list(PEERS)), (jnp.bfloat16, BF16_SHAPES, BF16_PEERS)]:
+def label(shape: Shape) -> str:
+    return (f"{shape.name} (B{shape.batch} L{shape.steps} {shape.cin}->{shape.cout} "
+            f"k{shape.k} s{shape.s}{f' d{shape.d}' if shape.d > 1 else ''})")
+
+
+# --- the document's fixed text -------------------------------------------------------------------
+
+TITLE = "# convtrans performance"
+
+INTRO = (
+    "This file is the record of one benchmark run of convtrans against its peers (flax, Keras on "
+    "JAX, equinox, torch and convtrans's own reference): how it measures, what ran, the plan "
+    "convtrans chose for every benchmark shape, every threshold of that choice with the "
+    "measurement behind it, and the timings. It is written, all of it, by `make bench` "
+    "(`python -m benchmarks.run`, benchmarks/run.py), which regenerates it from a fresh run; do "
+    "not edit it by hand: change the text in benchmarks/run.py or the thresholds in "
+    "convtrans/_src/dispatch.py, and rerun.")
+
+METHOD = (
+    "Every implementation of a shape is built from the same Keras-layout weights, and its output "
+    "is checked equal to convtrans's reference (`implementation=\"lhs_dilation\"`) before anything "
+    "is timed. All implementations run in one process and are timed interleaved, round-robin (the "
+    "order rotates each round), so that changes of the machine's load hit all of them alike. Each "
+    f"sample starts with {WARM_S * 1e3:.0f} ms of untimed calls of its own implementation (a "
+    "warm-up: after its last call an implementation's worker threads, torch's OpenMP pool or "
+    "XLA's Eigen pool, keep spinning for several milliseconds, and on 2 cores that slowed the next "
+    "implementation's first calls by up to 50%, measured), then is the mean of enough calls to "
+    "last a few milliseconds; the tables quote the median of the samples. Because one round "
+    "samples every implementation within a few seconds, the ratio of two implementations' samples "
+    "in the same round is less exposed to slow changes of the load than the ratio of their "
+    "medians, so next to the ratios of medians each table gives the lowest and highest per-round "
+    "ratio against torch: the noise of that cell, read off the run itself. \"forward+backward\" "
+    "returns the output and the gradients for the kernel, the bias and the input, with the "
+    "cotangent passed as an argument (a closed-over constant would let XLA fold part of the "
+    "backward pass at compile time). Useful work is `2 * B * L * Cin * Cout * k` FLOPs forward "
+    "(`L` input steps), three times that forward+backward; the GFLOP/s it gives are compared with "
+    "the GEMM peak of the same dtype (`jnp.dot` of two 2048x2048 matrices) measured in the same "
+    "run. Where Winograd's form does 3/4 or 2/3 of those multiplications the useful rate can "
+    "exceed that peak.\n\n"
+    "The machines these runs use are shared with other work, noisy, and not all alike: read "
+    "ratios near 1 as ties, and compare runs only with their header. Machines also differ in "
+    "which form wins (an AMD EPYC and an Intel Sapphire Rapids have given different winners), so "
+    "a threshold measured on one machine is a hypothesis on another until it is measured there.")
+
+PLAN_CHANGES = (
+    "The memory budgets `GEMM_MAX_BYTES` and `WINOGRAD_MAX_BYTES` are now counted per example "
+    "(16 MiB) instead of per batch (64 MiB), so that a `jax.vmap`-ed call and the batched call, "
+    "and a call with a symbolic batch, get the same plan. On every benchmark shape the plan and "
+    "the compiled CPU programs are unchanged by this (checked with "
+    "`python -m benchmarks.hlo_ops --compare`: the optimized-HLO op lists of every benchmark "
+    "shape, forward and forward+backward, in both data formats); only inputs longer than the "
+    "budget per example but not per batch (or the reverse) change form. On platforms other than "
+    "CPU the plan is now the plain polyphase convolution (forward and both gradients), chosen per "
+    "lowering platform with `jax.lax.platform_dependent`.")
+
+XLA_BOUNDS = (
+    "Two targets against torch are bounded by XLA:CPU's matrix products rather than by the plan "
+    "(measured on the products alone on 2026-11-24/25, on the project's shared 2-core AMD EPYC "
+    "with AVX-512 and AVX-512 BF16, jax 0.10.2, torch 2.13.0 with 2 threads). HiFi-GAN stage 3 "
+    "and MelGAN forward+backward: their weight-gradient products contract over the rows of both "
+    "operands (JAX's transpose rule puts the cotangent first), which XLA:CPU does not hand to its "
+    "YNNPACK kernels and runs at a lower rate: stage 3's products (4100 rows, 128 by 128) at 127 "
+    "GFLOP/s against 177 for the same product from an operand already transposed, MelGAN's (1032 "
+    "rows, 256 by 1024) at 181 against 207; they take about 40% of stage 3's training step, and "
+    "as a third of its multiplications at 65% of the GEMM peak they cap the step at 85% of it "
+    "(1.38x torch) even with every other product at the peak, while MelGAN's nine products at "
+    "those rates take 24.7 ms of the 26.3 ms that 1.5x torch allows. Splitting the rows into two "
+    "products, or multiplying a transposed copy kept apart by `lax.optimization_barrier`, was "
+    "tried and not adopted (within noise, or slower elsewhere). Stride 1 with dilation 2 (64 "
+    "channels): its weight gradient's four Winograd products have 64 by 64 outputs, which "
+    "XLA:CPU barely spreads over the second core in any orientation (4096 rows: 0.38-0.43 ms, "
+    "0.36 ms from an operand already transposed, 0.50 ms pinned to one core), so they take 1.5 ms "
+    "of a 2.0-2.5 ms weight gradient where torch's oneDNN computes the whole of it in 1.4-1.6 ms; "
+    "one batched product, two products of half the rows, or one product of the three stacked "
+    "shifted windows were no faster, and the `XLA_FLAGS` that hand products to other libraries "
+    "(`--xla_cpu_use_onednn`, `--xla_cpu_use_xnnpack`, "
+    "`--xla_cpu_experimental_onednn_custom_call`) left every orientation's rate as it was.")
+
+SECTIONS = ("Method", "The run", "What runs for each benchmark shape",
+            "Thresholds and their provenance", "Changes to the plan", "Results",
+            "Where XLA bounds a target")
+
+
+# --- measuring -----------------------------------------------------------------------------------
+
+# (dtype, shapes, peers: convtrans last, the ratio columns are the others)
+TABLES = [(jnp.float32, SHAPES, list(PEERS)), (jnp.bfloat16, BF16_SHAPES, BF16_PEERS)]
+MODES = [("forward", 0, 1), ("forward+backward", 1, 3)]  # (name, index in a peer's pair, FLOP factor)
+
+
+@dataclasses.dataclass
+class Measurements:
+    """Everything one run measured: :func:`render` writes the document from this alone."""
+
+    date: str
+    machine: str
+    cpus: int
+    processor: str
+    jax_version: str
+    backend: str
+    default_implementation: str
+    quick: bool
+    repeats: int
+    gemm_gflops: dict[str, float]  # "float32", "bfloat16" (jnp.dot), "torch float32"
+    # (dtype name, mode) -> one (shape, samples) per row; samples[peer][r]: ms per call in round r.
+    tables: dict[tuple[str, str], list[tuple[Shape, dict[str, list[float]]]]]
+    sweep: list[tuple[Shape, dict[str, float]]]  # forward+backward median ms of torch and convtrans
+
+
+def _table_header(mode: str, dname: str, peers: list[str]) -> list[str]:
+    others = peers[:-1]
+    return [f"### {mode}, {dname}: median ms (speed-up of convtrans = peer ms / convtrans ms)", "",
+            "| shape | " + " | ".join(peers) + " | " + " | ".join(f"x {p}" for p in others)
+            + " | x torch per round | GFLOP/s | % GEMM peak |",
+            "|---" * (1 + len(peers) + len(others) + 3) + "|"]
+
+
+def _table_row(shape: Shape, samples: dict[str, list[float]], factor: int, peak: float) -> str:
+    peers = list(samples)
+    ms = medians(samples)
+    per_round = round_ratios(samples, "torch")
+    gflops = factor * shape.flops() / (ms["convtrans"] * 1e-3) / 1e9
+    return (f"| {label(shape)} | " + " | ".join(fmt(ms[p]) for p in peers) + " | "
+            + " | ".join(f"{ms[p] / ms['convtrans']:.2f}" for p in peers[:-1])
+            + f" | {min(per_round):.2f}-{max(per_round):.2f}"
+            + f" | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
+
+
+def _sweep_row(shape: Shape, ms: dict[str, float]) -> str:
+    return (f"| {shape.steps} | {fmt(ms['convtrans'])} | {1e6 * ms['convtrans'] / shape.steps:.0f} | "
+            f"{fmt(ms['torch'])} | {1e6 * ms['torch'] / shape.steps:.0f} |")
+
+
+def measure(quick: bool, machine: str) -> Measurements:
+    """Time every peer on every benchmark shape (printing each row as it is measured)."""
+    repeats = 5 if quick else 11
+    target = 0.002 if quick else 0.005
+    peaks = {"float32": gemm_peak_gflops(repeats), "bfloat16": gemm_peak_gflops(repeats, jnp.bfloat16),
+             "torch float32": torch_gemm_peak_gflops(repeats)}
+    tables = {}
+    for dtype, shapes, dtype_peers in TABLES:
         dname = jnp.dtype(dtype).name
-        dothers = dtype_peers[:-1]
-        for mode, index, factor in [("forward", 0, 1), ("forward+backward", 1, 3)]:
-            lines += [f"### {mode}, {dname}: median ms (speed-up of convtrans = peer ms / convtrans ms)", "",
-                      "| shape | " + " | ".join(dtype_peers) + " | " + " | ".join(f"x {p}" for p in dothers)
-                      + " | x torch per round | GFLOP/s | % GEMM peak |",
-                      "|---" * (1 + len(dtype_peers) + len(dothers) + 3) + "|"]
+        for mode, index, factor in MODES:
+            rows = tables[dname, mode] = []
             for shape in shapes:
                 built = build(shape, dtype, dtype_peers)
                 samples = time_interleaved({n: b[index] for n, b in built.items()}, repeats, target)
-                ms = medians(samples)
-                per_round = round_ratios(samples, "torch")
-                gflops = factor * shape.flops() / (ms["convtrans"] * 1e-3) / 1e9
-                label = (f"{shape.name} (B{shape.batch} L{shape.steps} {shape.cin}->{shape.cout} "
-                         f"k{shape.k} s{shape.s}{f' d{shape.d}' if shape.d > 1 else ''})")
-                lines.append(f"| {label} | " + " | ".join(fmt(ms[p]) for p in dtype_peers) + " | "
-                             + " | ".join(f"{ms[p] / ms['convtrans']:.2f}" for p in dothers)
-                             + f" | {min(per_round):.2f}-{max(per_round):.2f}"
-                             + f" | {gflops:.0f} | {100 * gflops / peaks[dtype]:.0f}% |")
-                print(lines[-1], flush=True)
-            lines.append("")
-    lines += ["### length sweep, forward+backward, float32 (B1 16->16 k16 s8): time per input step", "",
-              "| steps | convtrans ms | convtrans ns/step | torch ms | torch ns/step |", "|---|---|---|---|---|"]
+                rows.append((shape, samples))
+                print(f"{mode}, {dname}: " + _table_row(shape, samples, factor, peaks[dname]), flush=True)
+    sweep = []
     for shape in SWEEP:
         built = build(shape, jnp.float32, ["torch", "convtrans"])
         ms = medians(time_interleaved({n: b[1] for n, b in built.items()}, max(3, repeats // 3), target))
-        lines.append(f"| {shape.steps} | {fmt(ms['convtrans'])} | {1e6 * ms['convtrans'] / shape.steps:.0f} | "
-                     f"{fmt(ms['torch'])} | {1e6 * ms['torch'] / shape.steps:.0f} |")
-        print(lines[-1], flush=True)
+        sweep.append((shape, ms))
+        print("sweep: " + _sweep_row(shape, ms), flush=True)
+    return Measurements(
+        date=datetime.date.today().isoformat(), machine=machine, cpus=os.cpu_count() or 0,
+        processor=platform.processor() or platform.machine(), jax_version=jax.__version__,
+        backend=jax.default_backend(), default_implementation=ct.default_implementation(),
+        quick=quick, repeats=repeats, gemm_gflops=peaks, tables=tables, sweep=sweep)
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+def _cell(value) -> str:
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def _md_table(header: list[str], rows: list[list]) -> list[str]:
+    return (["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+            + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows])
+
+
+def plan_rows(platform_name: str) -> list[list[str]]:
+    """One row per benchmark shape and dtype: the plan convtrans picks on ``platform_name``."""
+    fields = [f.name for f in dataclasses.fields(ct.Plan)]
+    rows = []
+    for dtype, shapes in [(jnp.float32, SHAPES), (jnp.bfloat16, BF16_SHAPES), (jnp.float32, SWEEP)]:
+        for shape in shapes:
+            plan = ct.plan(shape.config(), (shape.batch, shape.steps, shape.cin), dtype, platform=platform_name)
+            rows.append([label(shape), jnp.dtype(dtype).name] + [getattr(plan, f) for f in fields])
+    return rows
+
+
+def _threshold_value(threshold) -> str:
+    if threshold.unit.startswith("bytes") and threshold.value % 2**20 == 0:
+        return f"{threshold.value} ({threshold.value // 2**20} MiB)"
+    return str(threshold.value)
+
+
+def threshold_rows() -> list[list[str]]:
+    """One row per entry of ``convtrans._src.dispatch.THRESHOLDS``, every field."""
+    return [[_threshold_value(t) if field == "value" else getattr(t, field) for field in t._fields]
+            for t in THRESHOLDS]
+
+
+def render(m: Measurements) -> str:
+    """The whole of docs/performance.md, from one run's measurements."""
+    lines = [TITLE, "", INTRO, "", "## Method", "", METHOD, "", "## The run", "",
+             f"Date: {m.date}; machine: {m.machine}; {m.cpus} CPUs ({m.processor}); jax {m.jax_version}, "
+             f"backend {m.backend}; convtrans default: `{m.default_implementation}`; "
+             f"{'quick' if m.quick else 'full'} run, median of {m.repeats} interleaved samples.",
+             "",
+             f"GEMM peaks (jnp.dot 2048^3) measured in this run: float32 **{m.gemm_gflops['float32']:.0f} GFLOP/s**, "
+             f"bfloat16 with float32 accumulation **{m.gemm_gflops['bfloat16']:.0f} GFLOP/s**; each table's "
+             f"% GEMM peak is against its dtype's. torch.matmul float32 in this run: "
+             f"**{m.gemm_gflops['torch float32']:.0f} GFLOP/s**.",
+             "",
+             "## What runs for each benchmark shape", "",
+             f"The plan convtrans picks on this run's platform (`{m.backend}`) for each benchmark shape, "
+             "from `convtrans.plan(config, (batch, steps, channels), dtype)` (the fields of "
+             "`convtrans.Plan`; `convtrans.explain` gives the reason for each).", ""]
+    lines += _md_table(["shape", "dtype"] + [f.name for f in dataclasses.fields(ct.Plan)], plan_rows(m.backend))
+    lines += ["", "## Thresholds and their provenance", "",
+              f"Every constant of the plan's policy, from `convtrans._src.dispatch.THRESHOLDS` "
+              f"({len(THRESHOLDS)} entries); a machine and command of `-` mark a bound set by "
+              "reasoning rather than measured.", ""]
+    lines += _md_table(list(THRESHOLDS[0]._fields), threshold_rows())
+    lines += ["", "## Changes to the plan", "", PLAN_CHANGES, "", "## Results", ""]
+    for dtype, _, dtype_peers in TABLES:
+        dname = jnp.dtype(dtype).name
+        for mode, _, factor in MODES:
+            lines += _table_header(mode, dname, dtype_peers)
+            lines += [_table_row(shape, samples, factor, m.gemm_gflops[dname])
+                      for shape, samples in m.tables[dname, mode]]
+            lines.append("")
+    lines += ["### length sweep, forward+backward, float32 (B1 16->16 k16 s8): time per input step", "",
+              "| steps | convtrans ms | convtrans ns/step | torch ms | torch ns/step |", "|---|---|---|---|---|"]
+    lines += [_sweep_row(shape, ms) for shape, ms in m.sweep]
+    lines += ["", "## Where XLA bounds a target", "", XLA_BOUNDS]
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> None:
+DEFAULT_OUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
+                                            "docs", "performance.md"))
+
+
+def main(argv: Optional[list[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter samples")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results.md"),
-                        help="where to write the Markdown table")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the Markdown document")
     parser.add_argument("--machine", default="2-core CPU (shared, noisy)", help="machine description for the header")
     args = parser.parse_args(argv)
-    table = run(args)
-    print(table)
+    document = render(measure(args.quick, args.machine))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
-        f.write(table)
+        f.write(document)
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

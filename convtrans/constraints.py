@@ -13,100 +13,22 @@ For the ``(kernel_size, filters, in_channels)`` kernel, ``axis=0`` normalizes ea
 that results agree to the last bit.
 """
 
-from __future__ import annotations
+from convtrans._src.keras.constraints import (  # noqa: F401
+    EPSILON,
+    Constraint,
+    MaxNorm,
+    MinMaxNorm,
+    UnitNorm,
+    NonNeg,
+    get,
+)
 
-import dataclasses
-from typing import Any
-
-import jax.numpy as jnp
-
-from convtrans._keras_objects import KerasObject, check_axis, check_number, resolve
-
-EPSILON = 1e-7
-
-
-@dataclasses.dataclass(frozen=True)
-class Constraint(KerasObject):
-    """A projection ``w -> w'`` of the same shape and dtype."""
-
-    keras_module = "keras.constraints"
-
-    def __call__(self, w: jnp.ndarray) -> jnp.ndarray:
-        raise NotImplementedError
-
-
-def _norms(w: jnp.ndarray, axis) -> jnp.ndarray:
-    return jnp.sqrt(jnp.sum(jnp.square(w), axis=axis, keepdims=True))
-
-
-@dataclasses.dataclass(frozen=True)
-class MaxNorm(Constraint):
-    max_value: float = 2.0
-    axis: int | tuple[int, ...] = 0
-
-    def __post_init__(self):
-        object.__setattr__(self, "max_value", check_number(self.max_value, "max_value", minimum=0.0))
-        object.__setattr__(self, "axis", check_axis(self.axis, "axis"))
-
-    def __call__(self, w):
-        norms = _norms(w, self.axis)
-        desired = jnp.clip(norms, 0, self.max_value)
-        return w * (desired / (EPSILON + norms))
-
-
-@dataclasses.dataclass(frozen=True)
-class MinMaxNorm(Constraint):
-    min_value: float = 0.0
-    max_value: float = 1.0
-    rate: float = 1.0
-    axis: int | tuple[int, ...] = 0
-
-    def __post_init__(self):
-        object.__setattr__(self, "min_value", check_number(self.min_value, "min_value", minimum=0.0))
-        object.__setattr__(self, "max_value", check_number(self.max_value, "max_value", minimum=0.0))
-        object.__setattr__(self, "rate", check_number(self.rate, "rate"))
-        object.__setattr__(self, "axis", check_axis(self.axis, "axis"))
-        if self.max_value < self.min_value:
-            raise ValueError(
-                f"MinMaxNorm needs min_value <= max_value, got min_value={self.min_value}, "
-                f"max_value={self.max_value}."
-            )
-
-    def __call__(self, w):
-        norms = _norms(w, self.axis)
-        desired = self.rate * jnp.clip(norms, self.min_value, self.max_value) + (1 - self.rate) * norms
-        return w * (desired / (EPSILON + norms))
-
-
-@dataclasses.dataclass(frozen=True)
-class UnitNorm(Constraint):
-    axis: int | tuple[int, ...] = 0
-
-    def __post_init__(self):
-        object.__setattr__(self, "axis", check_axis(self.axis, "axis"))
-
-    def __call__(self, w):
-        return w / (EPSILON + _norms(w, self.axis))
-
-
-@dataclasses.dataclass(frozen=True)
-class NonNeg(Constraint):
-    def __call__(self, w):
-        return jnp.maximum(w, 0)
-
-
-_REGISTRY = {
-    "MaxNorm": MaxNorm,
-    "MinMaxNorm": MinMaxNorm,
-    "UnitNorm": UnitNorm,
-    "NonNeg": NonNeg,
-    "max_norm": MaxNorm,
-    "min_max_norm": MinMaxNorm,
-    "unit_norm": UnitNorm,
-    "non_neg": NonNeg,
-}
-
-
-def get(identifier: Any, argument: str = "constraint") -> Constraint | None:
-    """A :class:`Constraint` from None, a name, a Keras config dict or a Constraint."""
-    return resolve(identifier, argument=argument, registry=_REGISTRY, base=Constraint, kind="constraint")
+__all__ = [
+    "EPSILON",
+    "Constraint",
+    "MaxNorm",
+    "MinMaxNorm",
+    "UnitNorm",
+    "NonNeg",
+    "get",
+]

@@ -19,257 +19,44 @@ Variance scaling divides ``scale`` by ``max(1, fan)`` and then samples
 - ``uniform``: uniform on ``[-sqrt(3 * scale), sqrt(3 * scale)]``.
 """
 
-from __future__ import annotations
-
-import dataclasses
-import math
-from typing import Any, Optional, Sequence
-
-import jax
-import jax.numpy as jnp
-
-from convtrans._keras_objects import KerasObject, check_number, resolve
-
-# Standard deviation of a unit normal truncated to [-2, 2].
-_TRUNCATED_STDDEV_FACTOR = 0.87962566103423978
-
-
-def compute_fans(
-    shape: Sequence[int],
-    input_axes: Optional[Sequence[int]] = None,
-    output_axes: Optional[Sequence[int]] = None,
-) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a weight of ``shape``, by Keras's rules."""
-    shape = tuple(shape)
-    if input_axes is not None and output_axes is not None:
-        return math.prod(shape[a] for a in input_axes), math.prod(shape[a] for a in output_axes)
-    if not shape:
-        return 1, 1
-    if len(shape) == 1:
-        return shape[0], shape[0]
-    receptive_field = math.prod(shape[:-2])
-    return shape[-2] * receptive_field, shape[-1] * receptive_field
-
-
-@dataclasses.dataclass(frozen=True)
-class Initializer(KerasObject):
-    """``init(key, shape, dtype=float32) -> array`` with Keras's distribution."""
-
-    keras_module = "keras.initializers"
-
-    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
-        raise NotImplementedError
-
-
-def _axes(value, argument):
-    if value is None:
-        return None
-    if isinstance(value, int):
-        return (value,)
-    return tuple(int(v) for v in value)
-
-
-@dataclasses.dataclass(frozen=True)
-class VarianceScaling(Initializer):
-    scale: float = 1.0
-    mode: str = "fan_in"
-    distribution: str = "truncated_normal"
-    seed: Optional[int] = None
-    input_axes: Optional[tuple[int, ...]] = None
-    output_axes: Optional[tuple[int, ...]] = None
-
-    def __post_init__(self):
-        scale = check_number(self.scale, "scale")
-        if not scale > 0:
-            raise ValueError(f"VarianceScaling scale must be positive, got {self.scale!r}.")
-        if self.mode not in ("fan_in", "fan_out", "fan_avg"):
-            raise ValueError(
-                f"VarianceScaling mode={self.mode!r}; expected 'fan_in', 'fan_out' or 'fan_avg'."
-            )
-        distribution = str(self.distribution).lower()
-        distribution = "truncated_normal" if distribution == "normal" else distribution
-        if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
-            raise ValueError(
-                f"VarianceScaling distribution={self.distribution!r}; expected 'truncated_normal', "
-                "'untruncated_normal', 'normal' or 'uniform'."
-            )
-        object.__setattr__(self, "scale", scale)
-        object.__setattr__(self, "distribution", distribution)
-        object.__setattr__(self, "input_axes", _axes(self.input_axes, "input_axes"))
-        object.__setattr__(self, "output_axes", _axes(self.output_axes, "output_axes"))
-
-    def fan_scale(self, shape: Sequence[int]) -> float:
-        """``scale / max(1, fan)`` for ``shape``: the variance the samples are drawn with."""
-        fan_in, fan_out = compute_fans(shape, self.input_axes, self.output_axes)
-        fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
-        return self.scale / max(1.0, fan)
-
-    def __call__(self, key, shape, dtype=jnp.float32):
-        shape = tuple(shape)
-        scale = self.fan_scale(shape)
-        if self.distribution == "truncated_normal":
-            stddev = math.sqrt(scale) / _TRUNCATED_STDDEV_FACTOR
-            return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) * jnp.asarray(stddev, dtype)
-        if self.distribution == "untruncated_normal":
-            return jax.random.normal(key, shape, dtype) * jnp.asarray(math.sqrt(scale), dtype)
-        limit = math.sqrt(3.0 * scale)
-        return jax.random.uniform(key, shape, dtype, -limit, limit)
-
-
-def _variance_scaling_family(name: str, scale: float, mode: str, distribution: str) -> type:
-    """A named VarianceScaling preset whose Keras config is ``seed``/``input_axes``/``output_axes``."""
-
-    def __init__(self, seed=None, input_axes=None, output_axes=None):
-        VarianceScaling.__init__(self, scale, mode, distribution, seed, input_axes, output_axes)
-
-    def get_config(self):
-        return {
-            "seed": self.seed,
-            "input_axes": None if self.input_axes is None else list(self.input_axes),
-            "output_axes": None if self.output_axes is None else list(self.output_axes),
-        }
-
-    doc = f"``VarianceScaling(scale={scale}, mode={mode!r}, distribution={distribution!r})``."
-    cls = type(name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config, "__doc__": doc})
-    return dataclasses.dataclass(frozen=True, init=False)(cls)
-
-
-GlorotUniform = _variance_scaling_family("GlorotUniform", 1.0, "fan_avg", "uniform")
-GlorotNormal = _variance_scaling_family("GlorotNormal", 1.0, "fan_avg", "truncated_normal")
-HeUniform = _variance_scaling_family("HeUniform", 2.0, "fan_in", "uniform")
-HeNormal = _variance_scaling_family("HeNormal", 2.0, "fan_in", "truncated_normal")
-LecunUniform = _variance_scaling_family("LecunUniform", 1.0, "fan_in", "uniform")
-LecunNormal = _variance_scaling_family("LecunNormal", 1.0, "fan_in", "truncated_normal")
-
-
-@dataclasses.dataclass(frozen=True)
-class RandomNormal(Initializer):
-    mean: float = 0.0
-    stddev: float = 0.05
-    seed: Optional[int] = None
-
-    def __call__(self, key, shape, dtype=jnp.float32):
-        return self.mean + self.stddev * jax.random.normal(key, tuple(shape), dtype)
-
-
-@dataclasses.dataclass(frozen=True)
-class TruncatedNormal(Initializer):
-    """Normal cut at two standard deviations, without variance correction (as Keras)."""
-
-    mean: float = 0.0
-    stddev: float = 0.05
-    seed: Optional[int] = None
-
-    def __call__(self, key, shape, dtype=jnp.float32):
-        return self.mean + self.stddev * jax.random.truncated_normal(key, -2.0, 2.0, tuple(shape), dtype)
-
-
-@dataclasses.dataclass(frozen=True)
-class RandomUniform(Initializer):
-    minval: float = -0.05
-    maxval: float = 0.05
-    seed: Optional[int] = None
-
-    def __call__(self, key, shape, dtype=jnp.float32):
-        return jax.random.uniform(key, tuple(shape), dtype, self.minval, self.maxval)
-
-
-@dataclasses.dataclass(frozen=True)
-class Orthogonal(Initializer):
-    """Orthogonal rows or columns of the ``(prod(shape[:-1]), shape[-1])`` matrix, times ``gain``."""
-
-    gain: float = 1.0
-    seed: Optional[int] = None
-
-    def __call__(self, key, shape, dtype=jnp.float32):
-        shape = tuple(shape)
-        if len(shape) < 2:
-            raise ValueError(f"Orthogonal needs a weight of rank >= 2, got shape {shape}.")
-        rows, cols = math.prod(shape[:-1]), shape[-1]
-        a = jax.random.normal(key, (max(rows, cols), min(rows, cols)), jnp.float32)
-        q, r = jnp.linalg.qr(a)
-        q = q * jnp.sign(jnp.diag(r))
-        if rows < cols:
-            q = q.T
-        return (self.gain * q.reshape(shape)).astype(dtype)
-
-
-@dataclasses.dataclass(frozen=True)
-class Identity(Initializer):
-    """``gain * eye``; like Keras, only for rank-2 weights (so not for this layer's kernel)."""
-
-    gain: float = 1.0
-
-    def __call__(self, key, shape, dtype=jnp.float32):
-        shape = tuple(shape)
-        if len(shape) != 2:
-            raise ValueError(
-                f"Identity can only initialize rank-2 weights (as in Keras), got shape {shape}."
-            )
-        return self.gain * jnp.eye(*shape, dtype=dtype)
-
-
-@dataclasses.dataclass(frozen=True)
-class Constant(Initializer):
-    value: float = 0.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "value", check_number(self.value, "value"))
-
-    def __call__(self, key, shape, dtype=jnp.float32):
-        return jnp.full(tuple(shape), self.value, dtype)
-
-
-@dataclasses.dataclass(frozen=True)
-class Zeros(Initializer):
-    def __call__(self, key, shape, dtype=jnp.float32):
-        return jnp.zeros(tuple(shape), dtype)
-
-
-@dataclasses.dataclass(frozen=True)
-class Ones(Initializer):
-    def __call__(self, key, shape, dtype=jnp.float32):
-        return jnp.ones(tuple(shape), dtype)
-
-
-_CLASSES = (
-    VarianceScaling, GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform, LecunNormal,
-    RandomNormal, TruncatedNormal, RandomUniform, Orthogonal, Identity, Constant, Zeros, Ones,
-)
-_REGISTRY: dict[str, Any] = {cls.__name__: cls for cls in _CLASSES}
-_REGISTRY.update(
-    OrthogonalInitializer=Orthogonal,
-    IdentityInitializer=Identity,
-    variance_scaling=VarianceScaling,
-    glorot_uniform=GlorotUniform,
-    glorot_normal=GlorotNormal,
-    he_uniform=HeUniform,
-    he_normal=HeNormal,
-    lecun_uniform=LecunUniform,
-    lecun_normal=LecunNormal,
-    random_normal=RandomNormal,
-    normal=RandomNormal,
-    truncated_normal=TruncatedNormal,
-    random_uniform=RandomUniform,
-    uniform=RandomUniform,
-    orthogonal=Orthogonal,
-    identity=Identity,
-    constant=Constant,
-    zeros=Zeros,
-    zero=Zeros,
-    ones=Ones,
-    one=Ones,
+from convtrans._src.keras.initializers import (  # noqa: F401
+    compute_fans,
+    Initializer,
+    VarianceScaling,
+    GlorotUniform,
+    GlorotNormal,
+    HeUniform,
+    HeNormal,
+    LecunUniform,
+    LecunNormal,
+    RandomNormal,
+    TruncatedNormal,
+    RandomUniform,
+    Orthogonal,
+    Identity,
+    Constant,
+    Zeros,
+    Ones,
+    get,
 )
 
-
-def get(identifier: Any, argument: str = "initializer"):
-    """An initializer from a Keras name, a Keras config dict, an :class:`Initializer` or any
-    ``jax.nn.initializers``-style callable ``(key, shape, dtype) -> array``."""
-    if identifier is None:
-        raise TypeError(f"{argument} must be an initializer, got None.")
-    if isinstance(identifier, dict) and identifier.get("class_name") in ("STFT", "STFTInitializer"):
-        raise ValueError(f"{argument}: Keras's STFT initializer is not supported by convtrans.")
-    return resolve(
-        identifier, argument=argument, registry=_REGISTRY, base=Initializer, kind="initializer",
-        allow_callable=True,
-    )
+__all__ = [
+    "compute_fans",
+    "Initializer",
+    "VarianceScaling",
+    "GlorotUniform",
+    "GlorotNormal",
+    "HeUniform",
+    "HeNormal",
+    "LecunUniform",
+    "LecunNormal",
+    "RandomNormal",
+    "TruncatedNormal",
+    "RandomUniform",
+    "Orthogonal",
+    "Identity",
+    "Constant",
+    "Zeros",
+    "Ones",
+    "get",
+]

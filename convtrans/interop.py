@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
-from convtrans.config import Conv1DTransposeConfig
+from convtrans._src.config import Conv1DTransposeConfig
 
 Params = dict[str, jax.Array]
 

@@ -10,7 +10,7 @@ A parameter with a Keras constraint is stored boxed in :class:`convtrans.optim.C
 optimizer step.
 
 Regularization: each configured penalty (kernel, bias, activity; see
-:func:`convtrans.ops.regularization_terms`) is sown into the ``"losses"`` collection during
+:func:`convtrans.conv1d_transpose`'s ``aux``) is sown into the ``"losses"`` collection during
 ``apply`` (not during ``init``). Add them to the training loss::
 
     y, state = model.apply({"params": params}, x, mutable=["losses"])
@@ -27,8 +27,9 @@ from flax.core import meta
 import jax
 import jax.numpy as jnp
 
-from convtrans.config import Conv1DTransposeConfig, Padding
-from convtrans.ops import REGULARIZATION_KEYS, conv1d_transpose
+from convtrans._src.checks import check_built_channels, check_channels, check_floating, check_input_rank
+from convtrans._src.config import Conv1DTransposeConfig, Padding, check_config
+from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d_transpose
 from convtrans.optim import with_constraint
 
 _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Conv1DTransposeConfig))
@@ -46,10 +47,12 @@ class Conv1DTranspose(nn.Module):
         parameters.
       param_dtype: dtype of ``kernel`` and ``bias`` (float32).
       precision: ``lax.Precision`` of the convolution.
-      implementation: a key of :data:`convtrans.IMPLEMENTATIONS`; None picks the backend default.
+      implementation: None (the plan of the platform the program is lowered for), a name
+        (``"lhs_dilation"``, ``"gemm"``, ``"polyphase"``) or a :class:`convtrans.Plan`; see
+        :func:`convtrans.conv1d_transpose`.
 
-    ``__call__(x)``: ``x`` is ``(batch, steps, in_channels)`` (channels_last) or
-    ``(batch, in_channels, steps)`` (channels_first); returns
+    ``__call__(x)``: ``x`` is ``(..., steps, in_channels)`` (channels_last) or
+    ``(..., in_channels, steps)`` (channels_first), rank >= 2; returns
     ``y = activation(conv_transpose(x, kernel) + bias)`` of length
     ``convtrans.output_length(self.config, steps)``.
     """
@@ -74,7 +77,7 @@ class Conv1DTranspose(nn.Module):
     dtype: Optional[Any] = None
     param_dtype: Any = jnp.float32
     precision: Any = None
-    implementation: Optional[str] = None
+    implementation: Implementation = None
 
     @property
     def config(self) -> Conv1DTransposeConfig:
@@ -84,8 +87,7 @@ class Conv1DTranspose(nn.Module):
     @classmethod
     def from_config(cls, config: Conv1DTransposeConfig, **kwargs: Any) -> "Conv1DTranspose":
         """A module with ``config``'s arguments; ``kwargs`` adds ``dtype``, ``name``, etc."""
-        if not isinstance(config, Conv1DTransposeConfig):
-            raise TypeError(f"config must be a Conv1DTransposeConfig, got {type(config).__name__}.")
+        check_config(config)
         fields = {name: getattr(config, name) for name in _CONFIG_FIELDS}
         return cls(**fields, **kwargs)
 
@@ -93,26 +95,14 @@ class Conv1DTranspose(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         config = self.config
         x = jnp.asarray(x)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
-            raise TypeError(
-                f"x must have a floating dtype (float16, bfloat16, float32, float64), got {x.dtype}; "
-                "cast it first, e.g. x.astype(jnp.float32)."
-            )
-        if x.ndim != 3:
-            raise ValueError(
-                f"x must have rank 3 (batch, steps, channels) or (batch, channels, steps), got "
-                f"shape {tuple(x.shape)}."
-            )
-        in_channels = x.shape[config.channel_axis]
+        # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
+        check_floating(x.dtype)
+        check_input_rank(tuple(x.shape), config.data_format)
+        in_channels = check_channels(tuple(x.shape), config.channel_axis, config.groups,
+                                     config.data_format)
         if self.has_variable("params", "kernel"):
             built = meta.unbox(self.get_variable("params", "kernel")).shape
-            if built[-1] != in_channels:
-                raise ValueError(
-                    f"x has {in_channels} channels (shape {tuple(x.shape)}, data_format="
-                    f"{config.data_format!r}), but params['kernel'] {tuple(built)} was built for "
-                    f"{built[-1]}."
-                )
+            check_built_channels(tuple(built), in_channels, tuple(x.shape), config.data_format)
         params = {
             "kernel": self.param(
                 "kernel",

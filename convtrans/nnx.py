@@ -10,7 +10,7 @@ where :func:`convtrans.keras_constraints` finds it when ``nnx.Optimizer`` initia
 
 Regularization: when the forward pass runs under ``nnx.capture(..., RegularizationLoss)``, each
 call sows the configured penalties (kernel, bias, activity; see
-:func:`convtrans.ops.regularization_terms`) as :class:`RegularizationLoss` values; outside a capture
+:func:`convtrans.conv1d_transpose`'s ``aux``) as :class:`RegularizationLoss` values; outside a capture
 nothing is stored (inference stays free of side effects). :func:`with_regularization_loss` does the
 capturing and sums the terms of every convtrans layer in the model, so a training loss reads::
 
@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import numbers
 from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from convtrans.config import Conv1DTransposeConfig, Padding
-from convtrans.ops import REGULARIZATION_KEYS, conv1d_transpose
+from convtrans._src.checks import check_floating, is_int
+from convtrans._src.config import Conv1DTransposeConfig, Padding, check_config
+from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d_transpose
 
 
 class RegularizationLoss(nnx.Variable):
@@ -74,11 +74,13 @@ class Conv1DTranspose(nnx.Module):
         parameters' dtypes. ``jnp.bfloat16`` gives bfloat16 outputs with float32 parameters.
       param_dtype: dtype of ``kernel`` and ``bias`` (float32).
       precision: ``lax.Precision`` of the convolution.
-      implementation: a key of :data:`convtrans.IMPLEMENTATIONS`; None picks the backend default.
+      implementation: None (the plan of the platform the program is lowered for), a name
+        (``"lhs_dilation"``, ``"gemm"``, ``"polyphase"``) or a :class:`convtrans.Plan`; see
+        :func:`convtrans.conv1d_transpose`.
       rngs: ``nnx.Rngs``; the ``params`` stream draws the initial weights.
 
-    ``model(x)``: ``x`` is ``(batch, steps, in_channels)`` (channels_last) or
-    ``(batch, in_channels, steps)`` (channels_first); returns
+    ``model(x)``: ``x`` is ``(..., steps, in_channels)`` (channels_last) or
+    ``(..., in_channels, steps)`` (channels_first), rank >= 2; returns
     ``activation(conv_transpose(x, kernel) + bias)``.
     """
 
@@ -106,7 +108,7 @@ class Conv1DTranspose(nnx.Module):
         dtype: Optional[Any] = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
-        implementation: Optional[str] = None,
+        implementation: Implementation = None,
         rngs: nnx.Rngs,
     ):
         config = Conv1DTransposeConfig(
@@ -117,7 +119,7 @@ class Conv1DTranspose(nnx.Module):
             bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, groups=groups,
         )
-        if isinstance(in_channels, bool) or not isinstance(in_channels, numbers.Integral) or in_channels < 1:
+        if not is_int(in_channels) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
         in_channels = int(in_channels)
         if not isinstance(rngs, nnx.Rngs):
@@ -149,11 +151,10 @@ class Conv1DTranspose(nnx.Module):
         dtype: Optional[Any] = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
-        implementation: Optional[str] = None,
+        implementation: Implementation = None,
     ) -> "Conv1DTranspose":
         """A module with ``config``'s arguments and freshly initialized weights."""
-        if not isinstance(config, Conv1DTransposeConfig):
-            raise TypeError(f"config must be a Conv1DTransposeConfig, got {type(config).__name__}.")
+        check_config(config)
         fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
         return cls(
             in_channels, **fields, dtype=dtype, param_dtype=param_dtype, precision=precision,
@@ -181,12 +182,8 @@ class Conv1DTranspose(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         config, params = self.config, self.params
         x = jnp.asarray(x)
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
-            raise TypeError(
-                f"x must have a floating dtype (float16, bfloat16, float32, float64), got {x.dtype}; "
-                "cast it first, e.g. x.astype(jnp.float32)."
-            )
+        # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
+        check_floating(x.dtype)
         dtype = self.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
         y, aux = conv1d_transpose(
             params, x.astype(dtype), config, precision=self.precision,

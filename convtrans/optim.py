@@ -38,6 +38,8 @@ import optax
 from flax import nnx, struct
 from flax.core import meta
 
+from convtrans._src.keras import constraints
+
 Constraint = Callable[[jax.Array], jax.Array]
 
 
@@ -87,8 +89,6 @@ def with_constraint(init: Callable[..., Any], constraint: Any) -> Callable[..., 
     nn.initializers.lecun_normal(), "max_norm"))`` makes :func:`keras_constraints` project that
     kernel too. ``constraint`` is a Keras name, Keras dict or :mod:`convtrans.constraints` object.
     """
-    from convtrans import constraints
-
     resolved = constraints.get(constraint, "constraint")
     if resolved is None:
         raise ValueError("constraint must not be None; use the initializer itself for no constraint.")

@@ -10,90 +10,18 @@ Names follow Keras 3: ``"l1"`` and ``"l2"`` give 0.01, ``"l1l2"`` gives ``L1L2()
 ``"l1_l2"`` keeps TF 2.x's meaning (0.01 and 0.01), which Keras 3 no longer accepts.
 """
 
-from __future__ import annotations
+from convtrans._src.keras.regularizers import (  # noqa: F401
+    Regularizer,
+    L1L2,
+    L1,
+    L2,
+    get,
+)
 
-import dataclasses
-from typing import Any
-
-import jax.numpy as jnp
-
-from convtrans._keras_objects import KerasObject, as_keras_dict, check_number, resolve
-
-
-@dataclasses.dataclass(frozen=True)
-class Regularizer(KerasObject):
-    """A penalty ``array -> scalar``."""
-
-    keras_module = "keras.regularizers"
-
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        raise NotImplementedError
-
-
-@dataclasses.dataclass(frozen=True)
-class L1L2(Regularizer):
-    """``l1 * sum(|x|) + l2 * sum(x ** 2)``; Keras's defaults are 0 for both."""
-
-    l1: float = 0.0
-    l2: float = 0.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "l1", check_number(0.0 if self.l1 is None else self.l1, "l1", minimum=0.0))
-        object.__setattr__(self, "l2", check_number(0.0 if self.l2 is None else self.l2, "l2", minimum=0.0))
-
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        penalty = jnp.zeros((), x.dtype)
-        if self.l1:
-            penalty = penalty + self.l1 * jnp.sum(jnp.abs(x))
-        if self.l2:
-            penalty = penalty + self.l2 * jnp.sum(jnp.square(x))
-        return penalty
-
-
-@dataclasses.dataclass(frozen=True)
-class L1(Regularizer):
-    """``l1 * sum(|x|)`` (Keras default ``l1=0.01``)."""
-
-    l1: float = 0.01
-
-    def __post_init__(self):
-        object.__setattr__(self, "l1", check_number(self.l1, "l1", minimum=0.0))
-
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        return self.l1 * jnp.sum(jnp.abs(x))
-
-
-@dataclasses.dataclass(frozen=True)
-class L2(Regularizer):
-    """``l2 * sum(x ** 2)`` (Keras default ``l2=0.01``)."""
-
-    l2: float = 0.01
-
-    def __post_init__(self):
-        object.__setattr__(self, "l2", check_number(self.l2, "l2", minimum=0.0))
-
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-        return self.l2 * jnp.sum(jnp.square(x))
-
-
-_REGISTRY = {
-    "L1": L1,
-    "L2": L2,
-    "L1L2": L1L2,
-    "l1": L1,
-    "l2": L2,
-    "l1l2": L1L2,
-    "l1_l2": lambda: L1L2(l1=0.01, l2=0.01),
-}
-
-
-def get(identifier: Any, argument: str = "regularizer") -> Regularizer | None:
-    """A :class:`Regularizer` from None, a name, a Keras config dict or object, or a Regularizer."""
-    identifier = as_keras_dict(identifier)
-    name = identifier.get("class_name") if isinstance(identifier, dict) else identifier
-    if isinstance(name, str) and name in ("OrthogonalRegularizer", "orthogonal_regularizer"):
-        raise ValueError(
-            f"{argument}: OrthogonalRegularizer needs a rank-2 weight, and this layer's kernel is "
-            "rank 3 (Keras raises on it too)."
-        )
-    return resolve(identifier, argument=argument, registry=_REGISTRY, base=Regularizer, kind="regularizer")
+__all__ = [
+    "Regularizer",
+    "L1L2",
+    "L1",
+    "L2",
+    "get",
+]

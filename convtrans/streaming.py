@@ -16,7 +16,7 @@ of ``jax.lax.scan``::
 The played stream is ``latency(config)`` zeros followed by exactly the whole-signal output.
 
 Math (``n`` input steps so far, ``s`` stride, ``ke`` effective kernel size, ``(left, right)`` the
-pads of :func:`convtrans.geometry.transpose_pads`, ``c = full_result_offset(config)``): input step
+pads of :func:`convtrans._src.geometry.transpose_pads`, ``c = full_result_offset(config)``): input step
 ``i`` times tap ``j`` lands at position ``i * s + j * d`` of the *full* result, and output step
 ``t`` is full position ``t + c``. Once ``n`` steps are in, full positions ``< n * s`` are final;
 the positions ``[n * s, n * s + ke - s)`` still wait for contributions of later steps. The output
@@ -38,25 +38,28 @@ representable, e.g. small integers in float32).
 
 from __future__ import annotations
 
-import numbers
-from typing import Any, Mapping, NamedTuple, Optional
+import math
+from typing import Any, Mapping, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from convtrans.config import Conv1DTransposeConfig
-from convtrans.geometry import effective_kernel_size, full_result_offset, output_length, transpose_pads
-from convtrans.ops import (
-    IMPLEMENTATIONS,
+from convtrans._src.config import Conv1DTransposeConfig, check_config
+from convtrans._src.geometry import effective_kernel_size, full_result_offset, output_length, transpose_pads
+from convtrans._src.api import (
     Aux,
-    KernelFn,
+    Implementation,
     Params,
-    _check_inputs,
+    as_batch,
     bias_and_activation,
-    default_implementation,
+    check_input,
+    check_params,
     regularization_terms,
+    transposed_convolution,
 )
+from convtrans._src.checks import check_count
+from convtrans._src.kernels.layout import pad_time
 
 __all__ = [
     "StreamState",
@@ -79,7 +82,7 @@ class StreamState(NamedTuple):
 
     Attributes:
       carry: partial sums (no bias) of the next ``carry_length(config)`` full-result positions,
-        ``(batch, carry_length, filters)`` for channels_last or ``(batch, filters, carry_length)``
+        ``(*batch, carry_length, filters)`` for channels_last or ``(*batch, filters, carry_length)``
         for channels_first, in the stream's dtype.
       preroll: int32 scalar, how many leading zero samples of ``latency(config)`` are still to
         be emitted.
@@ -118,8 +121,7 @@ def tail_length(config: Conv1DTransposeConfig) -> int:
 
 
 def _check_config(config: Any) -> None:
-    if not isinstance(config, Conv1DTransposeConfig):
-        raise TypeError(f"config must be a Conv1DTransposeConfig, got {type(config).__name__}.")
+    check_config(config)
     if config.data_format == "channels_first" and config.activation in _TIME_MIXING_ACTIVATIONS:
         raise ValueError(
             f"activation={config.activation!r} with data_format='channels_first' acts on the last "
@@ -134,21 +136,6 @@ def _check_config(config: Any) -> None:
 def _full_config(config: Conv1DTransposeConfig) -> Conv1DTransposeConfig:
     """The same convolution with no crop: its output is the full result, ``(m - 1) * s + ke``."""
     return config.replace(padding=(0, 0), output_padding=None)
-
-
-def _kernel_fn(implementation: Optional[str]) -> KernelFn:
-    name = default_implementation() if implementation is None else implementation
-    if name not in IMPLEMENTATIONS:
-        raise ValueError(
-            f"implementation={name!r} is unknown; expected one of {sorted(IMPLEMENTATIONS)}."
-        )
-    return IMPLEMENTATIONS[name]
-
-
-def _pad_time(a: jax.Array, config: Conv1DTransposeConfig, left: int, right: int) -> jax.Array:
-    pads = [(0, 0, 0)] * 3
-    pads[config.time_axis % 3] = (left, right, 0)
-    return lax.pad(a, jnp.zeros((), a.dtype), pads)
 
 
 def _split_time(a: jax.Array, config: Conv1DTransposeConfig, at: int) -> tuple[jax.Array, jax.Array]:
@@ -167,13 +154,6 @@ def _emit(params: Params, z: jax.Array, preroll: jax.Array,
     return y, jnp.maximum(preroll - steps, 0).astype(jnp.int32)
 
 
-def _check_count(value: Any, argument: str, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{argument} must be an integer, got {value!r} of type {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}.")
-
-
 def _check_bias(params: Any, config: Conv1DTransposeConfig) -> None:
     """What :func:`finish` reads of ``params``: the bias, when the config has one."""
     if not isinstance(params, Mapping):
@@ -189,27 +169,37 @@ def _check_bias(params: Any, config: Conv1DTransposeConfig) -> None:
             raise TypeError(f"params['bias'] must be floating, got dtype {bias.dtype}.")
 
 
-def _state_shape(config: Conv1DTransposeConfig, batch_size: int) -> tuple[int, int, int]:
+def _state_shape(config: Conv1DTransposeConfig, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
     steps = carry_length(config)
     if config.data_format == "channels_last":
-        return (batch_size, steps, config.filters)
-    return (batch_size, config.filters, steps)
+        return (*batch_shape, steps, config.filters)
+    return (*batch_shape, config.filters, steps)
 
 
-def init(config: Conv1DTransposeConfig, batch_size: int, dtype: Any = jnp.float32) -> StreamState:
+def _batch_shape(batch_size: Any) -> tuple[int, ...]:
+    """``batch_size`` as the batch axes of the chunks: an int, or a tuple of ints (``()``: unbatched)."""
+    if isinstance(batch_size, (tuple, list)):
+        return tuple(check_count(size, f"batch_size[{i}]", minimum=0) for i, size in enumerate(batch_size))
+    return (check_count(batch_size, "batch_size", minimum=0),)
+
+
+def init(config: Conv1DTransposeConfig, batch_size: Union[int, tuple[int, ...]],
+         dtype: Any = jnp.float32) -> StreamState:
     """The state of a stream that has seen nothing yet.
 
     Args:
       config: the layer's configuration.
-      batch_size: number of independent signals streamed together.
+      batch_size: number of independent signals streamed together, or the tuple of the chunks'
+        batch axes: ``()`` for unbatched ``(m, in_channels)`` chunks, ``(a, b)`` for
+        ``(a, b, m, in_channels)`` ones.
       dtype: the floating dtype of the chunks (and of the outputs).
 
     Returns:
-      A :class:`StreamState` with a zero carry of shape ``(batch_size, carry_length(config),
-      filters)`` (channels_first: ``(batch_size, filters, carry_length)``).
+      A :class:`StreamState` with a zero carry of shape ``(*batch, carry_length(config),
+      filters)`` (channels_first: ``(*batch, filters, carry_length)``).
     """
     _check_config(config)
-    _check_count(batch_size, "batch_size", minimum=0)
+    batch_shape = _batch_shape(batch_size)
     try:
         dtype = jnp.dtype(dtype) if dtype is not None else None
     except TypeError as error:
@@ -219,23 +209,24 @@ def init(config: Conv1DTransposeConfig, batch_size: int, dtype: Any = jnp.float3
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"dtype must be a floating dtype (float16, bfloat16, float32, float64), got {dtype}.")
     return StreamState(
-        carry=jnp.zeros(_state_shape(config, int(batch_size)), dtype),
+        carry=jnp.zeros(_state_shape(config, batch_shape), dtype),
         preroll=jnp.asarray(latency(config), jnp.int32),
     )
 
 
-def _check_state(state: Any, config: Conv1DTransposeConfig, batch_size: int, dtype: Any) -> None:
+def _check_state(state: Any, config: Conv1DTransposeConfig, batch_shape: tuple[int, ...],
+                 dtype: Any) -> None:
     if not isinstance(state, StreamState):
         raise TypeError(
             f"state must be a StreamState from convtrans.streaming.init, got {type(state).__name__}."
         )
-    expected = _state_shape(config, batch_size)
+    expected = _state_shape(config, batch_shape)
     if not hasattr(state.carry, "shape") or not hasattr(state.carry, "dtype"):
         raise TypeError(f"state.carry must be an array, got {type(state.carry).__name__}.")
     if tuple(state.carry.shape) != expected:
         raise ValueError(
-            f"state.carry has shape {tuple(state.carry.shape)}, but this config and a batch of "
-            f"{batch_size} need {expected}; was the state made by init() with the same config "
+            f"state.carry has shape {tuple(state.carry.shape)}, but this config and batch axes "
+            f"{batch_shape} need {expected}; was the state made by init() with the same config "
             "and batch size?"
         )
     if dtype is not None and state.carry.dtype != dtype:
@@ -252,41 +243,45 @@ def step(
     config: Conv1DTransposeConfig,
     *,
     precision: Any = None,
-    implementation: Optional[str] = None,
+    implementation: Implementation = None,
 ) -> tuple[StreamState, jax.Array]:
     """Feed one chunk; return the new state and the ``m * strides`` samples that are now final.
 
     Args:
       params: as for :func:`convtrans.conv1d_transpose`.
       state: from :func:`init` or the previous step.
-      x: the next ``m >= 1`` input steps, ``(batch, m, in_channels)`` (channels_last) or
-        ``(batch, in_channels, m)``, in the dtype given to :func:`init`. The chunk size may change
+      x: the next ``m >= 1`` input steps, ``(*batch, m, in_channels)`` (channels_last) or
+        ``(*batch, in_channels, m)`` with the batch axes given to :func:`init`, in its dtype. The chunk size may change
         from call to call (each size compiles once under jit).
       config: the layer's configuration (static under jit).
       precision, implementation: as for :func:`convtrans.conv1d_transpose`.
 
     Returns:
-      ``(state, y)`` with ``y`` of shape ``(batch, m * strides, filters)`` (channels_first:
-      ``(batch, filters, m * strides)``): the next samples of the stream, i.e. of
+      ``(state, y)`` with ``y`` of shape ``(*batch, m * strides, filters)`` (channels_first:
+      ``(*batch, filters, m * strides)``): the next samples of the stream, i.e. of
       ``latency(config)`` zeros followed by the whole-signal output.
     """
     _check_config(config)
     full = _full_config(config)
-    _check_inputs(params, x, full)
-    _check_state(state, config, x.shape[0], x.dtype)
-    kernel_fn = _kernel_fn(implementation)
+    in_channels = check_input(x, full)
+    check_params(params, full, in_channels)
+    _check_state(state, config, tuple(x.shape[:-2]), x.dtype)
+    x, lead = as_batch(x)
+    previous, _ = as_batch(state.carry)
 
     m = x.shape[config.time_axis]
     emitted = m * config.strides
     size = emitted + carry_length(config)
-    contribution = kernel_fn(x, params["kernel"].astype(x.dtype), full, precision)
+    contribution = transposed_convolution(x, params["kernel"].astype(x.dtype), full, precision,
+                                          implementation)
     hold = _hold(config)
     # Both pads are >= 0: the contribution spans (m - 1) * s + ke <= size - hold (module doc).
-    window = _pad_time(contribution, config, hold, size - hold - contribution.shape[config.time_axis])
-    window = window + _pad_time(state.carry, config, 0, size - state.carry.shape[config.time_axis])
+    window = pad_time(contribution, config, hold, size - hold - contribution.shape[config.time_axis])
+    window = window + pad_time(previous, config, 0, size - previous.shape[config.time_axis])
     z, carry = _split_time(window, config, emitted)
     y, preroll = _emit(params, z, state.preroll, config)
-    return StreamState(carry=carry, preroll=preroll), y
+    carry = carry.reshape(lead + carry.shape[1:])
+    return StreamState(carry=carry, preroll=preroll), y.reshape(lead + y.shape[1:])
 
 
 def finish(params: Params, state: StreamState, config: Conv1DTransposeConfig) -> jax.Array:
@@ -297,7 +292,7 @@ def finish(params: Params, state: StreamState, config: Conv1DTransposeConfig) ->
     the latency's zeros, where the whole-signal op raises).
 
     Returns:
-      ``(batch, tail_length(config), filters)`` (channels_first: ``(batch, filters, tail)``) in
+      ``(*batch, tail_length(config), filters)`` (channels_first: ``(*batch, filters, tail)``) in
       the stream's dtype: full-result positions past the last step's samples (zero-padded where
       ``output_padding`` reaches beyond the full result), with bias and activation.
     """
@@ -306,13 +301,17 @@ def finish(params: Params, state: StreamState, config: Conv1DTransposeConfig) ->
         raise TypeError(
             f"state must be a StreamState from convtrans.streaming.init, got {type(state).__name__}."
         )
-    _check_state(state, config, state.carry.shape[0], None)
+    carry = state.carry
+    if not hasattr(carry, "shape") or len(carry.shape) < 2:
+        raise TypeError(f"state.carry must be an array of rank >= 2, got {carry!r}.")
+    _check_state(state, config, tuple(carry.shape[:-2]), None)
     _check_bias(params, config)
+    carry, lead = as_batch(carry)
     steps = tail_length(config)
-    held = state.carry.shape[config.time_axis]
-    z = _pad_time(state.carry, config, 0, steps - held)  # a negative pad crops
+    held = carry.shape[config.time_axis]
+    z = pad_time(carry, config, 0, steps - held)  # a negative pad crops
     y, _ = _emit(params, z, state.preroll, config)
-    return y
+    return y.reshape(lead + y.shape[1:])
 
 
 def chunked_conv1d_transpose(
@@ -322,7 +321,7 @@ def chunked_conv1d_transpose(
     chunk_size: int,
     *,
     precision: Any = None,
-    implementation: Optional[str] = None,
+    implementation: Implementation = None,
 ) -> tuple[jax.Array, Aux]:
     """:func:`convtrans.conv1d_transpose` computed by streaming ``x`` in chunks under ``lax.scan``.
 
@@ -330,10 +329,10 @@ def chunked_conv1d_transpose(
     iteration (a shorter last chunk is one more step). Intermediate memory is that of one chunk,
     not of the signal; the output itself is of course materialized.
     """
-    _check_inputs(params, x, config)
-    _check_count(chunk_size, "chunk_size", minimum=1)
-    chunk_size = int(chunk_size)
     _check_config(config)
+    check_params(params, config, check_input(x, config))
+    chunk_size = check_count(chunk_size, "chunk_size", minimum=1)
+    x, lead = as_batch(x)
     time = config.time_axis % 3
     n = x.shape[time]
     chunks, rest = divmod(n, chunk_size)
@@ -356,4 +355,4 @@ def chunked_conv1d_transpose(
     pieces.append(finish(params, state, config))
     start = latency(config)
     y = lax.slice_in_dim(jnp.concatenate(pieces, axis=time), start, start + output_length(config, n), axis=time)
-    return y, regularization_terms(params, y, config)
+    return y.reshape(lead + y.shape[1:]), regularization_terms(params, y, config, examples=math.prod(lead))

@@ -96,9 +96,9 @@ def test_objects_of_the_wrong_kind_are_type_errors(field):
 PARAMS = {"kernel": jnp.ones((3, 4, 2)), "bias": jnp.zeros(4)}
 
 
-@pytest.mark.parametrize("shape", [(5, 2), (1, 1, 5, 2), (2,)])
-def test_input_of_rank_other_than_3_is_a_value_error(shape):
-    with pytest.raises(ValueError, match=f"x must have rank 3.*got shape {re.escape(str(shape))}"):
+@pytest.mark.parametrize("shape", [(2,), ()])
+def test_input_of_rank_below_2_is_a_value_error(shape):
+    with pytest.raises(ValueError, match=f"x must have rank >= 2.*got shape {re.escape(str(shape))}"):
         ct.conv1d_transpose(PARAMS, jnp.ones(shape), config())
 
 
@@ -236,5 +236,5 @@ def test_unknown_implementation_is_a_value_error():
 def test_errors_are_raised_at_trace_time_under_jit():
     import jax
 
-    with pytest.raises(ValueError, match="x must have rank 3"):
-        jax.jit(ct.conv1d_transpose, static_argnums=2)(PARAMS, jnp.ones((5, 2)), config())
+    with pytest.raises(ValueError, match="x must have rank >= 2"):
+        jax.jit(ct.conv1d_transpose, static_argnums=2)(PARAMS, jnp.ones((2,)), config())

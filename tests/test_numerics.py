@@ -168,11 +168,13 @@ def test_winograd_phases_keep_a_nonfinite_sample_to_the_outputs_that_depend_on_i
     # Two-tap, three-tap (phase taps one apart) and three-tap (three apart) correlations. An
     # infinity may come out as NaN there (inf - inf in the input differences), but only where
     # the direct sum is not finite either.
-    from convtrans.polyphase import polyphase_conv
+    from convtrans._src.dispatch import check_plan
+    from convtrans._src.kernels.polyphase import convolve
 
     config, kernel, _, x = setup(name, np.random.default_rng(0))
-    op = jax.jit(lambda x: polyphase_conv(x, jnp.asarray(kernel, jnp.float32), config,
-                                          forward="winograd", gradients="winograd"))
+    plan = ct.Plan.uniform("winograd")
+    check_plan(plan, config, IN_CHANNELS)  # groups = 1 and phases of 2 or 3 taps: it applies
+    op = jax.jit(lambda x: convolve(x, jnp.asarray(kernel, jnp.float32), config, None, plan))
     time = config.time_axis % 3
     for step in (0, STEPS // 2, STEPS - 1):
         index = [1, 0, 0]

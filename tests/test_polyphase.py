@@ -1,5 +1,6 @@
-"""The polyphase path equals the lhs_dilation reference (forward and every gradient), compiles
-to ordinary convolutions, and stays within a small memory budget on long inputs."""
+"""The polyphase path equals the lhs_dilation reference (forward and every gradient) under every
+plan that applies, compiles to ordinary convolutions, and stays within a small memory budget on
+long inputs."""
 
 from __future__ import annotations
 
@@ -12,17 +13,57 @@ import numpy as np
 import pytest
 
 import convtrans as ct
-from convtrans.geometry import full_result_offset, output_blocks, output_length, phase_column
-from convtrans.ops import lhs_dilation_conv
-from convtrans.polyphase import (GEMM_MAX_BYTES, FORMS, ONE_WEIGHT_GRADIENT_MAX_CHANNELS, PhaseGroup,
-                                 phase_groups, phase_kernels, polyphase_conv)
+from convtrans import Plan
+from convtrans._src import dispatch
+from convtrans._src.api import transposed_convolution
+from convtrans._src.dispatch import GEMM_MAX_BYTES, ZERO_PADDED_MAX_CHANNELS, check_plan
+from convtrans._src.geometry import (PhaseGroup, full_result_offset, output_blocks, output_length,
+                                     phase_column, phase_groups)
+from convtrans._src.kernels.polyphase import convolve, phase_kernels
+from convtrans._src.kernels.reference import lhs_dilation_conv
 from tests.numpy_reference import conv1d_transpose as numpy_reference
 
 TOLERANCE = dict(rtol=2e-5, atol=2e-5)
-# (forward, gradients): every combination polyphase_conv picks by itself. ("winograd" computes
-# the two- and three-tap phases by Winograd's F(2, r) and the others as "convolution" does.)
-FORM_PAIRS = [("convolution", "convolution"), ("convolution", "gemm"), ("gemm", "gemm"),
-              ("winograd", "winograd")]
+# Every form of every field of a Plan, and every plan select_plan picks on CPU, each run on the
+# layers check_plan accepts it for. ("winograd" computes the two- and three-tap phases by
+# Winograd's F(2, r) and the others as "polyphase" does.)
+PLANS = [
+    Plan(),  # the plain polyphase convolution throughout (and every plan off CPU)
+    Plan("polyphase", "lhs_dilation", "zero_padded"),  # CPU: narrow strided layers, d = 1
+    Plan("polyphase", "lhs_dilation", "polyphase"),  # CPU: strided layers otherwise
+    Plan("polyphase", "gemm", "gemm"),  # CPU: grouped layers
+    Plan.uniform("gemm"),  # CPU: wide layers (gemm_conv and its own derivatives)
+    Plan.uniform("winograd"),  # CPU: 64+ channels, phases of 2 or 3 taps
+    Plan("polyphase", "winograd", "winograd", "stacked_product"),  # CPU: the same, bfloat16
+    Plan("polyphase", correlation="stacked_product"),  # CPU: bfloat16, 64+ channels
+    Plan.uniform("lhs_dilation"),  # the reference, forced
+    # Mixed forms: a GEMM or reference forward with other forms' derivatives, and Winograd's
+    # forward with stacked products for its other phases.
+    Plan("gemm", "lhs_dilation", "zero_padded"),
+    Plan("lhs_dilation", "gemm", "polyphase"),
+    Plan("winograd", "polyphase", "zero_padded", "stacked_product"),
+]
+assert {plan.forward for plan in PLANS} == set(dispatch.FORWARD_FORMS)
+assert {plan.input_gradient for plan in PLANS} == set(dispatch.INPUT_GRADIENT_FORMS)
+assert {plan.kernel_gradient for plan in PLANS} == set(dispatch.KERNEL_GRADIENT_FORMS)
+assert {plan.correlation for plan in PLANS} == set(dispatch.CORRELATIONS)
+
+
+def _applies(plan, config, in_channels):
+    try:
+        check_plan(plan, config, in_channels)
+    except ValueError:
+        return False
+    return True
+
+
+def _plans_for(config, in_channels):
+    """The plans of :data:`PLANS` that check_plan accepts for ``config``."""
+    return tuple(plan for plan in PLANS if _applies(plan, config, in_channels))
+
+
+def _plan_id(plan):
+    return "-".join((plan.forward, plan.input_gradient, plan.kernel_gradient, plan.correlation))
 
 
 def _legal_output_paddings(padding, strides, dilation):
@@ -73,10 +114,10 @@ def _case_id(case):
             f"op{config.output_padding}-g{config.groups}-{config.data_format[9:]}-n{steps}")
 
 
-@functools.partial(jax.jit, static_argnums=(3,))
-def _outputs_and_gradients(x, kernel, cotangent_seed, config):
-    """``(y, dL/dx, dL/dkernel)`` of the reference, then of the polyphase path with each pair of
-    forward and gradient forms it can pick, with a fixed cotangent."""
+@functools.partial(jax.jit, static_argnums=(3, 4))
+def _outputs_and_gradients(x, kernel, cotangent_seed, config, plans):
+    """``(y, dL/dx, dL/dkernel)`` of the reference, then of the polyphase path under each of
+    ``plans``, with a fixed cotangent."""
 
     def run(fn):
         y, vjp = jax.vjp(fn, x, kernel)
@@ -84,8 +125,7 @@ def _outputs_and_gradients(x, kernel, cotangent_seed, config):
         return (y, *vjp(cotangent))
 
     return (run(lambda x, k: lhs_dilation_conv(x, k, config)),
-            *[run(lambda x, k, forms=forms: polyphase_conv(x, k, config, forward=forms[0], gradients=forms[1]))
-              for forms in FORM_PAIRS])
+            *[run(lambda x, k, plan=plan: convolve(x, k, config, None, plan)) for plan in plans])
 
 
 def _random_inputs(config, steps, seed=0):
@@ -99,11 +139,24 @@ def _random_inputs(config, steps, seed=0):
 
 def _assert_matches_reference(config, steps):
     x, kernel = _random_inputs(config, steps)
-    reference, *polyphase = _outputs_and_gradients(x, kernel, 0.5, config)
-    for forms, results in zip(FORM_PAIRS, polyphase):
+    plans = _plans_for(config, x.shape[config.channel_axis])
+    # Every layer takes the polyphase, GEMM and reference plans at least.
+    assert {Plan(), Plan.uniform("gemm"), Plan.uniform("lhs_dilation"),
+            Plan("polyphase", "gemm", "gemm")} <= set(plans)
+    reference, *polyphase = _outputs_and_gradients(x, kernel, 0.5, config, plans)
+    assert len(polyphase) == len(plans)
+    for plan, results in zip(plans, polyphase):
         for name, want, got in zip(("output", "grad x", "grad kernel"), reference, results):
-            assert got.shape == want.shape, (forms, name)
-            np.testing.assert_allclose(got, want, err_msg=f"{name} (forward, gradients: {forms})", **TOLERANCE)
+            assert got.shape == want.shape, (plan, name)
+            np.testing.assert_allclose(got, want, err_msg=f"{name} ({plan})", **TOLERANCE)
+
+
+def test_the_grid_runs_every_plan_on_many_layers():
+    # Each plan applies to (and so is compared with the reference on) many layers of the grid.
+    cases = _grid() + _every_output_padding()
+    for plan in PLANS:
+        layers = sum(_applies(plan, config, 3 * config.groups) for config, _ in cases)
+        assert layers >= 40, (plan, layers)
 
 
 @pytest.mark.parametrize("case", _grid(), ids=_case_id)
@@ -122,27 +175,35 @@ def test_stride_and_dilation_together_match_the_numpy_oracle(data_format):
                                       output_padding=1, dilation_rate=3, groups=2,
                                       data_format=data_format)
     x, kernel = _random_inputs(config, 5, seed=3)
-    got = polyphase_conv(jnp.asarray(x), jnp.asarray(kernel), config)
     want = numpy_reference(x, kernel, strides=2, padding=(2, 1), output_padding=1, dilation_rate=3,
                            groups=2, data_format=data_format)
+    got = transposed_convolution(jnp.asarray(x), jnp.asarray(kernel), config)
     np.testing.assert_allclose(got, want, **TOLERANCE)
+    for plan in _plans_for(config, x.shape[config.channel_axis]):
+        got = transposed_convolution(jnp.asarray(x), jnp.asarray(kernel), config, implementation=plan)
+        np.testing.assert_allclose(got, want, err_msg=str(plan), **TOLERANCE)
 
 
+@pytest.mark.parametrize("plan", [None, *PLANS], ids=lambda plan: "default" if plan is None else _plan_id(plan))
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
-def test_an_empty_output_has_the_right_shape_and_zero_gradients(data_format):
+def test_an_empty_output_has_the_right_shape_and_zero_gradients(data_format, plan):
     config = ct.Conv1DTransposeConfig(filters=2, kernel_size=2, strides=1, padding=(1, 1),
                                       data_format=data_format)
     x, kernel = _random_inputs(config, 1)
-    y = polyphase_conv(jnp.asarray(x), jnp.asarray(kernel), config)
+    assert plan is None or _applies(plan, config, 3)
+    y = transposed_convolution(jnp.asarray(x), jnp.asarray(kernel), config, implementation=plan)
     assert y.shape == ((2, 0, 2) if data_format == "channels_last" else (2, 2, 0))
     grad_x, grad_kernel = jax.grad(
-        lambda x, k: jnp.sum(polyphase_conv(x, k, config)), argnums=(0, 1))(x, kernel)
+        lambda x, k: jnp.sum(transposed_convolution(x, k, config, implementation=plan)),
+        argnums=(0, 1))(x, kernel)
     assert not np.any(grad_x) and not np.any(grad_kernel)
 
 
-def test_a_batch_of_zero_gives_an_empty_batch():
+@pytest.mark.parametrize("plan", [None, *PLANS], ids=lambda plan: "default" if plan is None else _plan_id(plan))
+def test_a_batch_of_zero_gives_an_empty_batch(plan):
     config = ct.Conv1DTransposeConfig(filters=2, kernel_size=4, strides=2, padding="same")
-    y = polyphase_conv(jnp.zeros((0, 5, 3)), jnp.ones((4, 2, 3)), config)
+    assert plan is None or _applies(plan, config, 3)
+    y = transposed_convolution(jnp.zeros((0, 5, 3)), jnp.ones((4, 2, 3)), config, implementation=plan)
     assert y.shape == (0, 10, 2)
 
 
@@ -176,10 +237,11 @@ def test_the_gradient_slices_each_phase_cotangent_out_of_the_outputs_without_a_p
                                       data_format=data_format)
     first, stop, _ = output_blocks(config, 74)
     assert (stop - first) * config.strides == 76
-    # Wider than ONE_WEIGHT_GRADIENT_MAX_CHANNELS: each phase group has its own kernel gradient.
-    kernel, x = _abstract_inputs(config, ONE_WEIGHT_GRADIENT_MAX_CHANNELS + 1, steps=37, batch=3)
+    # Wider than ZERO_PADDED_MAX_CHANNELS: each phase group has its own kernel gradient.
+    kernel, x = _abstract_inputs(config, ZERO_PADDED_MAX_CHANNELS + 1, steps=37, batch=3)
+    assert ct.plan(config, x.shape, platform="cpu") == Plan("polyphase", "lhs_dilation", "polyphase")
     cotangent = jax.ShapeDtypeStruct((3, 74, 7) if data_format == "channels_last" else (3, 7, 74), jnp.float32)
-    vjp = lambda k, x, dy: jax.vjp(lambda k, x: polyphase_conv(x, k, config), k, x)[1](dy)
+    vjp = lambda k, x, dy: jax.vjp(lambda k, x: transposed_convolution(x, k, config), k, x)[1](dy)
     text = jax.jit(vjp).lower(kernel, x, cotangent).compile().as_text()
     full = "[3,76,7]" if data_format == "channels_last" else "[3,7,76]"
     # Per phase group a kernel gradient; one strided convolution of the cotangent for the input.
@@ -219,12 +281,39 @@ BFLOAT16_CONFIGS = [
     ct.Conv1DTransposeConfig(filters=4, kernel_size=5, strides=2, dilation_rate=3, padding=1,
                              data_format="channels_first"),
 ]
+BFLOAT16_IDS = ["s4", "s3-groups2-first", "s1-d2-groups2", "s2-d3-first"]
+# Every forward form, the correlating ones with either correlation (None: the CPU default).
+BFLOAT16_FORWARDS = [
+    None,
+    *[Plan(forward) for forward in dispatch.FORWARD_FORMS],
+    *[Plan(forward, correlation="stacked_product") for forward in ("polyphase", "winograd")],
+]
+# Every form of both gradients (kernel_gradient="zero_padded" with either input gradient form
+# select_plan pairs it with), each computed in float32 and rounded once.
+BFLOAT16_GRADIENTS = [
+    *[Plan("polyphase", form, form) for form in dispatch.INPUT_GRADIENT_FORMS],
+    Plan("polyphase", "lhs_dilation", "zero_padded"),
+    Plan("polyphase", "polyphase", "zero_padded"),
+    Plan("polyphase", "lhs_dilation", "polyphase"),
+]
+
+
+def _bfloat16_cases(plans):
+    """``(config, plan)`` for every config of BFLOAT16_CONFIGS and every plan that applies to it."""
+    return [pytest.param(config, plan, id=f"{name}-{'default' if plan is None else _plan_id(plan)}")
+            for config, name in zip(BFLOAT16_CONFIGS, BFLOAT16_IDS)
+            for plan in plans if plan is None or _applies(plan, config, 64 * config.groups)]
+
+
+def test_every_bfloat16_plan_runs_on_some_config():
+    for plans in (BFLOAT16_FORWARDS, BFLOAT16_GRADIENTS):
+        covered = {case.values[1] for case in _bfloat16_cases(plans)}
+        assert covered == set(plans)
 
 
 @pytest.mark.parametrize("in_per_group", [8, 64], ids=["8-channels", "64-channels"])
-@pytest.mark.parametrize("forward", FORMS)
-@pytest.mark.parametrize("config", BFLOAT16_CONFIGS, ids=["s4", "s3-groups2-first", "s1-d2-groups2", "s2-d3-first"])
-def test_bfloat16_outputs_are_the_float32_sums_rounded_once(config, forward, in_per_group):
+@pytest.mark.parametrize("config, plan", _bfloat16_cases(BFLOAT16_FORWARDS))
+def test_bfloat16_outputs_are_the_float32_sums_rounded_once(config, plan, in_per_group):
     # Products accumulate in float32 and only the output is rounded: within one bfloat16 unit in
     # the last place of the float32 result (a sum of rounded partial products is not).
     in_channels = in_per_group * config.groups
@@ -232,7 +321,7 @@ def test_bfloat16_outputs_are_the_float32_sums_rounded_once(config, forward, in_
     shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
     x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
     kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
-    y16 = polyphase_conv(x, kernel, config, forward=forward)
+    y16 = transposed_convolution(x, kernel, config, implementation=plan)
     want = np.asarray(lhs_dilation_conv(x.astype(jnp.float32), kernel.astype(jnp.float32), config,
                                         precision=jax.lax.Precision.HIGHEST))
     assert y16.dtype == jnp.bfloat16
@@ -240,15 +329,14 @@ def test_bfloat16_outputs_are_the_float32_sums_rounded_once(config, forward, in_
     np.testing.assert_array_less(np.abs(np.asarray(y16, np.float32) - want), 2.0**-7 * np.abs(want) + 1e-5)
 
 
-@pytest.mark.parametrize("gradients", FORMS)
-@pytest.mark.parametrize("config", BFLOAT16_CONFIGS, ids=["s4", "s3-groups2-first", "s1-d2-groups2", "s2-d3-first"])
-def test_bfloat16_gradients_are_the_float32_sums_rounded_once(config, gradients):
+@pytest.mark.parametrize("config, plan", _bfloat16_cases(BFLOAT16_GRADIENTS))
+def test_bfloat16_gradients_are_the_float32_sums_rounded_once(config, plan):
     in_channels = 64 * config.groups
     rng = np.random.default_rng(8)
     shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
     x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
     kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
-    y, vjp = jax.vjp(lambda x, k: polyphase_conv(x, k, config, gradients=gradients), x, kernel)
+    y, vjp = jax.vjp(lambda x, k: transposed_convolution(x, k, config, implementation=plan), x, kernel)
     cotangent = jnp.asarray(rng.standard_normal(y.shape), jnp.bfloat16)
     reference = lambda x, k: lhs_dilation_conv(x, k, config, precision=jax.lax.Precision.HIGHEST)
     _, vjp32 = jax.vjp(reference, x.astype(jnp.float32), kernel.astype(jnp.float32))
@@ -313,16 +401,45 @@ def test_the_default_gradient_compiles_without_reversed_or_dilated_input_convolu
         assert marker not in text, f"{marker} in the compiled gradient of {config}"
 
 
-@pytest.mark.parametrize("config", HLO_CONFIGS[:3], ids=HLO_IDS[:3])
-def test_the_convolution_gradients_compile_without_reversed_or_dilated_input_convolutions(config):
+# The gradients of the convolutions (no GEMM, no Winograd): every pairing of the input-gradient
+# forms select_plan takes with the kernel-gradient forms it takes.
+CONVOLUTION_GRADIENTS = [
+    Plan(),
+    Plan("polyphase", "lhs_dilation", "polyphase"),
+    Plan("polyphase", "lhs_dilation", "zero_padded"),
+    Plan("polyphase", "polyphase", "zero_padded"),
+]
+
+
+def _convolution_gradient_cases():
+    return [pytest.param(config, plan, id=f"{name}-{_plan_id(plan)}")
+            for config, name in zip(HLO_CONFIGS[:3], HLO_IDS[:3])
+            for plan in CONVOLUTION_GRADIENTS if _applies(plan, config, IN_CHANNELS)]
+
+
+@pytest.mark.parametrize("config, plan", _convolution_gradient_cases())
+def test_the_convolution_gradients_compile_without_reversed_or_dilated_input_convolutions(config, plan):
     # What long inputs get. (With groups > 1, XLA lowers the grouped weight gradient of these
     # convolutions to an input-dilated one; inputs that small take the GEMM gradients.)
     params, x = _inputs(config)
-    grad = jax.grad(lambda k, x: jnp.sum(polyphase_conv(x, k, config, gradients="convolution") ** 2),
-                    argnums=(0, 1))
+    grad = jax.grad(lambda k, x: jnp.sum(convolve(x, k, config, None, plan) ** 2), argnums=(0, 1))
     text = jax.jit(grad).lower(params["kernel"], x).compile().as_text()
     for marker in SLOW_CONVOLUTION_MARKERS:
-        assert marker not in text, f"{marker} in the compiled gradient of {config}"
+        assert marker not in text, f"{marker} in the compiled gradient of {config} by {plan}"
+
+
+@pytest.mark.parametrize("config", HLO_CONFIGS[:3], ids=HLO_IDS[:3])
+def test_narrow_ungrouped_layers_take_the_convolution_gradients_on_cpu(config):
+    # Whatever the length: the strided layers' input gradient from the reference (one strided
+    # convolution of the cotangent), the kernel gradient as one zero-padded convolution where
+    # there are several phase groups (k9 s2) and d = 1.
+    want = {"s8": Plan("polyphase", "lhs_dilation", "polyphase"),
+            "s2-channels_first": Plan("polyphase", "lhs_dilation", "zero_padded"),
+            "s1-d2": Plan()}[HLO_IDS[HLO_CONFIGS.index(config)]]
+    for steps in (32, 2**20):
+        _, x = _abstract_inputs(config, IN_CHANNELS, steps=steps)
+        assert ct.plan(config, x.shape, platform="cpu") == want
+        assert want in CONVOLUTION_GRADIENTS
 
 
 def _abstract_inputs(config, in_channels, steps=32, dtype=jnp.float32, batch=2):
@@ -333,12 +450,12 @@ def _abstract_inputs(config, in_channels, steps=32, dtype=jnp.float32, batch=2):
 
 
 def _forward_hlo(config, kernel, x):
-    return jax.jit(lambda k, x: polyphase_conv(x, k, config)).lower(kernel, x).compile().as_text()
+    return jax.jit(lambda k, x: transposed_convolution(x, k, config)).lower(kernel, x).compile().as_text()
 
 
 def _gradient_hlo(config, kernel, x):
     """The compiled gradient (kernel and input) of ``sum(y ** 2)`` through the default path."""
-    loss = lambda k, x: jnp.sum(polyphase_conv(x, k, config).astype(jnp.float32) ** 2)
+    loss = lambda k, x: jnp.sum(transposed_convolution(x, k, config).astype(jnp.float32) ** 2)
     return jax.jit(jax.grad(loss, argnums=(0, 1))).lower(kernel, x).compile().as_text()
 
 
@@ -364,11 +481,11 @@ def test_narrow_inputs_differentiate_through_the_convolutions_own_gradients(conf
 def _vjp_convolutions(config, in_channels, wrt):
     """Convolutions in the compiled vjp of the default path for ``wrt`` ("kernel" or "input")."""
     kernel, x = _abstract_inputs(config, in_channels)
-    cotangent = jax.eval_shape(lambda k, x: polyphase_conv(x, k, config), kernel, x)
+    cotangent = jax.eval_shape(lambda k, x: transposed_convolution(x, k, config), kernel, x)
     if wrt == "kernel":
-        vjp = lambda k, x, dy: jax.vjp(lambda k: polyphase_conv(x, k, config), k)[1](dy)
+        vjp = lambda k, x, dy: jax.vjp(lambda k: transposed_convolution(x, k, config), k)[1](dy)
     else:
-        vjp = lambda k, x, dy: jax.vjp(lambda x: polyphase_conv(x, k, config), x)[1](dy)
+        vjp = lambda k, x, dy: jax.vjp(lambda x: transposed_convolution(x, k, config), x)[1](dy)
     return _convolutions(jax.jit(vjp).lower(kernel, x, cotangent).compile().as_text())
 
 
@@ -382,10 +499,10 @@ def test_a_narrow_layer_with_several_phase_groups_has_one_weight_gradient_convol
 
 
 def test_wider_layers_with_several_phase_groups_take_each_groups_weight_gradient():
-    # Above ONE_WEIGHT_GRADIENT_MAX_CHANNELS the zero taps' multiply-adds cost more than the
+    # Above ZERO_PADDED_MAX_CHANNELS the zero taps' multiply-adds cost more than the
     # second weight gradient saves.
     config = HLO_CONFIGS[1]
-    assert len(_vjp_convolutions(config, ONE_WEIGHT_GRADIENT_MAX_CHANNELS + 1, "kernel")) == 2
+    assert len(_vjp_convolutions(config, ZERO_PADDED_MAX_CHANNELS + 1, "kernel")) == 2
 
 
 @pytest.mark.parametrize("config", HLO_CONFIGS[:2], ids=HLO_IDS[:2])
@@ -420,19 +537,101 @@ def test_vmap_adds_no_convolutions_and_no_conditional(config):
 
 def test_inputs_whose_tap_products_exceed_the_budget_take_the_convolution_gradients():
     config = HLO_CONFIGS[1].replace(data_format="channels_last")  # 5- and 4-tap phases: no Winograd
-    steps = GEMM_MAX_BYTES // (2 * config.kernel_size * config.filters * 4) + 1
-    small, big = (_gradient_hlo(config, *_abstract_inputs(config, 512, n)) for n in (32, steps))
+    # The budget is per example: one example longer than it.
+    steps = GEMM_MAX_BYTES // (config.kernel_size * config.filters * 4) + 1
+    small, big = (_gradient_hlo(config, *_abstract_inputs(config, 512, n, batch=1)) for n in (32, steps))
     assert len(_convolutions(small)) == 0
     # Per phase group, forward and kernel gradient; one strided input gradient for both.
     assert len(_convolutions(big)) == 5
 
 
-@pytest.mark.parametrize("argument", ["gradients", "forward"])
-def test_unknown_forms_are_a_value_error_listing_the_known_ones(argument):
+def test_the_gemm_budget_is_per_example_whatever_the_batch():
+    config = HLO_CONFIGS[1].replace(data_format="channels_last")
+    fits = GEMM_MAX_BYTES // (config.kernel_size * config.filters * 4)  # steps of one example
+    assert fits * config.kernel_size * config.filters * 4 <= GEMM_MAX_BYTES
+    for batch in (1, 64):
+        assert ct.plan(config, (batch, fits, 512), platform="cpu") == Plan.uniform("gemm")
+        assert ct.plan(config, (batch, fits + 1, 512), platform="cpu") == Plan(
+            "polyphase", "lhs_dilation", "polyphase")
+    # A batch of examples that each fit takes the GEMM form, though together they exceed it.
+    text = _gradient_hlo(config, *_abstract_inputs(config, 512, fits // 8, batch=16))
+    assert len(_convolutions(text)) == 0
+
+
+@pytest.mark.parametrize("field, known", [
+    ("forward", dispatch.FORWARD_FORMS), ("input_gradient", dispatch.INPUT_GRADIENT_FORMS),
+    ("kernel_gradient", dispatch.KERNEL_GRADIENT_FORMS), ("correlation", dispatch.CORRELATIONS)])
+def test_unknown_forms_are_a_value_error_listing_the_known_ones(field, known):
+    with pytest.raises(ValueError, match=f"{field}='adjoint'.*" + ".*".join(known)):
+        Plan(**{field: "adjoint"})
+
+
+GROUPED = ct.Conv1DTransposeConfig(filters=4, kernel_size=4, strides=2, padding="same", groups=2)  # 2-tap phases
+FOUR_TAPS = ct.Conv1DTransposeConfig(filters=4, kernel_size=8, strides=2, padding="same")
+ONE_TAP = ct.Conv1DTransposeConfig(filters=4, kernel_size=3, strides=3)
+DILATED = ct.Conv1DTransposeConfig(filters=4, kernel_size=3, strides=2, dilation_rate=2, padding=(1, 2))
+WINOGRAD_LAYER = ct.Conv1DTransposeConfig(filters=4, kernel_size=4, strides=2, padding="same")
+
+
+@pytest.mark.parametrize("plan, config, match", [
+    # Winograd's F(2, r), in any part of the plan: groups = 1 only ...
+    (Plan.uniform("winograd"), GROUPED, r"groups=1 layers only; this layer has groups=2"),
+    (Plan("winograd"), GROUPED, r"groups=1 .*groups=2"),
+    (Plan("polyphase", "winograd", "polyphase"), GROUPED, r"groups=1 .*groups=2"),
+    (Plan("polyphase", "polyphase", "winograd"), GROUPED, r"groups=1 .*groups=2"),
+    # ... and a phase of 2 or 3 taps.
+    (Plan.uniform("winograd"), FOUR_TAPS, r"needs a phase of 2 or 3 taps; this layer's phases have \[4\] taps"),
+    (Plan("polyphase", "winograd", "polyphase"), FOUR_TAPS, r"2 or 3 taps.*\[4\] taps.*kernel_size=8"),
+    (Plan("polyphase", "polyphase", "winograd"), ONE_TAP, r"2 or 3 taps.*\[1\] taps.*strides=3"),
+    # The zero-padded kernel gradient: d = 1 only.
+    (Plan("polyphase", "lhs_dilation", "zero_padded"), DILATED,
+     r"kernel_gradient='zero_padded' needs dilation_rate=1.*dilation_rate=2"),
+    # Stacked products: the correlations of the polyphase and Winograd forward forms only.
+    (Plan("gemm", correlation="stacked_product"), WINOGRAD_LAYER,
+     r"correlation='stacked_product' applies to the polyphase and winograd.*forward='gemm'"),
+    (Plan("lhs_dilation", correlation="stacked_product"), WINOGRAD_LAYER,
+     r"correlation='stacked_product'.*forward='lhs_dilation'"),
+], ids=["winograd-groups", "winograd-forward-groups", "winograd-input-groups", "winograd-kernel-groups",
+        "winograd-4-taps", "winograd-input-4-taps", "winograd-kernel-1-tap", "zero-padded-dilated",
+        "stacked-gemm", "stacked-lhs-dilation"])
+def test_check_plan_rejects_each_inapplicable_plan_saying_why(plan, config, match):
+    in_channels = 2 * config.groups
+    with pytest.raises(ValueError, match=match):
+        check_plan(plan, config, in_channels)
+    # Forced, the plan is checked: transposed_convolution and conv1d_transpose raise the same.
+    shape = (1, 5, in_channels)
+    kernel = jnp.ones(config.kernel_shape(in_channels))
+    with pytest.raises(ValueError, match=match):
+        transposed_convolution(jnp.ones(shape), kernel, config, implementation=plan)
+    with pytest.raises(ValueError, match=match):
+        ct.conv1d_transpose({"kernel": kernel, "bias": jnp.zeros(4)}, jnp.ones(shape), config,
+                            implementation=plan)
+
+
+@pytest.mark.parametrize("plan", [
+    Plan.uniform("winograd"), Plan("polyphase", "winograd", "zero_padded", "stacked_product"),
+    Plan("winograd", correlation="stacked_product"), Plan.uniform("gemm"), Plan.uniform("lhs_dilation"),
+], ids=_plan_id)
+def test_check_plan_accepts_what_the_layer_can_compute(plan):
+    # The counterparts of the rejected plans: groups = 1 with 2-tap phases and d = 1.
+    assert check_plan(plan, WINOGRAD_LAYER, 4) is None
+    assert check_plan(Plan("polyphase", "lhs_dilation", "polyphase"), DILATED, 4) is None
+
+
+def test_a_forced_winograd_plan_on_a_grouped_layer_is_a_value_error():
+    params = {"kernel": jnp.ones(GROUPED.kernel_shape(4)), "bias": jnp.zeros(4)}
+    with pytest.raises(ValueError, match="groups"):
+        ct.conv1d_transpose(params, jnp.ones((2, 5, 4)), GROUPED, implementation=Plan.uniform("winograd"))
+    # Unforced, the same layer runs.
+    y, _ = ct.conv1d_transpose(params, jnp.ones((2, 5, 4)), GROUPED)
+    assert y.shape == (2, 10, 4)
+
+
+def test_an_unknown_implementation_is_a_value_error_listing_the_known_ones():
     config = HLO_CONFIGS[0]
     params, x = _inputs(config)
-    with pytest.raises(ValueError, match=f"{argument}='adjoint'.*gemm.*convolution"):
-        polyphase_conv(x, params["kernel"], config, **{argument: "adjoint"})
+    with pytest.raises(ValueError, match="implementation='adjoint'.*gemm.*lhs_dilation.*polyphase.*Plan"):
+        transposed_convolution(x, params["kernel"], config, implementation="adjoint")
 
 
 @pytest.mark.parametrize("in_channels, groups, convolutions", [(512, 1, 0), (256, 1, 1), (1024, 2, 0)])
@@ -487,22 +686,32 @@ def test_on_cpu_bfloat16_with_64_channels_is_multiplied_as_a_matrix_product(dtyp
 
 # --- forward-mode and higher derivatives --------------------------------------------------------
 
-@pytest.mark.parametrize("forms", FORM_PAIRS, ids=lambda forms: "-".join(forms))
+def _plan_cases(configs, config_id):
+    """``(config, plan)`` for each of ``configs`` and each plan of PLANS that applies to it."""
+    return [pytest.param(config, plan, id=f"{config_id(config)}-{_plan_id(plan)}")
+            for config in configs for plan in _plans_for(config, 3 * config.groups)]
+
+
+def test_the_forward_mode_cases_run_every_plan_on_several_layers():
+    for plan in PLANS:
+        assert sum(_applies(plan, config, 3 * config.groups) for config, _ in _grid()[::11]) >= 3, plan
+        assert any(case.values[1] == plan for case in _plan_cases(HLO_CONFIGS, str)), plan
+
+
 @pytest.mark.parametrize("case", _grid()[::11], ids=_case_id)
-def test_jvp_equals_the_reference_jvp(case, forms):
+def test_jvp_equals_the_reference_jvp(case):
     config, steps = case
     x, kernel = _random_inputs(config, steps)
     dx, dkernel = _random_inputs(config, steps, seed=1)
     want = jax.jvp(lambda x, k: lhs_dilation_conv(x, k, config), (x, kernel), (dx, dkernel))
-    got = jax.jvp(lambda x, k: polyphase_conv(x, k, config, forward=forms[0], gradients=forms[1]),
-                  (x, kernel), (dx, dkernel))
-    for name, w, g in zip(("output", "tangent"), want, got):
-        np.testing.assert_allclose(g, w, err_msg=name, **TOLERANCE)
+    for plan in _plans_for(config, x.shape[config.channel_axis]):
+        got = jax.jvp(lambda x, k: convolve(x, k, config, None, plan), (x, kernel), (dx, dkernel))
+        for name, w, g in zip(("output", "tangent"), want, got):
+            np.testing.assert_allclose(g, w, err_msg=f"{name} ({plan})", **TOLERANCE)
 
 
-@pytest.mark.parametrize("forms", FORM_PAIRS, ids=lambda forms: "-".join(forms))
-@pytest.mark.parametrize("config", HLO_CONFIGS, ids=HLO_IDS)
-def test_second_derivatives_equal_the_reference(config, forms):
+@pytest.mark.parametrize("config, plan", _plan_cases(HLO_CONFIGS, lambda config: HLO_IDS[HLO_CONFIGS.index(config)]))
+def test_second_derivatives_equal_the_reference(config, plan):
     x, kernel = _random_inputs(config, 5)
 
     def hessian_of_a_cubic_loss(fn):
@@ -510,7 +719,7 @@ def test_second_derivatives_equal_the_reference(config, forms):
         loss = lambda x, k: jnp.sum(fn(x, k) ** 3)
         return jax.jacfwd(jax.grad(loss, argnums=0), argnums=1)(x, kernel)
 
-    polyphase = lambda x, k: polyphase_conv(x, k, config, forward=forms[0], gradients=forms[1])
+    polyphase = lambda x, k: convolve(x, k, config, None, plan)
     np.testing.assert_allclose(hessian_of_a_cubic_loss(polyphase),
                                hessian_of_a_cubic_loss(lambda x, k: lhs_dilation_conv(x, k, config)),
                                rtol=1e-4, atol=1e-4)

@@ -37,3 +37,19 @@ def test_pytorch_padding_row_matches_output_length():
         config = ct.Conv1DTransposeConfig(2, k, strides=s, dilation_rate=d, padding=(pl, pr), output_padding=op)
         expected = eval(formula, {"n": n, "s": s, "ke": (k - 1) * d + 1, "pl": pl, "pr": pr, "op": op or 0})
         assert ct.output_length(config, n) == expected, (n, k, s, d, pl, pr, op)
+
+
+def test_readme_is_a_guide_of_at_most_15_kib_without_issue_references():
+    path = pathlib.Path(__file__).parent.parent / "README.md"
+    assert path.stat().st_size <= 15360, "README.md is the user guide; design and measurements go under docs/"
+    assert not re.findall(r"\bissues?\s*#?\d+", README, re.I)
+
+
+def test_what_runs_example_runs_and_prints_the_plans_it_shows():
+    section = README.split("## What runs for a layer", 1)[1]
+    code = section.split("```python", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md (what runs)", "exec"), namespace)
+    shown = re.findall(r"^# (Plan\(.*\))$", code, re.M)
+    assert repr(namespace["ct"].plan(namespace["config"], (4, 64, 512), platform="cpu")) == shown[0]
+    assert repr(namespace["ct"].plan(namespace["config"], (4, 64, 512), platform="cuda")) == shown[1]

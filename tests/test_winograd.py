@@ -3,6 +3,7 @@ fewer multiplications they promise in the forward pass and in the gradients."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import jax
@@ -12,9 +13,12 @@ import numpy as np
 import pytest
 
 import convtrans as ct
-from convtrans import winograd
-from convtrans.ops import lhs_dilation_conv
-from convtrans.polyphase import WINOGRAD_MIN_CHANNELS, polyphase_conv
+from convtrans._src.kernels import winograd
+from convtrans._src.kernels.reference import lhs_dilation_conv
+from convtrans import Plan
+from convtrans._src.api import transposed_convolution
+from convtrans._src.dispatch import WINOGRAD_MAX_BYTES, WINOGRAD_MIN_CHANNELS
+from convtrans._src.kernels.polyphase import convolve
 from tests.numpy_reference import conv1d_transpose as numpy_reference
 
 
@@ -95,31 +99,52 @@ def _inputs(config, in_channels, steps, dtype=jnp.float32, seed=0):
     return x, kernel
 
 
-def _output_and_gradients(config, x, kernel, fn=polyphase_conv, **forms):
-    """``(y, dL/dx, dL/dkernel)`` of ``fn(x, kernel, config, **forms)`` for a fixed cotangent."""
-    y, vjp = jax.vjp(lambda x, k: fn(x, k, config, **forms), x, kernel)
+def _output_and_gradients(config, x, kernel, fn=transposed_convolution, **implementation):
+    """``(y, dL/dx, dL/dkernel)`` of ``fn(x, kernel, config, **implementation)`` for a fixed
+    cotangent (by default the dispatching computation, or the plan ``implementation=`` forces)."""
+    y, vjp = jax.vjp(lambda x, k: fn(x, k, config, **implementation), x, kernel)
     return (y, *vjp(jnp.cos(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape).astype(y.dtype)))
 
 
 @pytest.mark.parametrize("config", WIDE_CONFIGS, ids=WIDE_IDS)
 def test_the_default_output_and_gradients_equal_the_reference_from_64_channels(config):
     x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=19)
+    assert ct.plan(config, x.shape, platform="cpu") == Plan.uniform("winograd")
     for name, got, want in zip(("output", "grad x", "grad kernel"), _output_and_gradients(config, x, kernel),
                                _output_and_gradients(config, x, kernel, fn=lhs_dilation_conv)):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
 
 
-def _multiply_adds(jaxpr):
-    """Multiply-adds of the matrix products in a traced program; it must hold no convolution."""
-    total = 0
+def _cpu_equations(jaxpr):
+    """The equations of a traced program, those of sub-programs included, that run on CPU.
+
+    Where the CPU plan differs from the other platforms', the program holds both, as the branches
+    of a ``cond`` on ``platform_index`` (``jax.lax.platform_dependent``); only the CPU branch is
+    followed there.
+    """
     for eqn in jaxpr.eqns:
+        yield eqn
+        platforms = eqn.params.get("branches_platforms") if eqn.primitive.name == "cond" else None
+        if platforms:
+            cpu = [i for i, names in enumerate(platforms) if names is not None and "cpu" in names]
+            default = [i for i, names in enumerate(platforms) if names is None]
+            index = (cpu or default)[0]
+            yield from _cpu_equations(eqn.params["branches"][index].jaxpr)
+            continue
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            yield from _cpu_equations(sub)
+
+
+def _multiply_adds(jaxpr):
+    """Multiply-adds of the matrix products in a traced program on CPU; it must hold no
+    convolution."""
+    total = 0
+    for eqn in _cpu_equations(jaxpr):
         assert eqn.primitive.name != "conv_general_dilated"
         if eqn.primitive.name == "dot_general":
             (contracting, _), _ = eqn.params["dimension_numbers"]
             lhs_shape = eqn.invars[0].aval.shape
             total += math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs_shape[c] for c in contracting)
-        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-            total += _multiply_adds(sub)
     return total
 
 
@@ -131,9 +156,9 @@ def test_the_default_does_r_plus_1_products_for_every_2r_of_the_direct_sum(confi
     direct = batch * steps * config.kernel_size * in_channels * config.filters
     ratio = (taps + 1) / (2 * taps)
     slack = 1.02  # the few blocks past either end of the output that the pairs round up to
-    forward = _multiply_adds(jax.make_jaxpr(lambda k, x: polyphase_conv(x, k, config))(kernel, x).jaxpr)
+    forward = _multiply_adds(jax.make_jaxpr(lambda k, x: transposed_convolution(x, k, config))(kernel, x).jaxpr)
     assert ratio * direct <= forward <= ratio * slack * direct
-    loss = lambda k, x: jnp.sum(polyphase_conv(x, k, config) ** 2)
+    loss = lambda k, x: jnp.sum(transposed_convolution(x, k, config) ** 2)
     both = _multiply_adds(jax.make_jaxpr(jax.value_and_grad(loss, argnums=(0, 1)))(kernel, x).jaxpr)
     assert both <= 3 * ratio * slack * direct  # output, input and kernel gradients
 
@@ -143,19 +168,43 @@ def _assert_same(got, want):
         np.testing.assert_array_equal(np.asarray(g, np.float32), np.asarray(w, np.float32), err_msg=name)
 
 
-@pytest.mark.parametrize("in_channels, groups, kernel_size", [
-    (WINOGRAD_MIN_CHANNELS // 4, 1, 16),  # narrow: its extra passes cost more
-    (WINOGRAD_MIN_CHANNELS, 2, 16),  # grouped
-    (WINOGRAD_MIN_CHANNELS, 1, 32),  # four taps per phase
+@pytest.mark.parametrize("in_channels, groups, kernel_size, cannot", [
+    (WINOGRAD_MIN_CHANNELS // 4, 1, 16, None),  # narrow: its extra passes cost more
+    (WINOGRAD_MIN_CHANNELS, 2, 16, "groups"),  # grouped
+    (WINOGRAD_MIN_CHANNELS, 1, 32, "2 or 3 taps"),  # four taps per phase
 ], ids=["narrow", "groups2", "4-taps"])
-def test_the_default_keeps_the_direct_sum_elsewhere(in_channels, groups, kernel_size):
+def test_the_default_keeps_the_direct_sum_elsewhere(in_channels, groups, kernel_size, cannot):
     config = ct.Conv1DTransposeConfig(filters=8 * groups, kernel_size=kernel_size, strides=8, groups=groups)
     x, kernel = _inputs(config, in_channels * groups, steps=16)
-    direct = polyphase_conv(x, kernel, config, forward="convolution")
-    forced = polyphase_conv(x, kernel, config, forward="winograd")
-    np.testing.assert_array_equal(polyphase_conv(x, kernel, config), direct)
-    # Forced, it applies to the narrow layer (the default chose against it) and to no other.
-    assert np.array_equal(forced, direct) == (in_channels >= WINOGRAD_MIN_CHANNELS)
+    assert "winograd" not in dataclasses.astuple(ct.plan(config, x.shape, platform="cpu"))
+    direct = convolve(x, kernel, config, None, Plan())
+    np.testing.assert_array_equal(transposed_convolution(x, kernel, config), direct)
+    # Forced, it applies to the narrow layer (the default chose against it) and to no other:
+    # there forcing it is a ValueError saying why.
+    if cannot is None:
+        forced = transposed_convolution(x, kernel, config, implementation=Plan("winograd"))
+        assert not np.array_equal(forced, direct)
+        np.testing.assert_allclose(forced, direct, rtol=2e-5, atol=2e-5)
+    else:
+        with pytest.raises(ValueError, match=cannot):
+            transposed_convolution(x, kernel, config, implementation=Plan("winograd"))
+
+
+@pytest.mark.parametrize("plan", [Plan("winograd"), Plan("polyphase", "winograd", "polyphase"),
+                                  Plan("polyphase", "polyphase", "winograd"), Plan.uniform("winograd")],
+                         ids=["forward", "input-gradient", "kernel-gradient", "uniform"])
+@pytest.mark.parametrize("groups, kernel_size, match", [
+    (2, 16, "groups"),  # grouped
+    (1, 32, "2 or 3 taps"),  # four taps per phase
+], ids=["groups2", "4-taps"])
+def test_forcing_it_where_it_cannot_apply_is_a_value_error_saying_why(groups, kernel_size, match, plan):
+    config = ct.Conv1DTransposeConfig(filters=8 * groups, kernel_size=kernel_size, strides=8, groups=groups)
+    x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS * groups, steps=16)
+    with pytest.raises(ValueError, match=match):
+        transposed_convolution(x, kernel, config, implementation=plan)
+    params = {"kernel": kernel, "bias": jnp.zeros(config.filters)}
+    with pytest.raises(ValueError, match=match):
+        ct.conv1d_transpose(params, x, config, implementation=plan)
 
 
 def test_bfloat16_takes_it_for_the_gradients_only():
@@ -163,8 +212,12 @@ def test_bfloat16_takes_it_for_the_gradients_only():
     # whichever form computes them, and this one does fewer multiplications.
     config, steps = WIDE_CONFIGS[0], 256
     x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=steps, dtype=jnp.bfloat16)
+    # The forward by bfloat16 products of stacked windows (64 channels), the gradients by Winograd.
+    plan = Plan("polyphase", "winograd", "winograd", "stacked_product")
+    assert ct.plan(config, x.shape, dtype=x.dtype, platform="cpu") == plan
     default = _output_and_gradients(config, x, kernel)
-    _assert_same(default, _output_and_gradients(config, x, kernel, forward="convolution", gradients="winograd"))
+    _assert_same(default, _output_and_gradients(config, x, kernel, implementation=plan))
+    _assert_same(default, _output_and_gradients(config, x, kernel, fn=convolve, precision=None, plan=plan))
     program = jax.make_jaxpr(lambda x, k: _output_and_gradients(config, x, k))(x, kernel).jaxpr
     direct = x.shape[0] * steps * config.kernel_size * WINOGRAD_MIN_CHANNELS * config.filters
     # The forward's direct products, then 3/4 of them for each gradient; no convolution.
@@ -174,10 +227,32 @@ def test_bfloat16_takes_it_for_the_gradients_only():
 def test_the_default_for_a_vocoder_layer_is_winograd():
     config = WIDE_CONFIGS[0]
     x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=16)
-    np.testing.assert_array_equal(polyphase_conv(x, kernel, config),
-                                  polyphase_conv(x, kernel, config, forward="winograd", gradients="winograd"))
-    assert not np.array_equal(polyphase_conv(x, kernel, config),
-                              polyphase_conv(x, kernel, config, forward="convolution"))
+    assert ct.plan(config, x.shape, platform="cpu") == Plan.uniform("winograd")
+    np.testing.assert_array_equal(transposed_convolution(x, kernel, config),
+                                  convolve(x, kernel, config, None, Plan.uniform("winograd")))
+    assert not np.array_equal(transposed_convolution(x, kernel, config),
+                              convolve(x, kernel, config, None, Plan()))
+
+
+def test_a_long_example_keeps_the_convolutions_whatever_the_batch():
+    # WINOGRAD_MAX_BYTES bounds the temporaries of ONE example: (r + 1) / 2 times its input plus
+    # output, in the accumulation dtype. A batch of short examples is not bounded by it.
+    config, in_channels = WIDE_CONFIGS[0], WINOGRAD_MIN_CHANNELS  # two taps per phase
+    per_step = 3 * (config.strides * config.filters + in_channels) * 4 // 2  # bytes per input step
+    fits = WINOGRAD_MAX_BYTES // per_step
+    assert 3 * (ct.output_length(config, fits) * config.filters + fits * in_channels) * 4 // 2 <= WINOGRAD_MAX_BYTES
+    for batch in (1, 64):
+        assert ct.plan(config, (batch, fits, in_channels), platform="cpu") == Plan.uniform("winograd")
+        assert "winograd" not in dataclasses.astuple(ct.plan(config, (batch, fits + 1, in_channels), platform="cpu"))
+    # Compiled: one example past the budget has convolutions and no Winograd products.
+    kernel = jax.ShapeDtypeStruct(config.kernel_shape(in_channels), jnp.float32)
+    x = jax.ShapeDtypeStruct((1, fits + 1, in_channels), jnp.float32)
+    program = jax.make_jaxpr(lambda k, x: transposed_convolution(x, k, config))(kernel, x).jaxpr
+    assert any(eqn.primitive.name == "conv_general_dilated" for eqn in _cpu_equations(program))
+    # ... and one that fits has Winograd's products and no convolution.
+    x = jax.ShapeDtypeStruct((64, fits, in_channels), jnp.float32)
+    program = jax.make_jaxpr(lambda k, x: transposed_convolution(x, k, config))(kernel, x).jaxpr
+    assert _multiply_adds(program) > 0
 
 
 @pytest.mark.parametrize("config", WIDE_CONFIGS, ids=WIDE_IDS)
@@ -191,8 +266,9 @@ def test_float64_takes_it_too_and_matches_the_numpy_reference_to_1e12(config):
                            data_format=config.data_format)
     with jax.enable_x64(True):
         x64, kernel64 = jnp.asarray(x, jnp.float64), jnp.asarray(kernel, jnp.float64)
-        got = polyphase_conv(x64, kernel64, config)
-        forced = polyphase_conv(x64, kernel64, config, forward="winograd", gradients="winograd")
+        assert ct.plan(config, x64.shape, dtype=x64.dtype, platform="cpu") == Plan.uniform("winograd")
+        got = transposed_convolution(x64, kernel64, config)
+        forced = transposed_convolution(x64, kernel64, config, implementation=Plan.uniform("winograd"))
         assert got.dtype == jnp.float64
         got, forced = np.asarray(got), np.asarray(forced)
     np.testing.assert_array_equal(got, forced)
@@ -203,6 +279,6 @@ def test_float64_takes_it_too_and_matches_the_numpy_reference_to_1e12(config):
 def test_jax_vmap_of_the_default_equals_the_unbatched_calls(config):
     x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=9)
     stacked = jnp.stack([x, 2 * x[::-1]])
-    mapped = jax.vmap(lambda x: polyphase_conv(x, kernel, config))(stacked)
+    mapped = jax.vmap(lambda x: transposed_convolution(x, kernel, config))(stacked)
     for i in range(2):
-        np.testing.assert_allclose(mapped[i], polyphase_conv(stacked[i], kernel, config), rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(mapped[i], transposed_convolution(stacked[i], kernel, config), rtol=2e-5, atol=2e-5)

@@ -21,11 +21,28 @@ and output sample ``t`` is sample ``t + (ke - 1 - left)`` of the full result.
 from __future__ import annotations
 
 import math
-import numbers
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Any, NamedTuple, Optional, Protocol, Union
 
-if TYPE_CHECKING:  # pragma: no cover
-    from convtrans.config import Conv1DTransposeConfig
+from convtrans._src.checks import is_int, is_symbolic
+
+# A time length: an int, or a symbolic dimension of jax.export.
+Size = Any
+
+
+class ConvGeometry(Protocol):
+    """The fields of a layer that decide its lengths (a :class:`Conv1DTransposeConfig` has them).
+
+    ``padding`` is ``"valid"``, ``"same"`` or a pair ``(crop_left, crop_right)`` of ints.
+    """
+
+    kernel_size: int
+    strides: int
+    dilation_rate: int
+    padding: Union[str, tuple[int, int]]
+    output_padding: Optional[int]
+
+
+_GEOMETRY_FIELDS = ("kernel_size", "strides", "dilation_rate", "padding", "output_padding")
 
 
 class TransposePads(NamedTuple):
@@ -40,7 +57,7 @@ def effective_kernel_size(kernel_size: int, dilation_rate: int) -> int:
     return (kernel_size - 1) * dilation_rate + 1
 
 
-def transpose_pads(config: "Conv1DTransposeConfig") -> TransposePads:
+def transpose_pads(config: ConvGeometry) -> TransposePads:
     """The ``(left, right)`` pads of the s-dilated input that define ``config``'s output.
 
     Keras modes (what ``keras.layers.Conv1DTranspose`` computes on every backend):
@@ -54,9 +71,7 @@ def transpose_pads(config: "Conv1DTransposeConfig") -> TransposePads:
     full result, then add ``op`` (default 0) samples on the right, so
     ``left = ke - 1 - p_left`` and ``right = ke - 1 - p_right + op``.
     """
-    from convtrans.config import Conv1DTransposeConfig  # here: config imports this module
-
-    if not isinstance(config, Conv1DTransposeConfig):
+    if not all(hasattr(config, name) for name in _GEOMETRY_FIELDS):
         raise TypeError(f"config must be a Conv1DTransposeConfig, got {type(config).__name__}.")
     s = config.strides
     ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
@@ -73,7 +88,7 @@ def transpose_pads(config: "Conv1DTransposeConfig") -> TransposePads:
     return TransposePads(ke - 1 - crop_left, ke - 1 - crop_right + (op or 0))
 
 
-def output_length(config: "Conv1DTransposeConfig", length: int) -> int:
+def output_length(config: ConvGeometry, length: Size) -> Size:
     """Length of the output time axis for an input of ``length`` steps.
 
     Matches Keras's ``Conv1DTranspose`` (``padding`` "valid"/"same") and PyTorch's
@@ -89,19 +104,23 @@ def output_length(config: "Conv1DTransposeConfig", length: int) -> int:
     ``(pl, pr)``      op (None = 0)      ``(n - 1) * s + ke - pl - pr + op``
     ================  =================  ================================
 
+    ``length`` may be a symbolic dimension of :mod:`jax.export`; the result is then symbolic too.
+
     Raises:
       ValueError: if ``length < 1``, or if the padding crops more than the full result holds.
     """
-    if isinstance(length, bool) or not isinstance(length, numbers.Integral) or length < 1:
+    symbolic = is_symbolic(length)
+    if not symbolic and (not is_int(length) or length < 1):
         raise ValueError(
             f"input length must be a positive integer, got {length!r}; "
             "a transposed convolution needs at least one input step."
         )
-    length = int(length)
+    length = length if symbolic else int(length)
     pads = transpose_pads(config)
     ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
     out = (length - 1) * config.strides + pads.left + pads.right - ke + 2
-    if out < 0:
+    # A symbolic length can be any size >= 1, so there is nothing to check it against here.
+    if not symbolic and out < 0:
         raise ValueError(
             f"padding={config.padding!r} crops more than the full output holds: an input of "
             f"length {length} gives a full result of {(length - 1) * config.strides + ke} "
@@ -110,7 +129,7 @@ def output_length(config: "Conv1DTransposeConfig", length: int) -> int:
     return out
 
 
-def full_result_offset(config: "Conv1DTransposeConfig") -> int:
+def full_result_offset(config: ConvGeometry) -> int:
     """Index in the full result of output sample 0: ``ke - 1 - left`` (negative: zeros before)."""
     ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
     return ke - 1 - transpose_pads(config).left
@@ -128,7 +147,7 @@ class OutputBlocks(NamedTuple):
     start: int
 
 
-def output_blocks(config: "Conv1DTransposeConfig", steps: int) -> OutputBlocks:
+def output_blocks(config: ConvGeometry, steps: int) -> OutputBlocks:
     """The blocks of ``config.strides`` full-result positions that an output of ``steps`` covers."""
     s = config.strides
     c = full_result_offset(config)
@@ -146,7 +165,7 @@ class PhaseColumn(NamedTuple):
     first: int
 
 
-def phase_column(config: "Conv1DTransposeConfig", phase: int) -> PhaseColumn:
+def phase_column(config: ConvGeometry, phase: int) -> PhaseColumn:
     """The output column of phase ``r`` and the block holding its first output step.
 
     Output step ``t`` is full position ``t + c`` (``c = full_result_offset(config)``), so the
@@ -159,6 +178,37 @@ def phase_column(config: "Conv1DTransposeConfig", phase: int) -> PhaseColumn:
     return PhaseColumn(column, (c + column) // s)
 
 
-def kernel_blocks(config: "Conv1DTransposeConfig") -> int:
+def kernel_blocks(config: ConvGeometry) -> int:
     """``ceil(ke / s)``: how many blocks of ``s`` full-result positions one input step's taps span."""
     return math.ceil(effective_kernel_size(config.kernel_size, config.dilation_rate) / config.strides)
+
+
+class PhaseGroup(NamedTuple):
+    """Output phases whose taps follow the same pattern, computed by one convolution.
+
+    Phase ``r`` (output steps ``t`` with full position ``= r mod s``) uses the taps ``j`` with
+    ``j * d = m * s + r``; their phase taps ``m`` are ``first + i * step`` for ``i < taps``.
+    """
+
+    phases: tuple[int, ...]
+    first: int
+    taps: int
+    step: int
+
+
+def phase_groups(kernel_size: int, strides: int, dilation_rate: int) -> tuple[PhaseGroup, ...]:
+    """The phases of a stride-``strides`` transposed convolution, grouped by tap pattern.
+
+    The taps of phase ``r`` are every ``s / gcd(s, d)``-th tap ``j`` from the first with
+    ``j * d = r (mod s)``, so their phase taps step by ``d / gcd(s, d)``. With ``d = 1`` there are
+    at most two groups: phases ``r < k mod s`` with one tap more than the rest. A phase with no
+    taps at all (``s > ke``) has ``taps = 0``: its outputs are zero.
+    """
+    s, d = strides, dilation_rate
+    step = d // math.gcd(s, d)
+    by_pattern: dict[tuple[int, int], list[int]] = {}
+    for r in range(s):
+        taps = [j * d // s for j in range(kernel_size) if j * d % s == r]
+        by_pattern.setdefault((taps[0] if taps else 0, len(taps)), []).append(r)
+    return tuple(PhaseGroup(tuple(phases), first, taps, step)
+                 for (first, taps), phases in sorted(by_pattern.items(), key=lambda kv: kv[1][0]))

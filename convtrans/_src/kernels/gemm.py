@@ -5,9 +5,8 @@ Why: in the scatter view of a transposed convolution every input step ``i`` mult
 products first is a single GEMM, ``Z[b, i, j, :] = x[b, i, :] @ W[j]^T`` (``(batch * n, in)``
 by ``(in, k * filters)``), and what is left is placing and summing them, which moves data but does
 no multiplications. Differentiated, this is three GEMMs over the longest dimension
-(``batch * n``), which XLA:CPU runs near its matmul peak. :func:`convtrans.polyphase.polyphase_conv`
-uses this form where that pays: for wide inputs (output and gradients) and grouped layers
-(gradients); elsewhere the copies of the tap products cost more than the GEMMs save.
+(``batch * n``). Where the dispatch plan uses it (:mod:`convtrans._src.dispatch`) is decided
+there.
 
 Placing (``n`` input steps, ``k`` taps, stride ``s``, dilation ``d``, ``ke = (k - 1) * d + 1``,
 ``c = full_result_offset(config)``, output step ``t`` is full position ``t + c``):
@@ -24,9 +23,8 @@ that depend on it. The cost is a temporary ``Z`` of ``k / s`` times the output's
 
 16-bit inputs are multiplied with float32 accumulation and ``Z`` and the overlap-add stay in
 float32 (:func:`accumulation_dtype`): the output is rounded to the input's dtype once, as a
-convolution's would be, and on XLA:CPU a bfloat16 x bfloat16 -> float32 product runs on the CPU's
-bfloat16 dot-product instructions (2x the float32 GEMM rate where it has them, measured), whereas a
-bfloat16-output product is computed as a float32 one.
+convolution's would be; a bfloat16 x bfloat16 -> float32 product also runs on a CPU's bfloat16
+dot-product instructions where it has them.
 """
 
 from __future__ import annotations
@@ -37,15 +35,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from convtrans.config import Conv1DTransposeConfig
-from convtrans.geometry import full_result_offset, kernel_blocks, output_blocks, output_length
-from convtrans.layout import taps_on_block_grid
-
-
-def accumulation_dtype(dtype: Any) -> jnp.dtype:
-    """The dtype products are accumulated in: float32 for 16-bit floats, else ``dtype`` itself."""
-    dtype = jnp.dtype(dtype)
-    return jnp.dtype(jnp.float32) if jnp.issubdtype(dtype, jnp.floating) and dtype.itemsize < 4 else dtype
+from convtrans._src.config import Conv1DTransposeConfig
+from convtrans._src.geometry import full_result_offset, kernel_blocks, output_blocks, output_length
+from convtrans._src.kernels.layout import taps_on_block_grid
+from convtrans._src.numerics import accumulation_dtype
 
 
 def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
@@ -97,7 +90,7 @@ def gemm_conv(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
               precision: Any = None) -> jax.Array:
     """The transposed convolution of ``x`` by ``kernel`` (no bias) as a GEMM and an overlap-add.
 
-    Same contract as :func:`convtrans.polyphase.polyphase_conv`: ``x`` is ``(batch, n, in)`` or
+    Same contract as :func:`convtrans._src.kernels.polyphase.convolve`: ``x`` is ``(batch, n, in)`` or
     ``(batch, in, n)``, ``kernel`` Keras's ``(k, filters // groups, in)``, the result
     ``(batch, out, filters)`` or ``(batch, filters, out)`` with ``out = output_length(config, n)``.
     """

@@ -4,7 +4,7 @@ It is what Keras 3's JAX backend, flax and equinox compute, and what every other
 convtrans is checked against. Its forward pass multiplies ``s - 1`` of every ``s`` inputs that
 are inserted zeros, and XLA:CPU runs its weight gradient as a slow window-reversed convolution;
 its input gradient, however, is ONE strided convolution over the cotangent, which is why
-:mod:`convtrans.polyphase` takes that part from here.
+:mod:`convtrans._src.kernels.polyphase` may take that part from here.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from convtrans.config import Conv1DTransposeConfig
-from convtrans.geometry import transpose_pads
-from convtrans.layout import conv_kernel_to_wio, dimension_numbers
+from convtrans._src.config import Conv1DTransposeConfig
+from convtrans._src.geometry import transpose_pads
+from convtrans._src.kernels.layout import conv_kernel_to_wio, dimension_numbers
 
 
 def lhs_dilation_conv(
@@ -26,7 +26,7 @@ def lhs_dilation_conv(
     """The reference: a stride-1 convolution of the s-dilated input with the flipped kernel.
 
     ``conv_general_dilated(x, flip(kernel), padding=[(left, right)], lhs_dilation=s,
-    rhs_dilation=d)`` with Keras's pads (see :func:`convtrans.geometry.transpose_pads`); this is
+    rhs_dilation=d)`` with Keras's pads (see :func:`convtrans._src.geometry.transpose_pads`); this is
     bit-for-bit what Keras 3's JAX backend computes. Negative pads (PyTorch-style padding) are
     applied as a crop after the convolution.
     """

@@ -8,13 +8,13 @@ value given and what was expected.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 
-from convtrans import activations, constraints, initializers, regularizers
-from convtrans.geometry import effective_kernel_size
+from convtrans._src.checks import check_count, is_int
+from convtrans._src.geometry import effective_kernel_size
+from convtrans._src.keras import activations, constraints, initializers, regularizers
 
 Padding = Union[str, int, tuple[int, int]]
 
@@ -23,10 +23,6 @@ _KERAS_PADDINGS = ("valid", "same")
 _IGNORED_KERAS_KEYS = frozenset(
     {"name", "trainable", "dtype", "groups", "batch_input_shape", "batch_shape", "input_shape", "input_dim"}
 )
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _size(value: Any, argument: str, *, minimum: int = 1) -> int:
@@ -38,11 +34,7 @@ def _size(value: Any, argument: str, *, minimum: int = 1) -> int:
                 f"tuple/list, got {len(value)} elements."
             )
         (value,) = value
-    if not _is_int(value):
-        raise TypeError(f"{argument} must be an integer, got {value!r} of type {type(value).__name__}.")
-    if value < minimum:
-        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
+    return check_count(value, argument, minimum=minimum)
 
 
 def _padding(value: Any) -> Padding:
@@ -66,7 +58,7 @@ def _padding(value: Any) -> Padding:
             return (_size(value[0], "padding[0]", minimum=0), _size(value[1], "padding[1]", minimum=0))
         else:
             raise ValueError(f"padding={value!r}: expected a pair (left, right), got {len(value)} elements.")
-    if _is_int(value):
+    if is_int(value):
         p = _size(value, "padding", minimum=0)
         return (p, p)
     raise TypeError(
@@ -191,13 +183,13 @@ class Conv1DTransposeConfig:
 
     @property
     def channel_axis(self) -> int:
-        """Axis of the channels in inputs and outputs: -1 or 1."""
-        return -1 if self.data_format == "channels_last" else 1
+        """Axis of the channels in inputs and outputs of any rank >= 2: -1 or -2."""
+        return -1 if self.data_format == "channels_last" else -2
 
     @property
     def time_axis(self) -> int:
-        """Axis of the steps in inputs and outputs: 1 or -1."""
-        return 1 if self.data_format == "channels_last" else -1
+        """Axis of the steps in inputs and outputs of any rank >= 2: -2 or -1."""
+        return -2 if self.data_format == "channels_last" else -1
 
     def kernel_shape(self, in_channels: int) -> tuple[int, int, int]:
         """Keras layout ``(kernel_size, filters // groups, in_channels)``."""
@@ -272,3 +264,10 @@ class Conv1DTransposeConfig:
                 )
             },
         }
+
+
+def check_config(config: Any, argument: str = "config") -> Conv1DTransposeConfig:
+    """``config`` itself; TypeError naming what was given unless it is a Conv1DTransposeConfig."""
+    if not isinstance(config, Conv1DTransposeConfig):
+        raise TypeError(f"{argument} must be a Conv1DTransposeConfig, got {type(config).__name__}.")
+    return config

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from convtrans.config import Conv1DTransposeConfig
-from convtrans.geometry import kernel_blocks
+from convtrans._src.config import Conv1DTransposeConfig
+from convtrans._src.geometry import kernel_blocks
 
 
 def dimension_numbers(config: Conv1DTransposeConfig) -> tuple[str, str, str]:
@@ -45,4 +45,11 @@ def taps_on_block_grid(a: jax.Array, axis: int, config: Conv1DTransposeConfig) -
     pads = [(0, 0, 0)] * a.ndim
     pads[axis] = (0, kernel_blocks(config) * config.strides - config.effective_kernel_size,
                   config.dilation_rate - 1)
+    return lax.pad(a, jnp.zeros((), a.dtype), pads)
+
+
+def pad_time(a: jax.Array, config: Conv1DTransposeConfig, left: int, right: int) -> jax.Array:
+    """``a`` (rank 3, ``config``'s layout) padded with zeros (negative: cropped) along time."""
+    pads = [(0, 0, 0)] * 3
+    pads[config.time_axis % 3] = (left, right, 0)
     return lax.pad(a, jnp.zeros((), a.dtype), pads)

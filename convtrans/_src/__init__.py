@@ -1,0 +1,1 @@
+"""convtrans internals: not public API; the public names are re-exported by ``convtrans``."""

@@ -1,0 +1,261 @@
+"""``conv1d_transpose``: input checks -> plan -> kernel -> bias and activation -> penalties.
+
+The transposed convolution itself (no bias, no activation) is computed by
+:func:`transposed_convolution` on a ``(batch, steps, channels)`` (or channels-first) array, by the
+plan :mod:`convtrans._src.dispatch` chooses for the platform the program is lowered for.
+:func:`conv1d_transpose` brings inputs of any rank >= 2 to that shape, and adds the bias, the
+activation and the regularization terms.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Callable, Mapping, Optional, Union
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from convtrans._src import dispatch
+from convtrans._src.checks import (check_array, check_channels, check_floating, check_input_rank,
+                                   is_symbolic)
+from convtrans._src.config import Conv1DTransposeConfig, check_config
+from convtrans._src.dispatch import Plan
+from convtrans._src.geometry import output_length
+from convtrans._src.keras import activations
+from convtrans._src.kernels.polyphase import convolve
+from convtrans._src.numerics import accumulation_dtype
+
+Params = Mapping[str, jax.Array]
+Aux = dict[str, jax.Array]
+# (x, kernel, config, precision) -> conv output without bias, in config.data_format, rank 3.
+KernelFn = Callable[[jax.Array, jax.Array, Conv1DTransposeConfig, Any], jax.Array]
+Implementation = Union[str, Plan, None]
+
+REGULARIZATION_KEYS = ("kernel", "bias", "activity")
+
+
+def transposed_convolution(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
+                           precision: Any = None, implementation: Implementation = None) -> jax.Array:
+    """The transposed convolution of a rank-3 ``x`` by ``kernel`` (no bias), by the plan of the
+    platform the program is lowered for.
+
+    ``implementation`` None (or ``"polyphase"``) lets :func:`convtrans._src.dispatch.select_plan`
+    choose per platform, and when the CPU plan differs from the other platforms' the program holds
+    both, selected by ``jax.lax.platform_dependent`` when it is lowered. A name or a
+    :class:`Plan` forces that plan everywhere.
+    """
+    in_channels = x.shape[config.channel_axis]
+    length = x.shape[config.time_axis]
+    on_cpu, elsewhere = (dispatch.resolve(implementation, config, in_channels, length, x.dtype, platform)
+                         for platform in ("cpu", "default"))
+    if on_cpu == elsewhere:
+        return convolve(x, kernel, config, precision, on_cpu)
+    return lax.platform_dependent(
+        x, kernel,
+        cpu=functools.partial(_convolve_positional, config=config, precision=precision, plan=on_cpu),
+        default=functools.partial(_convolve_positional, config=config, precision=precision,
+                                  plan=elsewhere))
+
+
+def _convolve_positional(x: jax.Array, kernel: jax.Array, *, config: Conv1DTransposeConfig,
+                         precision: Any, plan: Plan) -> jax.Array:
+    return convolve(x, kernel, config, precision, plan)
+
+
+IMPLEMENTATIONS: dict[str, KernelFn] = {
+    name: functools.partial(transposed_convolution, implementation=name)
+    for name in dispatch.IMPLEMENTATION_NAMES
+}
+
+
+def default_implementation(backend: Optional[str] = None) -> str:
+    """The implementation :func:`conv1d_transpose` uses by default: ``"polyphase"`` on every
+    platform (its plan, chosen per platform, is what :func:`convtrans.plan` returns)."""
+    dispatch.platform_of(backend)
+    return "polyphase"
+
+
+def check_params(params: Any, config: Conv1DTransposeConfig, in_channels: int) -> None:
+    """The ``{"kernel", "bias"}`` mapping a layer of ``in_channels`` inputs needs, or an error
+    naming the key, the shape or the dtype that is wrong."""
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params must be a mapping {{'kernel': ..., 'bias': ...}}, got {type(params).__name__}."
+        )
+    expected = {"kernel": config.kernel_shape(in_channels)}
+    if config.use_bias:
+        expected["bias"] = (config.filters,)
+    for name, shape in expected.items():
+        if name not in params:
+            raise ValueError(f"params lacks {name!r}; expected an array of shape {shape}.")
+        value = params[name]
+        if not hasattr(value, "shape") or tuple(value.shape) != shape:
+            got = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
+            hint = ""
+            if name == "kernel" and hasattr(value, "shape") and len(value.shape) == 3 and value.shape[:2] == shape[:2]:
+                hint = (
+                    f" The kernel was built for {value.shape[2]} input channels, but x has "
+                    f"{in_channels}."
+                )
+            raise ValueError(
+                f"params[{name!r}] must have shape {shape} (Keras layout (kernel_size, "
+                f"filters // groups, in_channels) for the kernel), got {got}.{hint}"
+                if name == "kernel" else f"params['bias'] must have shape {shape}, got {got}."
+            )
+        if not jnp.issubdtype(value.dtype, jnp.floating):
+            raise TypeError(f"params[{name!r}] must be floating, got dtype {value.dtype}.")
+    if not config.use_bias and "bias" in params:
+        raise ValueError("params has a 'bias' but config.use_bias is False.")
+    unknown = sorted(map(str, set(params) - {"kernel", "bias"}))
+    if unknown:
+        raise ValueError(f"params has unknown keys {unknown}; expected only {sorted(expected)}.")
+
+
+def check_input(x: Any, config: Conv1DTransposeConfig) -> int:
+    """Checks ``x`` against ``config`` (an array of rank >= 2, floating, channels divisible by
+    ``groups``, a length the padding leaves an output for); returns its channel count."""
+    check_array(x)
+    check_input_rank(tuple(x.shape), config.data_format)
+    check_floating(x.dtype)
+    in_channels = check_channels(tuple(x.shape), config.channel_axis, config.groups, config.data_format)
+    output_length(config, x.shape[config.time_axis])
+    return in_channels
+
+
+def as_batch(x: jax.Array) -> tuple[jax.Array, tuple[Any, ...]]:
+    """``x`` of shape ``(*lead, a, b)`` as ``(prod(lead), a, b)``, and ``lead`` (``()`` for rank 2)."""
+    lead = tuple(x.shape[:-2])
+    if len(lead) == 1:
+        return x, lead
+    return x.reshape((math.prod(lead),) + tuple(x.shape[-2:])), lead
+
+
+def regularization_terms(params: Params, y: jax.Array, config: Conv1DTransposeConfig,
+                         examples: Any = None) -> Aux:
+    """The layer's penalties, each a float scalar; keys are always ``kernel, bias, activity``.
+
+    Their sum equals Keras's ``sum(layer.losses)``: the kernel and bias regularizers of the
+    weights, and the activity regularizer of the output divided by the number of examples
+    ``examples`` (default ``y.shape[0]``, the batch size; zero for an empty batch).
+    """
+    dtype = jnp.promote_types(params["kernel"].dtype, jnp.float32)
+    zero = jnp.zeros((), dtype)
+
+    def penalty(regularizer, value):
+        return zero if regularizer is None else regularizer(value).astype(dtype)
+
+    examples = y.shape[0] if examples is None else examples
+    activity = penalty(config.activity_regularizer, y.astype(jnp.promote_types(y.dtype, dtype)))
+    if is_symbolic(examples):  # a symbolic size is >= 1
+        activity = activity / jnp.asarray(examples, dtype)
+    else:
+        activity = activity / examples if examples else zero
+    return {
+        "kernel": penalty(config.kernel_regularizer, params["kernel"]),
+        "bias": penalty(config.bias_regularizer, params["bias"]) if config.use_bias else zero,
+        "activity": activity,
+    }
+
+
+def bias_and_activation(params: Params, z: jax.Array, config: Conv1DTransposeConfig) -> jax.Array:
+    """``activation(z + bias)`` for a kernel function's output ``z`` (bias cast to ``z.dtype``).
+
+    Shared with :mod:`convtrans.streaming`, which applies it chunk by chunk.
+    """
+    if config.use_bias:
+        # Added in the accumulation dtype (float32 for 16-bit z) and rounded once, which is what
+        # a 16-bit add computes anyway; the point is the transpose: the bias gradient becomes a
+        # float32 sum (a bfloat16 one is a slow windowed reduction on XLA:CPU, and accumulates
+        # in 16 bits).
+        accumulate = accumulation_dtype(z.dtype)
+        bias = params["bias"].astype(accumulate)
+        bias = bias if config.data_format == "channels_last" else bias[:, None]
+        z = (z.astype(accumulate) + bias).astype(z.dtype)
+    return activations.get(config.activation)(z)
+
+
+def conv1d_transpose(
+    params: Params,
+    x: jax.Array,
+    config: Conv1DTransposeConfig,
+    *,
+    precision: Any = None,
+    implementation: Implementation = None,
+) -> tuple[jax.Array, Aux]:
+    """Keras's ``Conv1DTranspose`` as a pure function: ``y = activation(conv(x) + bias)``.
+
+    Args:
+      params: ``{"kernel": (kernel_size, filters // groups, in_channels), "bias": (filters,)}``
+        (Keras layout; ``bias`` only when ``config.use_bias``).
+      x: ``(..., steps, in_channels)`` for channels_last or ``(..., in_channels, steps)`` for
+        channels_first, floating, of rank >= 2: ``(steps, in_channels)`` is one example, and every
+        axis before the last two is a batch axis. Batch axes and ``steps`` may be symbolic
+        (``jax.export``). The computation runs in ``x.dtype`` (parameters are cast).
+      config: the layer's configuration (hashable: pass it as a static argument under jit).
+      precision: ``lax.Precision`` for the convolution.
+      implementation: None (or ``"polyphase"``) runs the plan :func:`convtrans.plan` gives for the
+        platform the program is lowered for; ``"lhs_dilation"`` (the reference, bit for bit
+        Keras), ``"gemm"`` or a :class:`convtrans.Plan` forces that computation.
+
+    Returns:
+      ``(y, aux)``: ``y`` of shape ``(..., output_length(config, steps), filters)`` (or channels
+      first), and ``aux``, a dict of scalar regularization terms with keys ``kernel``, ``bias``
+      and ``activity`` whose sum is Keras's ``sum(layer.losses)`` (the activity term divided by
+      the number of examples, the product of the batch axes).
+
+    Raises:
+      ValueError: for a forced plan that cannot compute this layer, saying why.
+    """
+    check_config(config)
+    in_channels = check_input(x, config)
+    check_params(params, config, in_channels)
+    x3, lead = as_batch(x)
+    kernel = params["kernel"].astype(x.dtype)
+    z = transposed_convolution(x3, kernel, config, precision, implementation)
+    y3 = bias_and_activation(params, z, config)
+    y = y3.reshape(lead + tuple(y3.shape[1:]))
+    return y, regularization_terms(params, y3, config, examples=math.prod(lead))
+
+
+def _layer_shape(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any) -> tuple[int, Any]:
+    check_config(config)
+    try:
+        shape = tuple(x_shape)
+    except TypeError:
+        raise TypeError(f"x_shape must be a tuple of sizes, got {x_shape!r}.") from None
+    check_input_rank(shape, config.data_format, argument="x_shape")
+    check_floating(jnp.dtype(dtype) if dtype is not None else None, argument="dtype")
+    in_channels = check_channels(shape, config.channel_axis, config.groups, config.data_format,
+                                 argument="x_shape")
+    length = shape[config.time_axis]
+    output_length(config, length)
+    return in_channels, length
+
+
+def plan(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any = "float32",
+         platform: Optional[str] = None) -> Plan:
+    """The :class:`Plan` that :func:`conv1d_transpose` runs for inputs of ``x_shape`` and ``dtype``.
+
+    A pure function of the layer, the input's channels and steps per example (the batch axes do
+    not matter, so ``jax.vmap`` gets the plan of the batched call), the dtype and the platform;
+    nothing is compiled.
+
+    Args:
+      config: the layer's configuration.
+      x_shape: the input's shape, rank >= 2, in ``config.data_format``; steps may be symbolic.
+      dtype: the input's floating dtype.
+      platform: ``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``, ... (``"gpu"`` is any GPU); None is
+        the platform of JAX's default backend.
+    """
+    in_channels, length = _layer_shape(config, x_shape, dtype)
+    return dispatch.select_plan(config, in_channels, length, dtype, dispatch.platform_of(platform))
+
+
+def explain(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any = "float32",
+            platform: Optional[str] = None) -> str:
+    """:func:`plan`'s choice, one line per part of the plan with the reason and the threshold
+    that decided it (arguments as for :func:`plan`)."""
+    in_channels, length = _layer_shape(config, x_shape, dtype)
+    return dispatch.explain_plan(config, in_channels, length, dtype, dispatch.platform_of(platform))

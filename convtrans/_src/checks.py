@@ -1,0 +1,86 @@
+"""Validators shared by the public entry points, each with its message written once.
+
+Nothing here imports the config: checks of a config live beside it
+(:func:`convtrans._src.config.check_config`).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+FLOATING_DTYPES = "float16, bfloat16, float32, float64"
+
+
+def is_int(value: Any) -> bool:
+    """Whether ``value`` is an integer (numpy's too) and not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_symbolic(size: Any) -> bool:
+    """Whether ``size`` is a symbolic dimension of :mod:`jax.export` (e.g. a batch ``b``)."""
+    return jax.export.is_symbolic_dim(size)
+
+
+def check_count(value: Any, argument: str, *, minimum: int = 1) -> int:
+    """``value`` as an int; TypeError unless an integer, ValueError if below ``minimum``."""
+    if not is_int(value):
+        raise TypeError(f"{argument} must be an integer, got {value!r} of type {type(value).__name__}.")
+    if value < minimum:
+        raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def check_array(x: Any, argument: str = "x") -> None:
+    """TypeError unless ``x`` has a ``shape`` and a ``dtype``."""
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise TypeError(f"{argument} must be an array, got {type(x).__name__}.")
+
+
+def check_floating(dtype: Any, argument: str = "x") -> None:
+    """TypeError unless ``dtype`` is a floating dtype (integer inputs are a caller's bug)."""
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(
+            f"{argument} must have a floating dtype ({FLOATING_DTYPES}), got {dtype}; "
+            f"cast it first, e.g. {argument}.astype(jnp.float32)."
+        )
+
+
+def check_input_rank(shape: tuple[Any, ...], data_format: str, argument: str = "x") -> None:
+    """ValueError unless ``shape`` has rank >= 2: ``(..., steps, channels)`` or channels first."""
+    if len(shape) < 2:
+        layout = "(..., steps, channels)" if data_format == "channels_last" else "(..., channels, steps)"
+        raise ValueError(
+            f"{argument} must have rank >= 2 {layout} for data_format={data_format!r}, got shape "
+            f"{tuple(shape)} (rank {len(shape)})."
+        )
+
+
+def check_channels(shape: tuple[Any, ...], channel_axis: int, groups: int, data_format: str,
+                   argument: str = "x") -> int:
+    """The input's channel count, which must be static and divisible by ``groups``."""
+    in_channels = shape[channel_axis]
+    if is_symbolic(in_channels):
+        raise ValueError(
+            f"{argument} has a symbolic channel count {in_channels} (shape {tuple(shape)}); the "
+            "kernel's shape depends on it, so channels must be a concrete size."
+        )
+    if in_channels % groups:
+        raise ValueError(
+            f"groups={groups} must divide the input's {in_channels} channels ({argument} shape "
+            f"{tuple(shape)}, data_format={data_format!r})."
+        )
+    return int(in_channels)
+
+
+def check_built_channels(kernel_shape: tuple[int, ...], in_channels: int, x_shape: tuple[Any, ...],
+                         data_format: str) -> None:
+    """ValueError when a module's kernel was built for another input channel count."""
+    if kernel_shape[-1] != in_channels:
+        raise ValueError(
+            f"x has {in_channels} channels (shape {tuple(x_shape)}, data_format={data_format!r}), "
+            f"but params['kernel'] {tuple(kernel_shape)} was built for {kernel_shape[-1]}."
+        )

@@ -1,0 +1,356 @@
+"""What computes a layer: one pure policy, its thresholds, and why each choice is made.
+
+A :class:`Plan` names the form of each part of the computation:
+
+- ``forward``: how the output is computed;
+- ``input_gradient`` / ``kernel_gradient``: how the tangent with respect to the input / kernel is
+  computed (reverse mode transposes it into the gradient);
+- ``correlation``: how the forward pass runs its stride-1 correlations (polyphase and Winograd
+  forms): as convolutions, or as one matrix product of stacked shifted input windows.
+
+Forms (see docs/design.md for the math and the guarantees of each):
+
+==============  ==================================================================================
+form            computation
+==============  ==================================================================================
+lhs_dilation    the reference: a convolution of the ``s``-dilated input (what Keras computes)
+polyphase       one stride-1 convolution per phase group over the undilated input
+winograd        polyphase, with its two- and three-tap phases by Winograd's F(2, r) (groups = 1)
+gemm            one matrix product of every input step and tap, then an overlap-add
+zero_padded     (kernel gradient) polyphase as ONE convolution, the kernel padded with zero taps
+==============  ==================================================================================
+
+:func:`select_plan` is the policy: a pure function of the layer's geometry, the input's channels
+and length per example (never the batch size, so a ``jax.vmap``-ed call and the batched call get
+the same plan and a symbolic batch is never compared), the dtype and the platform. Forms tuned on
+XLA:CPU run on CPU only; on every other platform the plan is the plain polyphase convolution until
+a measurement there says otherwise. A symbolic length cannot be compared with a memory budget, so
+it gets the forms whose temporaries are bounded for any length.
+
+The thresholds are listed with their provenance in :data:`THRESHOLDS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+
+from convtrans._src.checks import is_symbolic
+from convtrans._src.geometry import ConvGeometry, Size, output_length, phase_groups
+from convtrans._src.numerics import accumulation_dtype
+
+FORWARD_FORMS = ("lhs_dilation", "polyphase", "winograd", "gemm")
+INPUT_GRADIENT_FORMS = FORWARD_FORMS
+KERNEL_GRADIENT_FORMS = FORWARD_FORMS + ("zero_padded",)
+CORRELATIONS = ("convolution", "stacked_product")
+# Taps per phase that Winograd's F(2, r) computes (convtrans/_src/kernels/winograd.py).
+WINOGRAD_TAPS = (2, 3)
+
+_MIB = 2**20
+_CPU_RUN = "2-core AMD EPYC (AVX-512, AVX-512 BF16), XLA:CPU, jax 0.10.2, 2026-11-24/25"
+
+
+class Threshold(NamedTuple):
+    """A constant of the policy and where its value comes from."""
+
+    name: str
+    value: int
+    unit: str
+    rule: str
+    evidence: str
+    machine: str
+    command: str
+
+
+THRESHOLDS = (
+    Threshold(
+        "WINOGRAD_MIN_CHANNELS", 64, "input channels per group",
+        "CPU, groups = 1, phases of 2 or 3 taps: from this width, Winograd's F(2, r) forward and "
+        "gradients (16-bit inputs: gradients only)",
+        "float32 forward+backward 1.2-1.6x faster than the other forms from 64 channels; bfloat16 "
+        "gradients 1.1-1.2x faster; at 16 channels 0.5x forward (its extra passes over the data "
+        "cost more than the products save)",
+        _CPU_RUN, "make bench  (benchmarks/run.py; python -m benchmarks.run --quick for a smoke run)"),
+    Threshold(
+        "WINOGRAD_MAX_BYTES", 16 * _MIB, "bytes per example",
+        "above this, the Winograd temporaries ((r + 1) / 2 times input plus output) of one example "
+        "are deemed too large and the convolutions are used",
+        "a memory bound set by reasoning, not a speed crossover; every benchmark shape uses under "
+        "4 MiB per example",
+        "-", "-"),
+    Threshold(
+        "GEMM_MIN_CHANNELS", 512, "input channels per group",
+        "CPU: from this width, the GEMM form computes the output and the gradients",
+        "forward 1.15-1.5x faster at 512 channels, 0.8-0.95x at 64; forward+backward 1.3-1.4x at "
+        "512, 0.65x at 256 (the GEMM backward copies the tap-product cotangent into the layout the "
+        "weight-gradient product wants); measured with the cotangent a runtime argument",
+        _CPU_RUN, "make bench"),
+    Threshold(
+        "GEMM_MAX_BYTES", 16 * _MIB, "bytes per example",
+        "above this, the GEMM form's tap products (n * k * filters values of one example, k / s "
+        "outputs) are deemed too large and the convolutions are used",
+        "a memory bound set by reasoning, not a speed crossover; every benchmark shape uses under "
+        "3 MiB per example",
+        "-", "-"),
+    Threshold(
+        "ZERO_PADDED_MAX_CHANNELS", 32, "input channels per group",
+        "CPU, dilation 1, several phase groups: up to this width, the kernel's tangent is ONE "
+        "convolution with zero-padded taps (one weight gradient instead of one per group)",
+        "forward+backward 1.05-1.5x faster at 16 and 32 channels, 0.9-1.1x at 64-256 channels",
+        _CPU_RUN, "make bench"),
+    Threshold(
+        "STACKED_PRODUCT_MIN_CHANNELS", 64, "input channels per group",
+        "CPU, bfloat16: from this width, the forward's correlations are one bfloat16 matrix "
+        "product of stacked shifted windows, accumulated in float32",
+        "1.5-1.8x faster than XLA:CPU's bfloat16 convolutions (which run at the float32 rate) from "
+        "64 channels, 0.65x at 16; float16 has no such products and was slower",
+        _CPU_RUN, "make bench"),
+)
+_VALUES = {threshold.name: threshold.value for threshold in THRESHOLDS}
+WINOGRAD_MIN_CHANNELS = _VALUES["WINOGRAD_MIN_CHANNELS"]
+WINOGRAD_MAX_BYTES = _VALUES["WINOGRAD_MAX_BYTES"]
+GEMM_MIN_CHANNELS = _VALUES["GEMM_MIN_CHANNELS"]
+GEMM_MAX_BYTES = _VALUES["GEMM_MAX_BYTES"]
+ZERO_PADDED_MAX_CHANNELS = _VALUES["ZERO_PADDED_MAX_CHANNELS"]
+STACKED_PRODUCT_MIN_CHANNELS = _VALUES["STACKED_PRODUCT_MIN_CHANNELS"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """The form of each part of a layer's computation (see the module docstring).
+
+    The default, ``Plan()``, is the plain polyphase convolution throughout.
+    """
+
+    forward: str = "polyphase"
+    input_gradient: str = "polyphase"
+    kernel_gradient: str = "polyphase"
+    correlation: str = "convolution"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("forward", FORWARD_FORMS), ("input_gradient", INPUT_GRADIENT_FORMS),
+                              ("kernel_gradient", KERNEL_GRADIENT_FORMS),
+                              ("correlation", CORRELATIONS)):
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ValueError(f"Plan {name}={value!r} is unknown; expected one of {allowed}.")
+
+    @classmethod
+    def uniform(cls, form: str) -> "Plan":
+        """Every part by ``form`` (``lhs_dilation``, ``polyphase``, ``winograd`` or ``gemm``)."""
+        return cls(form, form, form)
+
+    @property
+    def is_uniform(self) -> bool:
+        """Whether every part uses the forward's form (its derivatives are the forward's own)."""
+        return (self.input_gradient == self.kernel_gradient == self.forward
+                and self.correlation == "convolution")
+
+
+# Names accepted by ``implementation=``: a uniform plan, or the platform's own ("polyphase").
+IMPLEMENTATION_NAMES = ("gemm", "lhs_dilation", "polyphase")
+
+
+def platform_of(platform: Optional[str]) -> str:
+    """``platform`` lower-cased; None is the platform of JAX's default backend."""
+    if platform is None:
+        return jax.default_backend()
+    if not isinstance(platform, str) or not platform:
+        raise TypeError(f"platform must be a platform name such as 'cpu' or 'cuda', got {platform!r}.")
+    return platform.lower()
+
+
+def _winograd_taps(config: ConvGeometry, groups: int) -> list[int]:
+    if groups != 1:
+        return []
+    return [group.taps for group in phase_groups(config.kernel_size, config.strides, config.dilation_rate)
+            if group.taps in WINOGRAD_TAPS]
+
+
+def _winograd_bytes(config: ConvGeometry, filters: int, in_channels: int, length: int,
+                    taps: int, dtype: Any) -> int:
+    # r + 1 transformed half-inputs and as many half-outputs of products, for one example.
+    itemsize = accumulation_dtype(dtype).itemsize
+    return (taps + 1) * (output_length(config, length) * filters + length * in_channels) * itemsize // 2
+
+
+def _tap_products_bytes(config: ConvGeometry, filters: int, length: int, dtype: Any) -> int:
+    return length * config.kernel_size * filters * accumulation_dtype(dtype).itemsize
+
+
+def _mib(size: int) -> str:
+    return f"{size / _MIB:.3g} MiB"
+
+
+def _decide(config: Any, in_channels: int, length: Size, dtype: Any,
+            platform: str) -> tuple[Plan, dict[str, str]]:
+    """The plan and one reason per field. ``config`` is a Conv1DTransposeConfig."""
+    fields = ("forward", "input_gradient", "kernel_gradient", "correlation")
+    if platform != "cpu":
+        why = (f"{platform}: the plain polyphase convolution, the platform's own convolutions; the "
+               "other forms were measured on XLA:CPU only")
+        return Plan(), dict.fromkeys(fields, why)
+    dtype = jnp.dtype(dtype)
+    groups, filters = config.groups, config.filters
+    per_group = in_channels // groups
+    known = not is_symbolic(length)
+    reasons: dict[str, str] = {}
+    forward = gradients = None
+
+    taps = _winograd_taps(config, groups)
+    if not taps:
+        no_winograd = ("Winograd needs groups = 1" if groups != 1 else
+                       "no phase has 2 or 3 taps for Winograd")
+    elif per_group < WINOGRAD_MIN_CHANNELS:
+        no_winograd = f"{per_group} < WINOGRAD_MIN_CHANNELS={WINOGRAD_MIN_CHANNELS} input channels"
+    elif not known:
+        no_winograd = "the length is symbolic, so Winograd's temporaries cannot be bounded"
+    else:
+        size = _winograd_bytes(config, filters, in_channels, length, max(taps), dtype)
+        if size > WINOGRAD_MAX_BYTES:
+            no_winograd = (f"Winograd's temporaries, {_mib(size)} per example, exceed "
+                           f"WINOGRAD_MAX_BYTES={_mib(WINOGRAD_MAX_BYTES)}")
+        else:
+            no_winograd = ""
+            why = (f"phases of {sorted(set(taps))} taps and {per_group} >= WINOGRAD_MIN_CHANNELS="
+                   f"{WINOGRAD_MIN_CHANNELS} input channels; temporaries {_mib(size)} per example")
+            gradients = "winograd"
+            reasons["input_gradient"] = reasons["kernel_gradient"] = why
+            if accumulation_dtype(dtype) == dtype:
+                forward = "winograd"
+                reasons["forward"] = why
+            else:
+                reasons["forward_not_winograd"] = (
+                    f"{dtype} inputs: Winograd would multiply in float32, slower than the "
+                    "forward's 16-bit products")
+
+    wide = per_group >= GEMM_MIN_CHANNELS
+    if not known:
+        gemm_fits, no_fit = False, "the length is symbolic, so the tap products cannot be bounded"
+    else:
+        size = _tap_products_bytes(config, filters, length, dtype)
+        gemm_fits = size <= GEMM_MAX_BYTES
+        no_fit = (f"the tap products, {_mib(size)} per example, exceed "
+                  f"GEMM_MAX_BYTES={_mib(GEMM_MAX_BYTES)}")
+    if gradients is None:
+        if gemm_fits and (wide or groups > 1):
+            gradients = "gemm"
+            why = (f"{per_group} >= GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels" if wide else
+                   f"groups={groups}: a grouped convolution's weight gradient is an input-dilated "
+                   "convolution on XLA:CPU, the slow path")
+            reasons["input_gradient"] = reasons["kernel_gradient"] = why
+        else:
+            gradients = "convolution"
+            why_not_gemm = (no_fit if not gemm_fits and (wide or groups > 1) else
+                            f"{per_group} < GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels")
+            if no_winograd:
+                why_not_gemm = f"{no_winograd}; {why_not_gemm}"
+            reasons["input_gradient"] = reasons["kernel_gradient"] = why_not_gemm
+    if forward is None:
+        if gemm_fits and wide:
+            forward = "gemm"
+            reasons["forward"] = f"{per_group} >= GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels"
+        else:
+            forward = "polyphase"
+            reasons["forward"] = reasons.pop("forward_not_winograd", None) or (
+                no_fit if wide else
+                (f"{no_winograd}; " if no_winograd else "")
+                + f"{per_group} < GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels")
+    reasons.pop("forward_not_winograd", None)
+
+    if gradients == "convolution":
+        input_gradient = kernel_gradient = "polyphase"
+        if config.strides > 1:
+            input_gradient = "lhs_dilation"
+            reasons["input_gradient"] += (
+                "; strides > 1: the reference's input tangent, which reverse mode turns into ONE "
+                "strided convolution over the cotangent where it lies")
+            if (config.dilation_rate == 1 and config.kernel_size % config.strides != 0
+                    and per_group <= ZERO_PADDED_MAX_CHANNELS):
+                kernel_gradient = "zero_padded"
+                reasons["kernel_gradient"] += (
+                    f"; several phase groups and {per_group} <= ZERO_PADDED_MAX_CHANNELS="
+                    f"{ZERO_PADDED_MAX_CHANNELS} input channels: one weight-gradient convolution")
+    else:
+        input_gradient = kernel_gradient = gradients
+
+    if (forward in ("polyphase", "winograd") and dtype == jnp.bfloat16
+            and per_group >= STACKED_PRODUCT_MIN_CHANNELS):
+        correlation = "stacked_product"
+        reasons["correlation"] = (f"bfloat16 with {per_group} >= STACKED_PRODUCT_MIN_CHANNELS="
+                                  f"{STACKED_PRODUCT_MIN_CHANNELS} input channels: bfloat16 matrix "
+                                  "products accumulated in float32")
+    else:
+        correlation = "convolution"
+        reasons["correlation"] = (
+            "the forward has no stride-1 correlations" if forward not in ("polyphase", "winograd")
+            else f"{dtype} inputs" if dtype != jnp.bfloat16
+            else f"{per_group} < STACKED_PRODUCT_MIN_CHANNELS={STACKED_PRODUCT_MIN_CHANNELS} input channels")
+    plan = Plan(forward, input_gradient, kernel_gradient, correlation)
+    return plan, {field: f"cpu: {reasons[field]}" for field in fields}
+
+
+def select_plan(config: Any, in_channels: int, length: Size, dtype: Any, platform: str) -> Plan:
+    """The plan for ``config`` on ``platform`` for inputs of ``in_channels`` x ``length`` steps.
+
+    Args:
+      config: a :class:`convtrans.Conv1DTransposeConfig`.
+      in_channels: the input's channels (static).
+      length: input steps per example; an int or a symbolic dimension.
+      dtype: the computation's dtype (the input's).
+      platform: ``"cpu"``, ``"cuda"``, ``"rocm"``, ``"tpu"``, ...
+    """
+    return _decide(config, in_channels, length, dtype, platform)[0]
+
+
+def check_plan(plan: Plan, config: Any, in_channels: int) -> None:
+    """ValueError when a forced ``plan`` names a form that cannot compute ``config``'s layer."""
+    forms = {plan.forward, plan.input_gradient, plan.kernel_gradient}
+    if "winograd" in forms:
+        taps = [group.taps for group in
+                phase_groups(config.kernel_size, config.strides, config.dilation_rate)]
+        if config.groups != 1:
+            raise ValueError(
+                f"{plan} uses the winograd form, which computes groups=1 layers only; this layer "
+                f"has groups={config.groups}.")
+        if not set(taps) & set(WINOGRAD_TAPS):
+            raise ValueError(
+                f"{plan} uses the winograd form, which needs a phase of 2 or 3 taps; this layer's "
+                f"phases have {sorted(set(taps))} taps (kernel_size={config.kernel_size}, "
+                f"strides={config.strides}, dilation_rate={config.dilation_rate}).")
+    if plan.kernel_gradient == "zero_padded" and config.dilation_rate != 1:
+        raise ValueError(
+            f"{plan}: kernel_gradient='zero_padded' needs dilation_rate=1 (the phase groups of a "
+            f"dilated kernel are spaced differently); this layer has dilation_rate="
+            f"{config.dilation_rate}.")
+    if plan.correlation == "stacked_product" and plan.forward not in ("polyphase", "winograd"):
+        raise ValueError(
+            f"{plan}: correlation='stacked_product' applies to the polyphase and winograd forward "
+            f"forms, not forward={plan.forward!r}.")
+
+
+def resolve(implementation: Any, config: Any, in_channels: int, length: Size, dtype: Any,
+            platform: str) -> Plan:
+    """The plan that ``implementation`` (None, a name of :data:`IMPLEMENTATION_NAMES` or a
+    :class:`Plan`) means for this layer and platform; ValueError if it cannot apply."""
+    if implementation is None or implementation == "polyphase":
+        return select_plan(config, in_channels, length, dtype, platform)
+    if isinstance(implementation, Plan):
+        check_plan(implementation, config, in_channels)
+        return implementation
+    if implementation in ("lhs_dilation", "gemm"):
+        return Plan.uniform(implementation)
+    raise ValueError(
+        f"implementation={implementation!r} is unknown; expected one of "
+        f"{sorted(IMPLEMENTATION_NAMES)}, a convtrans.Plan, or None.")
+
+
+def explain_plan(config: Any, in_channels: int, length: Size, dtype: Any, platform: str) -> str:
+    """:func:`select_plan`'s choice with one line per field saying why."""
+    plan, reasons = _decide(config, in_channels, length, dtype, platform)
+    lines = [f"{plan} for {in_channels} input channels x {length} steps, {jnp.dtype(dtype)}, on {platform}:"]
+    lines += [f"  {field}={getattr(plan, field)!r}: {reasons[field]}" for field in reasons]
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Keras objects: activations, initializers, regularizers, constraints and identifier resolution."""

@@ -1,0 +1,155 @@
+"""Implementation of :mod:`convtrans.activations` (documented there)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+Activation = Callable[[jax.Array], jax.Array]
+
+
+def linear(x):
+    return x
+
+
+def hard_sigmoid(x):
+    return jax.nn.relu6(x + 3.0) / 6.0
+
+
+def hard_silu(x):
+    return x * hard_sigmoid(x)
+
+
+def hard_shrink(x, threshold=0.5):
+    return jnp.where(jnp.abs(x) > threshold, x, jnp.zeros_like(x))
+
+
+def soft_shrink(x, threshold=0.5):
+    return jnp.where(x > threshold, x - threshold, jnp.where(x < -threshold, x + threshold, jnp.zeros_like(x)))
+
+
+def tanh_shrink(x):
+    return x - jnp.tanh(x)
+
+
+def leaky_relu(x, negative_slope=0.2):
+    return jax.nn.leaky_relu(x, negative_slope)
+
+
+def mish(x):
+    return x * jnp.tanh(jax.nn.softplus(x))
+
+
+def squareplus(x, b=4.0):
+    # jax.nn's jitted function is what Keras calls; a hand-written eager copy can differ by ulps.
+    return jax.nn.squareplus(x, b)
+
+
+def sparse_plus(x):
+    return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, x, jnp.square(x + 1.0) / 4.0))
+
+
+def sparse_sigmoid(x):
+    return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, jnp.ones_like(x), 0.5 * (x + 1.0)))
+
+
+def sparsemax(x, axis=-1):
+    """Keras's ``sparsemax`` along ``axis``, exactly as every Keras 3 backend computes it.
+
+    Keras takes the threshold as ``tau = (sum of the sorted cumulative sums over the support - 1)
+    / k``, where the textbook projection onto the simplex (Martins and Astudillo, 2016) uses only
+    the ``k``-th cumulative sum; the two agree when the support has one element, and otherwise
+    Keras's outputs need not sum to 1 (``[0.5, 0.4, -1]`` gives ``[0.3, 0.2, 0]``). We follow
+    Keras, so ported models give the same outputs.
+    """
+    z = jnp.moveaxis(x, axis, -1)
+    z_sorted = -jnp.sort(-z, axis=-1)
+    cumsum = jnp.cumsum(z_sorted, axis=-1)
+    ranks = jnp.arange(1, z.shape[-1] + 1, dtype=x.dtype)
+    support = z_sorted - (cumsum - 1) / ranks > 0
+    k = jnp.sum(support, axis=-1, keepdims=True).astype(x.dtype)
+    tau = (jnp.sum(jnp.where(support, cumsum, 0.0), axis=-1, keepdims=True) - 1) / k
+    return jnp.moveaxis(jnp.maximum(z - tau, 0.0), -1, axis)
+
+
+def glu(x, axis=-1):
+    return jax.nn.glu(x, axis)
+
+
+def threshold(x, threshold, default_value):
+    """``x`` where ``x > threshold``, else ``default_value`` (Keras's ``threshold``)."""
+    return jnp.where(x > threshold, x, jnp.asarray(default_value, x.dtype))
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "celu": jax.nn.celu,
+    "elu": jax.nn.elu,
+    "exponential": jnp.exp,
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+    "glu": glu,
+    "hard_shrink": hard_shrink,
+    "hard_sigmoid": hard_sigmoid,
+    "hard_silu": hard_silu,
+    "hard_swish": hard_silu,
+    "hard_tanh": lambda x: jnp.clip(x, -1.0, 1.0),
+    "leaky_relu": leaky_relu,
+    "linear": linear,
+    "log_sigmoid": jax.nn.log_sigmoid,
+    "log_softmax": lambda x: jax.nn.log_softmax(x, axis=-1),
+    "mish": mish,
+    "relu": jax.nn.relu,
+    "relu6": jax.nn.relu6,
+    "selu": jax.nn.selu,
+    "sigmoid": jax.nn.sigmoid,
+    "silu": jax.nn.silu,
+    "soft_shrink": soft_shrink,
+    "softmax": lambda x: jax.nn.softmax(x, axis=-1),
+    "softplus": jax.nn.softplus,
+    "softsign": jax.nn.soft_sign,
+    "sparse_plus": sparse_plus,
+    "sparse_sigmoid": sparse_sigmoid,
+    "sparsemax": sparsemax,
+    "squareplus": squareplus,
+    "swish": jax.nn.silu,
+    "tanh": jnp.tanh,
+    "tanh_shrink": tanh_shrink,
+}
+
+
+def validate(activation, argument: str = "activation"):
+    """The stored form of an activation: a known name (None -> "linear") or a callable."""
+    if activation is None:
+        return "linear"
+    if isinstance(activation, str):
+        if activation == "threshold":
+            raise ValueError(
+                "activation='threshold' needs `threshold` and `default_value` arguments (Keras "
+                "accepts the bare name but fails when the layer is called). Pass "
+                "functools.partial(convtrans.activations.threshold, threshold=..., "
+                "default_value=...) instead."
+            )
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"{argument}={activation!r} is not a Keras activation; expected one of "
+                f"{sorted(ACTIVATIONS)}, None, or a callable."
+            )
+        return activation
+    if callable(activation):
+        # Keras's own functions (``keras.activations.relu``) are stored by name, so the config
+        # still serializes to Keras; their defaults are the ones ACTIVATIONS implements.
+        name = getattr(activation, "__name__", None)
+        if name in ACTIVATIONS and (getattr(activation, "__module__", None) or "").startswith("keras."):
+            return name
+        return activation
+    raise TypeError(
+        f"{argument} must be an activation name, None or a callable; got {activation!r} of type "
+        f"{type(activation).__name__}."
+    )
+
+
+def get(activation) -> Activation:
+    """The function for a stored activation (a name or a callable)."""
+    activation = validate(activation)
+    return ACTIVATIONS[activation] if isinstance(activation, str) else activation
