@@ -11,10 +11,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from convtrans import activations, constraints, initializers, regularizers
-from convtrans._src.api import IMPLEMENTATIONS, conv1d_transpose, default_implementation, explain, plan
+from convtrans._src.api import (IMPLEMENTATIONS, conv1d_transpose, default_implementation, explain,
+                                output_length, plan, transpose_pads)
 from convtrans._src.config import Conv1DTransposeConfig
-from convtrans._src.dispatch import Plan
-from convtrans._src.geometry import output_length, transpose_pads
+from convtrans._src.plan import Plan
 
 __version__ = "0.1.0"
 

@@ -18,7 +18,6 @@ Keras and PyTorch are imported only when these functions are called.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from typing import Any, Optional, Sequence, Union
 
@@ -27,7 +26,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
-from convtrans._src.config import Conv1DTransposeConfig
+from convtrans._src.checks import check_count, check_floating_weight
+from convtrans._src.config import Conv1DTransposeConfig, check_config
 
 Params = dict[str, jax.Array]
 
@@ -84,8 +84,7 @@ def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: 
     """
     import keras
 
-    if not isinstance(config, Conv1DTransposeConfig):
-        raise TypeError(f"config must be a Conv1DTransposeConfig, got {type(config).__name__}.")
+    check_config(config)
     keras_config = config.to_keras()
     if name is not None:
         keras_config["name"] = name
@@ -208,16 +207,13 @@ def _single(value: Any, argument: str) -> int:
     if isinstance(value, str):
         raise ValueError(f"{argument}={value!r}: ConvTranspose1d takes integers only (no 'same'/'valid').")
     # int() would turn 2.5 into 2 and True into 1: a silently different layer.
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{argument} must be an integer, got {value!r} of type {type(value).__name__}.")
-    return int(value)
+    return check_count(value, argument, minimum=None)
 
 
 def _floating(value: jax.Array, argument: str, shape: tuple[int, ...]) -> jax.Array:
     if tuple(value.shape) != shape:
         raise ValueError(f"{argument} has shape {tuple(value.shape)}, expected {shape}.")
-    if not jnp.issubdtype(value.dtype, jnp.floating):
-        raise TypeError(f"{argument} must be floating, got dtype {value.dtype}.")
+    check_floating_weight(value, argument)
     return value
 
 

@@ -39,7 +39,7 @@ representable, e.g. small integers in float32).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, NamedTuple, Optional, Union
+from typing import Any, Mapping, NamedTuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -58,7 +58,7 @@ from convtrans._src.api import (
     regularization_terms,
     transposed_convolution,
 )
-from convtrans._src.checks import check_count
+from convtrans._src.checks import check_count, check_floating_weight, floating_dtype
 from convtrans._src.kernels.layout import pad_time
 
 __all__ = [
@@ -165,8 +165,7 @@ def _check_bias(params: Any, config: Conv1DTransposeConfig) -> None:
         if not hasattr(bias, "shape") or tuple(bias.shape) != (config.filters,):
             got = tuple(bias.shape) if hasattr(bias, "shape") else type(bias).__name__
             raise ValueError(f"params['bias'] must have shape ({config.filters},), got {got}.")
-        if not jnp.issubdtype(bias.dtype, jnp.floating):
-            raise TypeError(f"params['bias'] must be floating, got dtype {bias.dtype}.")
+        check_floating_weight(bias, "params['bias']")
 
 
 def _state_shape(config: Conv1DTransposeConfig, batch_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -200,14 +199,7 @@ def init(config: Conv1DTransposeConfig, batch_size: Union[int, tuple[int, ...]],
     """
     _check_config(config)
     batch_shape = _batch_shape(batch_size)
-    try:
-        dtype = jnp.dtype(dtype) if dtype is not None else None
-    except TypeError as error:
-        raise TypeError(f"dtype must be a floating dtype, got {dtype!r}.") from error
-    if dtype is None:
-        raise TypeError("dtype must be a floating dtype (float16, bfloat16, float32, float64), got None.")
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"dtype must be a floating dtype (float16, bfloat16, float32, float64), got {dtype}.")
+    dtype = floating_dtype(dtype)
     return StreamState(
         carry=jnp.zeros(_state_shape(config, batch_shape), dtype),
         preroll=jnp.asarray(latency(config), jnp.int32),

@@ -121,7 +121,7 @@ def test_explain_gives_a_reason_and_the_deciding_threshold_for_each_part():
 
 @pytest.mark.parametrize("arguments, error, message", [
     ((C(4, 3), (5,), "float32", None), ValueError, "x_shape must have rank >= 2"),
-    ((C(4, 3), (2, 5, 3), "int32", None), TypeError, "dtype must have a floating dtype"),
+    ((C(4, 3), (2, 5, 3), "int32", None), TypeError, "dtype must be a floating dtype"),
     ((C(4, 3, groups=2), (2, 5, 3), "float32", None), ValueError, "groups=2 must divide"),
     (({"filters": 4}, (2, 5, 3), "float32", None), TypeError, "config must be a Conv1DTransposeConfig"),
     ((C(4, 3), (2, 5, 3), "float32", 3), TypeError, "platform must be a platform name"),

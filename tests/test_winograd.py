@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 import convtrans as ct
-from convtrans._src.kernels import winograd
-from convtrans._src.kernels.reference import lhs_dilation_conv
 from convtrans import Plan
 from convtrans._src.api import transposed_convolution
 from convtrans._src.dispatch import WINOGRAD_MAX_BYTES, WINOGRAD_MIN_CHANNELS
+from convtrans._src.kernels import winograd
 from convtrans._src.kernels.polyphase import convolve
+from convtrans._src.kernels.reference import lhs_dilation_conv
 from tests.numpy_reference import conv1d_transpose as numpy_reference
 
 

@@ -18,11 +18,12 @@ import jax.numpy as jnp
 from jax import lax
 
 from convtrans._src import dispatch
-from convtrans._src.checks import (check_array, check_channels, check_floating, check_input_rank,
-                                   is_symbolic)
+from convtrans._src.checks import (check_array, check_channels, check_floating, check_floating_weight,
+                                   check_input_rank, floating_dtype, is_symbolic)
 from convtrans._src.config import Conv1DTransposeConfig, check_config
-from convtrans._src.dispatch import Plan
-from convtrans._src.geometry import output_length
+from convtrans._src.plan import Plan
+from convtrans._src import geometry
+from convtrans._src.geometry import Size, TransposePads
 from convtrans._src.keras import activations
 from convtrans._src.kernels.polyphase import convolve
 from convtrans._src.numerics import accumulation_dtype
@@ -62,6 +63,16 @@ def transposed_convolution(x: jax.Array, kernel: jax.Array, config: Conv1DTransp
 def _convolve_positional(x: jax.Array, kernel: jax.Array, *, config: Conv1DTransposeConfig,
                          precision: Any, plan: Plan) -> jax.Array:
     return convolve(x, kernel, config, precision, plan)
+
+
+@functools.wraps(geometry.output_length)
+def output_length(config: Conv1DTransposeConfig, length: Size) -> Size:
+    return geometry.output_length(check_config(config), length)
+
+
+@functools.wraps(geometry.transpose_pads)
+def transpose_pads(config: Conv1DTransposeConfig) -> TransposePads:
+    return geometry.transpose_pads(check_config(config))
 
 
 IMPLEMENTATIONS: dict[str, KernelFn] = {
@@ -104,8 +115,7 @@ def check_params(params: Any, config: Conv1DTransposeConfig, in_channels: int) -
                 f"filters // groups, in_channels) for the kernel), got {got}.{hint}"
                 if name == "kernel" else f"params['bias'] must have shape {shape}, got {got}."
             )
-        if not jnp.issubdtype(value.dtype, jnp.floating):
-            raise TypeError(f"params[{name!r}] must be floating, got dtype {value.dtype}.")
+        check_floating_weight(value, f"params[{name!r}]")
     if not config.use_bias and "bias" in params:
         raise ValueError("params has a 'bias' but config.use_bias is False.")
     unknown = sorted(map(str, set(params) - {"kernel", "bias"}))
@@ -120,7 +130,7 @@ def check_input(x: Any, config: Conv1DTransposeConfig) -> int:
     check_input_rank(tuple(x.shape), config.data_format)
     check_floating(x.dtype)
     in_channels = check_channels(tuple(x.shape), config.channel_axis, config.groups, config.data_format)
-    output_length(config, x.shape[config.time_axis])
+    geometry.output_length(config, x.shape[config.time_axis])
     return in_channels
 
 
@@ -226,11 +236,11 @@ def _layer_shape(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any) -> tup
     except TypeError:
         raise TypeError(f"x_shape must be a tuple of sizes, got {x_shape!r}.") from None
     check_input_rank(shape, config.data_format, argument="x_shape")
-    check_floating(jnp.dtype(dtype) if dtype is not None else None, argument="dtype")
+    floating_dtype(dtype)
     in_channels = check_channels(shape, config.channel_axis, config.groups, config.data_format,
                                  argument="x_shape")
     length = shape[config.time_axis]
-    output_length(config, length)
+    geometry.output_length(config, length)
     return in_channels, length
 
 

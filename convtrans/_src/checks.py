@@ -7,7 +7,7 @@ Nothing here imports the config: checks of a config live beside it
 from __future__ import annotations
 
 import numbers
-from typing import Any
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -25,11 +25,12 @@ def is_symbolic(size: Any) -> bool:
     return jax.export.is_symbolic_dim(size)
 
 
-def check_count(value: Any, argument: str, *, minimum: int = 1) -> int:
-    """``value`` as an int; TypeError unless an integer, ValueError if below ``minimum``."""
+def check_count(value: Any, argument: str, *, minimum: Optional[int] = 1) -> int:
+    """``value`` as an int; TypeError unless an integer, ValueError if below ``minimum`` (None:
+    no bound)."""
     if not is_int(value):
         raise TypeError(f"{argument} must be an integer, got {value!r} of type {type(value).__name__}.")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{argument} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
 
@@ -47,6 +48,24 @@ def check_floating(dtype: Any, argument: str = "x") -> None:
             f"{argument} must have a floating dtype ({FLOATING_DTYPES}), got {dtype}; "
             f"cast it first, e.g. {argument}.astype(jnp.float32)."
         )
+
+
+def floating_dtype(dtype: Any, argument: str = "dtype") -> jnp.dtype:
+    """``dtype`` as a ``jnp.dtype``; TypeError unless it names a floating dtype."""
+    try:
+        resolved = jnp.dtype(dtype) if dtype is not None else None
+    except TypeError:
+        resolved = None
+    if resolved is None or not jnp.issubdtype(resolved, jnp.floating):
+        shown = repr(dtype) if resolved is None else resolved.name
+        raise TypeError(f"{argument} must be a floating dtype ({FLOATING_DTYPES}), got {shown}.")
+    return resolved
+
+
+def check_floating_weight(value: Any, argument: str) -> None:
+    """TypeError unless the weight ``value`` (an array) is floating."""
+    if not jnp.issubdtype(value.dtype, jnp.floating):
+        raise TypeError(f"{argument} must be floating, got dtype {value.dtype}.")
 
 
 def check_input_rank(shape: tuple[Any, ...], data_format: str, argument: str = "x") -> None:

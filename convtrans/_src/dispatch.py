@@ -32,7 +32,6 @@ The thresholds are listed with their provenance in :data:`THRESHOLDS`.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, NamedTuple, Optional
 
 import jax
@@ -41,13 +40,9 @@ import jax.numpy as jnp
 from convtrans._src.checks import is_symbolic
 from convtrans._src.geometry import ConvGeometry, Size, output_length, phase_groups
 from convtrans._src.numerics import accumulation_dtype
+from convtrans._src.kernels.winograd import TAPS as WINOGRAD_TAPS
+from convtrans._src.plan import Plan
 
-FORWARD_FORMS = ("lhs_dilation", "polyphase", "winograd", "gemm")
-INPUT_GRADIENT_FORMS = FORWARD_FORMS
-KERNEL_GRADIENT_FORMS = FORWARD_FORMS + ("zero_padded",)
-CORRELATIONS = ("convolution", "stacked_product")
-# Taps per phase that Winograd's F(2, r) computes (convtrans/_src/kernels/winograd.py).
-WINOGRAD_TAPS = (2, 3)
 
 _MIB = 2**20
 _CPU_RUN = "2-core AMD EPYC (AVX-512, AVX-512 BF16), XLA:CPU, jax 0.10.2, 2026-11-24/25"
@@ -116,38 +111,6 @@ GEMM_MIN_CHANNELS = _VALUES["GEMM_MIN_CHANNELS"]
 GEMM_MAX_BYTES = _VALUES["GEMM_MAX_BYTES"]
 ZERO_PADDED_MAX_CHANNELS = _VALUES["ZERO_PADDED_MAX_CHANNELS"]
 STACKED_PRODUCT_MIN_CHANNELS = _VALUES["STACKED_PRODUCT_MIN_CHANNELS"]
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-    """The form of each part of a layer's computation (see the module docstring).
-
-    The default, ``Plan()``, is the plain polyphase convolution throughout.
-    """
-
-    forward: str = "polyphase"
-    input_gradient: str = "polyphase"
-    kernel_gradient: str = "polyphase"
-    correlation: str = "convolution"
-
-    def __post_init__(self) -> None:
-        for name, allowed in (("forward", FORWARD_FORMS), ("input_gradient", INPUT_GRADIENT_FORMS),
-                              ("kernel_gradient", KERNEL_GRADIENT_FORMS),
-                              ("correlation", CORRELATIONS)):
-            value = getattr(self, name)
-            if value not in allowed:
-                raise ValueError(f"Plan {name}={value!r} is unknown; expected one of {allowed}.")
-
-    @classmethod
-    def uniform(cls, form: str) -> "Plan":
-        """Every part by ``form`` (``lhs_dilation``, ``polyphase``, ``winograd`` or ``gemm``)."""
-        return cls(form, form, form)
-
-    @property
-    def is_uniform(self) -> bool:
-        """Whether every part uses the forward's form (its derivatives are the forward's own)."""
-        return (self.input_gradient == self.kernel_gradient == self.forward
-                and self.correlation == "convolution")
 
 
 # Names accepted by ``implementation=``: a uniform plan, or the platform's own ("polyphase").

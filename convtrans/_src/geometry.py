@@ -42,8 +42,6 @@ class ConvGeometry(Protocol):
     output_padding: Optional[int]
 
 
-_GEOMETRY_FIELDS = ("kernel_size", "strides", "dilation_rate", "padding", "output_padding")
-
 
 class TransposePads(NamedTuple):
     """Pads ``(left, right)`` of the s-dilated input; negative values crop."""
@@ -71,8 +69,6 @@ def transpose_pads(config: ConvGeometry) -> TransposePads:
     full result, then add ``op`` (default 0) samples on the right, so
     ``left = ke - 1 - p_left`` and ``right = ke - 1 - p_right + op``.
     """
-    if not all(hasattr(config, name) for name in _GEOMETRY_FIELDS):
-        raise TypeError(f"config must be a Conv1DTransposeConfig, got {type(config).__name__}.")
     s = config.strides
     ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
     op = config.output_padding

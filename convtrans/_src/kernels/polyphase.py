@@ -16,7 +16,7 @@ depth-to-space into steps, several groups' columns interleave by a reshape. No m
 spent on zeros, and a NaN or Inf input reaches exactly the outputs that depend on it. For
 ``s = 1`` this is a plain convolution with the flipped kernel and ``rhs_dilation = d``.
 
-:func:`convolve` runs a :class:`convtrans._src.dispatch.Plan`: the forward pass by its
+:func:`convolve` runs a :class:`convtrans._src.plan.Plan`: the forward pass by its
 ``forward`` form, and, through a ``custom_jvp``, the input and kernel tangents by its gradient
 forms (reverse mode transposes them; forward mode, ``jax.jvp`` and ``jax.hessian`` keep working).
 Tangents of 16-bit inputs are computed in float32 and rounded once. The input is padded with an
@@ -39,7 +39,7 @@ from convtrans._src.kernels import winograd as winograd_correlation
 from convtrans._src.config import Conv1DTransposeConfig
 from convtrans._src.kernels.gemm import gemm_conv
 from convtrans._src.numerics import accumulation_dtype
-from convtrans._src.dispatch import Plan
+from convtrans._src.plan import Plan
 from convtrans._src.geometry import (OutputBlocks, PhaseGroup, kernel_blocks, output_blocks, output_length,
                                      phase_column, phase_groups, transpose_pads)
 from convtrans._src.kernels.layout import (conv_kernel_to_wio, dimension_numbers, grouped_kernel, pad_time,
@@ -111,7 +111,7 @@ def convolve(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, pre
       kernel: Keras layout ``(k, filters // groups, in)``, in ``x``'s dtype.
       config: the layer configuration; only the convolution's fields are used.
       precision: ``lax.Precision`` of the convolution.
-      plan: a :class:`convtrans._src.dispatch.Plan` that applies to the layer (see
+      plan: a :class:`convtrans._src.plan.Plan` that applies to the layer (see
         :func:`convtrans._src.dispatch.check_plan`).
 
     Returns:
