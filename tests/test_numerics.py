@@ -173,7 +173,7 @@ def test_winograd_phases_keep_a_nonfinite_sample_to_the_outputs_that_depend_on_i
 
     config, kernel, _, x = setup(name, np.random.default_rng(0))
     plan = ct.Plan.uniform("winograd")
-    check_plan(plan, config, IN_CHANNELS)  # groups = 1 and phases of 2 or 3 taps: it applies
+    check_plan(plan, config)  # groups = 1 and phases of 2 or 3 taps: it applies
     op = jax.jit(lambda x: convolve(x, jnp.asarray(kernel, jnp.float32), config, None, plan))
     time = config.time_axis % 3
     for step in (0, STEPS // 2, STEPS - 1):

@@ -51,7 +51,7 @@ assert {plan.correlation for plan in PLANS} == set(plan_forms.CORRELATIONS)
 
 def _applies(plan, config, in_channels):
     try:
-        check_plan(plan, config, in_channels)
+        check_plan(plan, config)
     except ValueError:
         return False
     return True
@@ -609,7 +609,7 @@ WINOGRAD_LAYER = ct.Conv1DTransposeConfig(filters=4, kernel_size=4, strides=2, p
 def test_check_plan_rejects_each_inapplicable_plan_saying_why(plan, config, match):
     in_channels = 2 * config.groups
     with pytest.raises(ValueError, match=match):
-        check_plan(plan, config, in_channels)
+        check_plan(plan, config)
     # Forced, the plan is checked: transposed_convolution and conv1d_transpose raise the same.
     shape = (1, 5, in_channels)
     kernel = jnp.ones(config.kernel_shape(in_channels))
@@ -626,8 +626,8 @@ def test_check_plan_rejects_each_inapplicable_plan_saying_why(plan, config, matc
 ], ids=_plan_id)
 def test_check_plan_accepts_what_the_layer_can_compute(plan):
     # The counterparts of the rejected plans: groups = 1 with 2-tap phases and d = 1.
-    assert check_plan(plan, WINOGRAD_LAYER, 4) is None
-    assert check_plan(Plan("polyphase", "lhs_dilation", "polyphase"), DILATED, 4) is None
+    assert check_plan(plan, WINOGRAD_LAYER) is None
+    assert check_plan(Plan("polyphase", "lhs_dilation", "polyphase"), DILATED) is None
 
 
 def test_a_forced_winograd_plan_on_a_grouped_layer_is_a_value_error():

@@ -269,7 +269,7 @@ def select_plan(config: Any, in_channels: int, length: Size, dtype: Any, platfor
     return _decide(config, in_channels, length, dtype, platform)[0]
 
 
-def check_plan(plan: Plan, config: Any, in_channels: int) -> None:
+def check_plan(plan: Plan, config: Any) -> None:
     """ValueError when a forced ``plan`` names a form that cannot compute ``config``'s layer."""
     forms = {plan.forward, plan.input_gradient, plan.kernel_gradient}
     if "winograd" in forms:
@@ -302,7 +302,7 @@ def resolve(implementation: Any, config: Any, in_channels: int, length: Size, dt
     if implementation is None or implementation == "polyphase":
         return select_plan(config, in_channels, length, dtype, platform)
     if isinstance(implementation, Plan):
-        check_plan(implementation, config, in_channels)
+        check_plan(implementation, config)
         return implementation
     if implementation in ("lhs_dilation", "gemm"):
         return Plan.uniform(implementation)
