@@ -148,6 +148,51 @@ def _mib(size: int) -> str:
     return f"{size / _MIB:.3g} MiB"
 
 
+class _Verdict(NamedTuple):
+    """Whether a predicate of the policy holds, and the reason in words."""
+
+    holds: bool
+    why: str
+
+
+def _winograd_fits(config: Any, in_channels: int, length: Size, dtype: Any) -> _Verdict:
+    per_group = in_channels // config.groups
+    taps = _winograd_taps(config, config.groups)
+    if not taps:
+        return _Verdict(False, "Winograd needs groups = 1" if config.groups != 1 else
+                        "no phase has 2 or 3 taps for Winograd")
+    if per_group < WINOGRAD_MIN_CHANNELS:
+        return _Verdict(False, f"{per_group} < WINOGRAD_MIN_CHANNELS={WINOGRAD_MIN_CHANNELS} input channels")
+    if is_symbolic(length):
+        return _Verdict(False, "the length is symbolic, so Winograd's temporaries cannot be bounded")
+    size = _winograd_bytes(config, config.filters, in_channels, length, max(taps), dtype)
+    if size > WINOGRAD_MAX_BYTES:
+        return _Verdict(False, f"Winograd's temporaries, {_mib(size)} per example, exceed "
+                               f"WINOGRAD_MAX_BYTES={_mib(WINOGRAD_MAX_BYTES)}")
+    return _Verdict(True, f"phases of {sorted(set(taps))} taps and {per_group} >= WINOGRAD_MIN_CHANNELS="
+                          f"{WINOGRAD_MIN_CHANNELS} input channels; temporaries {_mib(size)} per example")
+
+
+def _gemm_fits(config: Any, length: Size, dtype: Any) -> _Verdict:
+    if is_symbolic(length):
+        return _Verdict(False, "the length is symbolic, so the tap products cannot be bounded")
+    size = _tap_products_bytes(config, config.filters, length, dtype)
+    if size > GEMM_MAX_BYTES:
+        return _Verdict(False, f"the tap products, {_mib(size)} per example, exceed "
+                               f"GEMM_MAX_BYTES={_mib(GEMM_MAX_BYTES)}")
+    return _Verdict(True, f"the tap products, {_mib(size)} per example, fit GEMM_MAX_BYTES")
+
+
+def _wide(per_group: int) -> _Verdict:
+    if per_group >= GEMM_MIN_CHANNELS:
+        return _Verdict(True, f"{per_group} >= GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels")
+    return _Verdict(False, f"{per_group} < GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels")
+
+
+def _because(*verdicts: _Verdict) -> str:
+    return "; ".join(verdict.why for verdict in verdicts)
+
+
 def _decide(config: Any, in_channels: int, length: Size, dtype: Any,
             platform: str) -> tuple[Plan, dict[str, str]]:
     """The plan and one reason per field. ``config`` is a Conv1DTransposeConfig."""
@@ -157,73 +202,27 @@ def _decide(config: Any, in_channels: int, length: Size, dtype: Any,
                "other forms were measured on XLA:CPU only")
         return Plan(), dict.fromkeys(fields, why)
     dtype = jnp.dtype(dtype)
-    groups, filters = config.groups, config.filters
-    per_group = in_channels // groups
-    known = not is_symbolic(length)
-    reasons: dict[str, str] = {}
-    forward = gradients = None
+    per_group = in_channels // config.groups
+    winograd = _winograd_fits(config, in_channels, length, dtype)
+    fits, wide = _gemm_fits(config, length, dtype), _wide(per_group)
+    grouped = _Verdict(config.groups > 1,
+                       f"groups={config.groups}: a grouped convolution's weight gradient is an "
+                       "input-dilated convolution on XLA:CPU, the slow path")
+    full_precision = _Verdict(accumulation_dtype(dtype) == dtype,
+                              f"{dtype} inputs: Winograd would multiply in float32, slower than "
+                              "the forward's 16-bit products")
 
-    taps = _winograd_taps(config, groups)
-    if not taps:
-        no_winograd = ("Winograd needs groups = 1" if groups != 1 else
-                       "no phase has 2 or 3 taps for Winograd")
-    elif per_group < WINOGRAD_MIN_CHANNELS:
-        no_winograd = f"{per_group} < WINOGRAD_MIN_CHANNELS={WINOGRAD_MIN_CHANNELS} input channels"
-    elif not known:
-        no_winograd = "the length is symbolic, so Winograd's temporaries cannot be bounded"
+    # The gradients: Winograd's, else the GEMM form's for wide or grouped layers whose tap
+    # products fit, else the convolutions'.
+    if winograd.holds:
+        gradients, gradients_why = "winograd", winograd.why
+    elif fits.holds and (wide.holds or grouped.holds):
+        gradients, gradients_why = "gemm", (wide if wide.holds else grouped).why
     else:
-        size = _winograd_bytes(config, filters, in_channels, length, max(taps), dtype)
-        if size > WINOGRAD_MAX_BYTES:
-            no_winograd = (f"Winograd's temporaries, {_mib(size)} per example, exceed "
-                           f"WINOGRAD_MAX_BYTES={_mib(WINOGRAD_MAX_BYTES)}")
-        else:
-            no_winograd = ""
-            why = (f"phases of {sorted(set(taps))} taps and {per_group} >= WINOGRAD_MIN_CHANNELS="
-                   f"{WINOGRAD_MIN_CHANNELS} input channels; temporaries {_mib(size)} per example")
-            gradients = "winograd"
-            reasons["input_gradient"] = reasons["kernel_gradient"] = why
-            if accumulation_dtype(dtype) == dtype:
-                forward = "winograd"
-                reasons["forward"] = why
-            else:
-                reasons["forward_not_winograd"] = (
-                    f"{dtype} inputs: Winograd would multiply in float32, slower than the "
-                    "forward's 16-bit products")
-
-    wide = per_group >= GEMM_MIN_CHANNELS
-    if not known:
-        gemm_fits, no_fit = False, "the length is symbolic, so the tap products cannot be bounded"
-    else:
-        size = _tap_products_bytes(config, filters, length, dtype)
-        gemm_fits = size <= GEMM_MAX_BYTES
-        no_fit = (f"the tap products, {_mib(size)} per example, exceed "
-                  f"GEMM_MAX_BYTES={_mib(GEMM_MAX_BYTES)}")
-    if gradients is None:
-        if gemm_fits and (wide or groups > 1):
-            gradients = "gemm"
-            why = (f"{per_group} >= GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels" if wide else
-                   f"groups={groups}: a grouped convolution's weight gradient is an input-dilated "
-                   "convolution on XLA:CPU, the slow path")
-            reasons["input_gradient"] = reasons["kernel_gradient"] = why
-        else:
-            gradients = "convolution"
-            why_not_gemm = (no_fit if not gemm_fits and (wide or groups > 1) else
-                            f"{per_group} < GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels")
-            if no_winograd:
-                why_not_gemm = f"{no_winograd}; {why_not_gemm}"
-            reasons["input_gradient"] = reasons["kernel_gradient"] = why_not_gemm
-    if forward is None:
-        if gemm_fits and wide:
-            forward = "gemm"
-            reasons["forward"] = f"{per_group} >= GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels"
-        else:
-            forward = "polyphase"
-            reasons["forward"] = reasons.pop("forward_not_winograd", None) or (
-                no_fit if wide else
-                (f"{no_winograd}; " if no_winograd else "")
-                + f"{per_group} < GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels")
-    reasons.pop("forward_not_winograd", None)
-
+        gradients = "convolution"
+        gradients_why = _because(winograd, fits if wide.holds or grouped.holds else wide)
+    reasons = {"input_gradient": gradients_why, "kernel_gradient": gradients_why}
+    input_gradient = kernel_gradient = gradients
     if gradients == "convolution":
         input_gradient = kernel_gradient = "polyphase"
         if config.strides > 1:
@@ -237,21 +236,30 @@ def _decide(config: Any, in_channels: int, length: Size, dtype: Any,
                 reasons["kernel_gradient"] += (
                     f"; several phase groups and {per_group} <= ZERO_PADDED_MAX_CHANNELS="
                     f"{ZERO_PADDED_MAX_CHANNELS} input channels: one weight-gradient convolution")
-    else:
-        input_gradient = kernel_gradient = gradients
 
-    if (forward in ("polyphase", "winograd") and dtype == jnp.bfloat16
-            and per_group >= STACKED_PRODUCT_MIN_CHANNELS):
-        correlation = "stacked_product"
-        reasons["correlation"] = (f"bfloat16 with {per_group} >= STACKED_PRODUCT_MIN_CHANNELS="
-                                  f"{STACKED_PRODUCT_MIN_CHANNELS} input channels: bfloat16 matrix "
-                                  "products accumulated in float32")
+    # The forward pass: Winograd's for full-precision inputs, else the GEMM form for wide layers
+    # whose tap products fit, else the polyphase convolution.
+    if winograd.holds and full_precision.holds:
+        forward, reasons["forward"] = "winograd", winograd.why
+    elif fits.holds and wide.holds:
+        forward, reasons["forward"] = "gemm", wide.why
     else:
-        correlation = "convolution"
-        reasons["correlation"] = (
-            "the forward has no stride-1 correlations" if forward not in ("polyphase", "winograd")
-            else f"{dtype} inputs" if dtype != jnp.bfloat16
-            else f"{per_group} < STACKED_PRODUCT_MIN_CHANNELS={STACKED_PRODUCT_MIN_CHANNELS} input channels")
+        forward = "polyphase"
+        reasons["forward"] = _because(full_precision if winograd.holds else winograd,
+                                      fits if wide.holds else wide)
+
+    stacked = _Verdict(per_group >= STACKED_PRODUCT_MIN_CHANNELS,
+                       f"{per_group} {'>=' if per_group >= STACKED_PRODUCT_MIN_CHANNELS else '<'} "
+                       f"STACKED_PRODUCT_MIN_CHANNELS={STACKED_PRODUCT_MIN_CHANNELS} input channels")
+    if forward not in ("polyphase", "winograd"):
+        correlation, reasons["correlation"] = "convolution", "the forward has no stride-1 correlations"
+    elif dtype != jnp.bfloat16:
+        correlation, reasons["correlation"] = "convolution", f"{dtype} inputs"
+    elif stacked.holds:
+        correlation = "stacked_product"
+        reasons["correlation"] = f"bfloat16 with {stacked.why}: bfloat16 matrix products accumulated in float32"
+    else:
+        correlation, reasons["correlation"] = "convolution", stacked.why
     plan = Plan(forward, input_gradient, kernel_gradient, correlation)
     return plan, {field: f"cpu: {reasons[field]}" for field in fields}
 
