@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
-from convtrans._src.checks import check_count, check_floating_weight
+from convtrans._src.checks import check_count, check_floating_weight, check_params_mapping
 from convtrans._src.config import Conv1DTransposeConfig, check_config
 
 Params = dict[str, jax.Array]
@@ -88,8 +88,7 @@ def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: 
     keras_config = config.to_keras()
     if name is not None:
         keras_config["name"] = name
-    if not isinstance(params, Mapping):
-        raise TypeError(f"params must be a mapping {{'kernel': ..., 'bias': ...}}, got {type(params).__name__}.")
+    check_params_mapping(params)
     params = meta.unbox(dict(params))
     if "kernel" not in params:
         raise ValueError(

@@ -39,7 +39,7 @@ representable, e.g. small integers in float32).
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, NamedTuple, Union
+from typing import Any, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -58,7 +58,7 @@ from convtrans._src.api import (
     regularization_terms,
     transposed_convolution,
 )
-from convtrans._src.checks import check_count, check_floating_weight, floating_dtype
+from convtrans._src.checks import check_count, check_floating_weight, check_params_mapping, floating_dtype
 from convtrans._src.kernels.layout import pad_time
 
 __all__ = [
@@ -156,10 +156,7 @@ def _emit(params: Params, z: jax.Array, preroll: jax.Array,
 
 def _check_bias(params: Any, config: Conv1DTransposeConfig) -> None:
     """What :func:`finish` reads of ``params``: the bias, when the config has one."""
-    if not isinstance(params, Mapping):
-        raise TypeError(
-            f"params must be a mapping {{'kernel': ..., 'bias': ...}}, got {type(params).__name__}."
-        )
+    check_params_mapping(params)
     if config.use_bias:
         bias = params.get("bias")
         if not hasattr(bias, "shape") or tuple(bias.shape) != (config.filters,):
@@ -206,15 +203,19 @@ def init(config: Conv1DTransposeConfig, batch_size: Union[int, tuple[int, ...]],
     )
 
 
-def _check_state(state: Any, config: Conv1DTransposeConfig, batch_shape: tuple[int, ...],
-                 dtype: Any) -> None:
+def _check_state(state: Any, config: Conv1DTransposeConfig,
+                 batch_shape: Optional[tuple[int, ...]] = None, dtype: Any = None) -> None:
+    """``state`` must be a stream of ``config`` over ``batch_shape`` (default: the carry's own
+    batch axes) in ``dtype`` (default: any)."""
     if not isinstance(state, StreamState):
         raise TypeError(
             f"state must be a StreamState from convtrans.streaming.init, got {type(state).__name__}."
         )
+    if not hasattr(state.carry, "shape") or not hasattr(state.carry, "dtype") or len(state.carry.shape) < 2:
+        raise TypeError(f"state.carry must be an array of rank >= 2, got {type(state.carry).__name__}.")
+    if batch_shape is None:
+        batch_shape = tuple(state.carry.shape[:-2])
     expected = _state_shape(config, batch_shape)
-    if not hasattr(state.carry, "shape") or not hasattr(state.carry, "dtype"):
-        raise TypeError(f"state.carry must be an array, got {type(state.carry).__name__}.")
     if tuple(state.carry.shape) != expected:
         raise ValueError(
             f"state.carry has shape {tuple(state.carry.shape)}, but this config and batch axes "
@@ -289,16 +290,9 @@ def finish(params: Params, state: StreamState, config: Conv1DTransposeConfig) ->
       ``output_padding`` reaches beyond the full result), with bias and activation.
     """
     _check_config(config)
-    if not isinstance(state, StreamState):
-        raise TypeError(
-            f"state must be a StreamState from convtrans.streaming.init, got {type(state).__name__}."
-        )
-    carry = state.carry
-    if not hasattr(carry, "shape") or len(carry.shape) < 2:
-        raise TypeError(f"state.carry must be an array of rank >= 2, got {carry!r}.")
-    _check_state(state, config, tuple(carry.shape[:-2]), None)
+    _check_state(state, config)
     _check_bias(params, config)
-    carry, lead = as_batch(carry)
+    carry, lead = as_batch(state.carry)
     steps = tail_length(config)
     held = carry.shape[config.time_axis]
     z = pad_time(carry, config, 0, steps - held)  # a negative pad crops

@@ -19,7 +19,7 @@ from jax import lax
 
 from convtrans._src import dispatch
 from convtrans._src.checks import (check_array, check_channels, check_floating, check_floating_weight,
-                                   check_input_rank, floating_dtype, is_symbolic)
+                                   check_input_rank, check_params_mapping, floating_dtype, is_symbolic)
 from convtrans._src.config import Conv1DTransposeConfig, check_config
 from convtrans._src.plan import Plan
 from convtrans._src import geometry
@@ -91,10 +91,7 @@ def default_implementation(backend: Optional[str] = None) -> str:
 def check_params(params: Any, config: Conv1DTransposeConfig, in_channels: int) -> None:
     """The ``{"kernel", "bias"}`` mapping a layer of ``in_channels`` inputs needs, or an error
     naming the key, the shape or the dtype that is wrong."""
-    if not isinstance(params, Mapping):
-        raise TypeError(
-            f"params must be a mapping {{'kernel': ..., 'bias': ...}}, got {type(params).__name__}."
-        )
+    check_params_mapping(params)
     expected = {"kernel": config.kernel_shape(in_channels)}
     if config.use_bias:
         expected["bias"] = (config.filters,)

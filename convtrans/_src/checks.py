@@ -7,6 +7,7 @@ Nothing here imports the config: checks of a config live beside it
 from __future__ import annotations
 
 import numbers
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import jax
@@ -60,6 +61,14 @@ def floating_dtype(dtype: Any, argument: str = "dtype") -> jnp.dtype:
         shown = repr(dtype) if resolved is None else resolved.name
         raise TypeError(f"{argument} must be a floating dtype ({FLOATING_DTYPES}), got {shown}.")
     return resolved
+
+
+def check_params_mapping(params: Any) -> None:
+    """TypeError unless ``params`` is a mapping, like ``{"kernel": ..., "bias": ...}``."""
+    if not isinstance(params, Mapping):
+        raise TypeError(
+            f"params must be a mapping {{'kernel': ..., 'bias': ...}}, got {type(params).__name__}."
+        )
 
 
 def check_floating_weight(value: Any, argument: str) -> None:
