@@ -55,14 +55,8 @@ def transposed_convolution(x: jax.Array, kernel: jax.Array, config: Conv1DTransp
         return convolve(x, kernel, config, precision, on_cpu)
     return lax.platform_dependent(
         x, kernel,
-        cpu=functools.partial(_convolve_positional, config=config, precision=precision, plan=on_cpu),
-        default=functools.partial(_convolve_positional, config=config, precision=precision,
-                                  plan=elsewhere))
-
-
-def _convolve_positional(x: jax.Array, kernel: jax.Array, *, config: Conv1DTransposeConfig,
-                         precision: Any, plan: Plan) -> jax.Array:
-    return convolve(x, kernel, config, precision, plan)
+        cpu=functools.partial(convolve, config=config, precision=precision, plan=on_cpu),
+        default=functools.partial(convolve, config=config, precision=precision, plan=elsewhere))
 
 
 @functools.wraps(geometry.output_length)
