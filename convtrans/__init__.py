@@ -11,15 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from convtrans import activations, constraints, initializers, regularizers
-from convtrans._src.api import (IMPLEMENTATIONS, conv1d_transpose, default_implementation, explain,
-                                output_length, plan, transpose_pads)
-from convtrans._src.config import Conv1DTransposeConfig
+from convtrans._src.api import (IMPLEMENTATIONS, conv1d, conv1d_transpose, default_implementation,
+                                explain, output_length, plan, transpose_pads)
+from convtrans._src.config import Conv1DConfig, Conv1DTransposeConfig
 from convtrans._src.plan import Plan
 
 __version__ = "0.1.0"
 
 # name -> module that defines it, imported when the name is first used (PEP 562).
 _LAZY_ATTRIBUTES = {
+    "Conv1D": "convtrans.linen",
     "Conv1DTranspose": "convtrans.linen",
     "Constrained": "convtrans.optim",
     "apply_constraints": "convtrans.optim",
@@ -30,7 +31,7 @@ _LAZY_MODULES = ("interop", "linen", "nnx", "optim", "streaming")
 
 if TYPE_CHECKING:  # pragma: no cover
     from convtrans import interop, linen, nnx, optim, streaming
-    from convtrans.linen import Conv1DTranspose
+    from convtrans.linen import Conv1D, Conv1DTranspose
     from convtrans.optim import Constrained, apply_constraints, keras_constraints, with_constraint
 
 
@@ -51,6 +52,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "Constrained",
+    "Conv1D",
+    "Conv1DConfig",
     "Conv1DTranspose",
     "Conv1DTransposeConfig",
     "IMPLEMENTATIONS",
@@ -58,6 +61,7 @@ __all__ = [
     "activations",
     "apply_constraints",
     "constraints",
+    "conv1d",
     "conv1d_transpose",
     "default_implementation",
     "explain",

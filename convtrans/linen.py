@@ -20,7 +20,8 @@ Regularization: each configured penalty (kernel, bias, activity; see
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional
+import functools
+from typing import Any, Callable, Optional
 
 import flax.linen as nn
 from flax.core import meta
@@ -28,11 +29,13 @@ import jax
 import jax.numpy as jnp
 
 from convtrans._src.checks import check_built_channels, check_channels, check_floating, check_input_rank
-from convtrans._src.config import Conv1DTransposeConfig, Padding, check_config
-from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d_transpose
+from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding, check_config,
+                                   check_conv_config)
+from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d, conv1d_transpose
 from convtrans.optim import with_constraint
 
 _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Conv1DTransposeConfig))
+_CONV_FIELDS = tuple(f.name for f in dataclasses.fields(Conv1DConfig))
 
 
 class Conv1DTranspose(nn.Module):
@@ -93,48 +96,103 @@ class Conv1DTranspose(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        config = self.config
-        x = jnp.asarray(x)
-        # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
-        check_floating(x.dtype)
-        check_input_rank(tuple(x.shape), config.data_format)
-        in_channels = check_channels(tuple(x.shape), config.channel_axis, config.groups,
-                                     config.data_format)
-        if self.has_variable("params", "kernel"):
-            built = meta.unbox(self.get_variable("params", "kernel")).shape
-            check_built_channels(tuple(built), in_channels, tuple(x.shape), config.data_format)
-        params = {
-            "kernel": self.param(
-                "kernel",
-                _constrained(config.kernel_initializer, config.kernel_constraint),
-                config.kernel_shape(in_channels),
-                self.param_dtype,
-            )
-        }
-        if config.use_bias:
-            params["bias"] = self.param(
-                "bias",
-                _constrained(config.bias_initializer, config.bias_constraint),
-                (config.filters,),
-                self.param_dtype,
-            )
-        # The parameters stay in param_dtype (penalties are computed from them); conv1d_transpose
-        # casts them to the input's dtype for the convolution itself.
-        dtype = self.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
-        y, aux = conv1d_transpose(
-            params, x.astype(dtype), config, precision=self.precision,
-            implementation=self.implementation,
+        return _call_layer(self, x, self.config, functools.partial(
+            conv1d_transpose, precision=self.precision, implementation=self.implementation))
+
+
+class Conv1D(nn.Module):
+    """Keras's ``Conv1D`` layer for flax.linen.
+
+    Takes every argument of :class:`convtrans.Conv1DConfig` by the same name and with the same
+    default (``padding`` also ``"causal"`` or PyTorch-style integers), plus ``dtype``,
+    ``param_dtype`` and ``precision`` as :class:`Conv1DTranspose` does.
+
+    Parameters: ``kernel`` ``(kernel_size, in_channels // groups, filters)`` and ``bias``
+    ``(filters,)``, drawn, constrained and regularized as :class:`Conv1DTranspose`'s are.
+
+    ``__call__(x)``: ``x`` is ``(..., steps, in_channels)`` (channels_last) or
+    ``(..., in_channels, steps)`` (channels_first), rank >= 2; returns
+    ``y = activation(conv(x, kernel) + bias)`` (see :func:`convtrans.conv1d`).
+    """
+
+    filters: int
+    kernel_size: Any
+    strides: Any = 1
+    padding: Padding = "valid"
+    data_format: str = "channels_last"
+    dilation_rate: Any = 1
+    activation: Any = None
+    use_bias: bool = True
+    kernel_initializer: Any = "glorot_uniform"
+    bias_initializer: Any = "zeros"
+    kernel_regularizer: Any = None
+    bias_regularizer: Any = None
+    activity_regularizer: Any = None
+    kernel_constraint: Any = None
+    bias_constraint: Any = None
+    groups: int = 1
+    dtype: Optional[Any] = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+
+    @property
+    def config(self) -> Conv1DConfig:
+        """The validated :class:`Conv1DConfig` of this layer."""
+        return Conv1DConfig(**{name: getattr(self, name) for name in _CONV_FIELDS})
+
+    @classmethod
+    def from_config(cls, config: Conv1DConfig, **kwargs: Any) -> "Conv1D":
+        """A module with ``config``'s arguments; ``kwargs`` adds ``dtype``, ``name``, etc."""
+        check_conv_config(config)
+        return cls(**{name: getattr(config, name) for name in _CONV_FIELDS}, **kwargs)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return _call_layer(self, x, self.config, functools.partial(conv1d, precision=self.precision))
+
+
+def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
+                apply: Callable[..., tuple[jax.Array, Any]]) -> jax.Array:
+    """The body of a layer module: checks ``x``, creates the parameters the way Keras does, runs
+    ``apply(params, x, config)`` in the module's dtype and sows the regularization terms."""
+    x = jnp.asarray(x)
+    # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
+    check_floating(x.dtype)
+    check_input_rank(tuple(x.shape), config.data_format)
+    in_channels = check_channels(tuple(x.shape), config.channel_axis, config.groups, config.data_format)
+    if module.has_variable("params", "kernel"):
+        built = tuple(meta.unbox(module.get_variable("params", "kernel")).shape)
+        check_built_channels(built, config.kernel_in_channels(built), in_channels, tuple(x.shape),
+                             config.data_format)
+    params = {
+        "kernel": module.param(
+            "kernel",
+            _constrained(config.kernel_initializer, config.kernel_constraint),
+            config.kernel_shape(in_channels),
+            module.param_dtype,
         )
-        if not self.is_initializing():
-            regularizers = (config.kernel_regularizer, config.bias_regularizer, config.activity_regularizer)
-            for key, regularizer in zip(REGULARIZATION_KEYS, regularizers):
-                if regularizer is not None and (key != "bias" or config.use_bias):
-                    self.sow("losses", f"{key}_regularization", aux[key])
-        return y
+    }
+    if config.use_bias:
+        params["bias"] = module.param(
+            "bias",
+            _constrained(config.bias_initializer, config.bias_constraint),
+            (config.filters,),
+            module.param_dtype,
+        )
+    # The parameters stay in param_dtype (penalties are computed from them); the pure function
+    # casts them to the input's dtype for the convolution itself.
+    dtype = module.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
+    y, aux = apply(params, x.astype(dtype), config)
+    if not module.is_initializing():
+        regularizers = (config.kernel_regularizer, config.bias_regularizer, config.activity_regularizer)
+        for key, regularizer in zip(REGULARIZATION_KEYS, regularizers):
+            if regularizer is not None and (key != "bias" or config.use_bias):
+                module.sow("losses", f"{key}_regularization", aux[key])
+    return y
 
 
 def _constrained(init, constraint):
     return init if constraint is None else with_constraint(init, constraint)
 
 
-__all__ = ["Conv1DTranspose"]
+__all__ = ["Conv1D", "Conv1DTranspose"]

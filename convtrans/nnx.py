@@ -35,8 +35,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from convtrans._src.checks import check_floating, is_int
-from convtrans._src.config import Conv1DTransposeConfig, Padding, check_config
-from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d_transpose
+from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding, check_config,
+                                   check_conv_config)
+from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d, conv1d_transpose
 
 
 class RegularizationLoss(nnx.Variable):
@@ -61,7 +62,74 @@ def with_regularization_loss(fn: Callable[..., Any]) -> Callable[..., tuple[Any,
     return wrapper
 
 
-class Conv1DTranspose(nnx.Module):
+class _Layer(nnx.Module):
+    """What convtrans's nnx layers share: Keras-initialized ``kernel`` and ``bias`` parameters, the
+    weight penalties, and a forward pass that sows its penalties under ``nnx.capture``."""
+
+    config: LayerConfig
+
+    def _build(self, config: LayerConfig, in_channels: Any, dtype: Any, param_dtype: Any,
+               precision: Any, rngs: Any) -> None:
+        if not is_int(in_channels) or in_channels < 1:
+            raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
+        in_channels = int(in_channels)
+        if not isinstance(rngs, nnx.Rngs):
+            raise TypeError(f"rngs must be a flax.nnx.Rngs, e.g. nnx.Rngs(0), got {rngs!r}.")
+        if in_channels % config.groups:
+            raise ValueError(f"groups={config.groups} must divide in_channels={in_channels}.")
+        self.config = config
+        self.in_channels = in_channels
+        self.dtype = dtype
+        self.param_dtype = param_dtype
+        self.precision = precision
+        self.kernel = _param(
+            config.kernel_initializer(rngs.params(), config.kernel_shape(in_channels), param_dtype),
+            config.kernel_constraint,
+        )
+        self.bias = (
+            _param(config.bias_initializer(rngs.params(), (config.filters,), param_dtype), config.bias_constraint)
+            if config.use_bias else None
+        )
+
+    def _apply(self, params: dict[str, jax.Array], x: jax.Array) -> tuple[jax.Array, Any]:
+        raise NotImplementedError
+
+    @property
+    def params(self) -> dict[str, jax.Array]:
+        """``{"kernel": ..., "bias": ...}`` as arrays, the ``params`` of the pure function."""
+        params = {"kernel": self.kernel[...]}
+        if self.bias is not None:
+            params["bias"] = self.bias[...]
+        return params
+
+    def weight_regularization(self) -> jax.Array:
+        """Kernel plus bias penalty (Keras's weight losses), a float32 scalar; no forward pass."""
+        config, params = self.config, self.params
+        total = jnp.zeros((), jnp.promote_types(params["kernel"].dtype, jnp.float32))
+        if config.kernel_regularizer is not None:
+            total = total + config.kernel_regularizer(params["kernel"])
+        if config.bias_regularizer is not None and "bias" in params:
+            total = total + config.bias_regularizer(params["bias"])
+        return total
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        config, params = self.config, self.params
+        x = jnp.asarray(x)
+        # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
+        check_floating(x.dtype)
+        dtype = self.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
+        y, aux = self._apply(params, x.astype(dtype))
+        regularizers = (config.kernel_regularizer, config.bias_regularizer, config.activity_regularizer)
+        capturing = hasattr(self, "__captures__")
+        for key, regularizer in zip(REGULARIZATION_KEYS, regularizers):
+            # Sow only under nnx.capture: outside it, flax's sow mutates the module (deprecated).
+            if capturing and regularizer is not None and (key != "bias" or config.use_bias):
+                self.sow(RegularizationLoss, f"{key}_regularization", aux[key])
+        return y
+
+
+
+class Conv1DTranspose(_Layer):
     """Keras's ``Conv1DTranspose`` layer for flax.nnx.
 
     Args:
@@ -119,27 +187,8 @@ class Conv1DTranspose(nnx.Module):
             bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, groups=groups,
         )
-        if not is_int(in_channels) or in_channels < 1:
-            raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
-        in_channels = int(in_channels)
-        if not isinstance(rngs, nnx.Rngs):
-            raise TypeError(f"rngs must be a flax.nnx.Rngs, e.g. nnx.Rngs(0), got {rngs!r}.")
-        if in_channels % config.groups:
-            raise ValueError(f"groups={config.groups} must divide in_channels={in_channels}.")
-        self.config = config
-        self.in_channels = in_channels
-        self.dtype = dtype
-        self.param_dtype = param_dtype
-        self.precision = precision
         self.implementation = implementation
-        self.kernel = _param(
-            config.kernel_initializer(rngs.params(), config.kernel_shape(in_channels), param_dtype),
-            config.kernel_constraint,
-        )
-        self.bias = (
-            _param(config.bias_initializer(rngs.params(), (config.filters,), param_dtype), config.bias_constraint)
-            if config.use_bias else None
-        )
+        self._build(config, in_channels, dtype, param_dtype, precision, rngs)
 
     @classmethod
     def from_config(
@@ -161,45 +210,78 @@ class Conv1DTranspose(nnx.Module):
             implementation=implementation, rngs=rngs,
         )
 
-    @property
-    def params(self) -> dict[str, jax.Array]:
-        """``{"kernel": ..., "bias": ...}`` as arrays, the ``params`` of :func:`conv1d_transpose`."""
-        params = {"kernel": self.kernel[...]}
-        if self.bias is not None:
-            params["bias"] = self.bias[...]
-        return params
+    def _apply(self, params: dict[str, jax.Array], x: jax.Array) -> tuple[jax.Array, Any]:
+        return conv1d_transpose(params, x, self.config, precision=self.precision,
+                                implementation=self.implementation)
 
-    def weight_regularization(self) -> jax.Array:
-        """Kernel plus bias penalty (Keras's weight losses), a float32 scalar; no forward pass."""
-        config, params = self.config, self.params
-        total = jnp.zeros((), jnp.promote_types(params["kernel"].dtype, jnp.float32))
-        if config.kernel_regularizer is not None:
-            total = total + config.kernel_regularizer(params["kernel"])
-        if config.bias_regularizer is not None and "bias" in params:
-            total = total + config.bias_regularizer(params["bias"])
-        return total
 
-    def __call__(self, x: jax.Array) -> jax.Array:
-        config, params = self.config, self.params
-        x = jnp.asarray(x)
-        # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
-        check_floating(x.dtype)
-        dtype = self.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
-        y, aux = conv1d_transpose(
-            params, x.astype(dtype), config, precision=self.precision,
-            implementation=self.implementation,
+class Conv1D(_Layer):
+    """Keras's ``Conv1D`` layer for flax.nnx.
+
+    Args:
+      in_channels: channels of the input (``groups`` must divide it).
+      filters, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+        activity_regularizer, kernel_constraint, bias_constraint, groups: as in
+        :class:`convtrans.Conv1DConfig` (Keras's names and defaults; ``padding`` also
+        ``"causal"`` or PyTorch-style integers).
+      dtype, param_dtype, precision, rngs: as for :class:`Conv1DTranspose`.
+
+    Parameters: ``kernel`` ``(kernel_size, in_channels // groups, filters)`` and ``bias``
+    ``(filters,)``. ``model(x)``: :func:`convtrans.conv1d` with them.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        filters: int,
+        kernel_size: Any,
+        strides: Any = 1,
+        padding: Padding = "valid",
+        data_format: str = "channels_last",
+        dilation_rate: Any = 1,
+        activation: Any = None,
+        use_bias: bool = True,
+        kernel_initializer: Any = "glorot_uniform",
+        bias_initializer: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
+        kernel_constraint: Any = None,
+        bias_constraint: Any = None,
+        groups: int = 1,
+        *,
+        dtype: Optional[Any] = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        rngs: nnx.Rngs,
+    ):
+        config = Conv1DConfig(
+            filters=filters, kernel_size=kernel_size, strides=strides, padding=padding,
+            data_format=data_format, dilation_rate=dilation_rate, activation=activation,
+            use_bias=use_bias, kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, groups=groups,
         )
-        regularizers = (config.kernel_regularizer, config.bias_regularizer, config.activity_regularizer)
-        capturing = hasattr(self, "__captures__")
-        for key, regularizer in zip(REGULARIZATION_KEYS, regularizers):
-            # Sow only under nnx.capture: outside it, flax's sow mutates the module (deprecated).
-            if capturing and regularizer is not None and (key != "bias" or config.use_bias):
-                self.sow(RegularizationLoss, f"{key}_regularization", aux[key])
-        return y
+        self._build(config, in_channels, dtype, param_dtype, precision, rngs)
+
+    @classmethod
+    def from_config(cls, config: Conv1DConfig, in_channels: int, *, rngs: nnx.Rngs,
+                    dtype: Optional[Any] = None, param_dtype: Any = jnp.float32,
+                    precision: Any = None) -> "Conv1D":
+        """A module with ``config``'s arguments and freshly initialized weights."""
+        check_conv_config(config)
+        fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        return cls(in_channels, **fields, dtype=dtype, param_dtype=param_dtype, precision=precision,
+                   rngs=rngs)
+
+    def _apply(self, params: dict[str, jax.Array], x: jax.Array) -> tuple[jax.Array, Any]:
+        return conv1d(params, x, self.config, precision=self.precision)
 
 
 def _param(value: jax.Array, constraint: Any) -> nnx.Param:
     return nnx.Param(value) if constraint is None else nnx.Param(value, constraint=constraint)
 
 
-__all__ = ["Conv1DTranspose", "RegularizationLoss", "with_regularization_loss"]
+__all__ = ["Conv1D", "Conv1DTranspose", "RegularizationLoss", "with_regularization_loss"]

@@ -20,11 +20,13 @@ from jax import lax
 from convtrans._src import dispatch
 from convtrans._src.checks import (check_array, check_channels, check_floating, check_floating_weight,
                                    check_input_rank, check_params_mapping, floating_dtype, is_symbolic)
-from convtrans._src.config import Conv1DTransposeConfig, check_config
+from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, check_config,
+                                   check_conv_config)
 from convtrans._src.plan import Plan
 from convtrans._src import geometry
 from convtrans._src.geometry import Size, TransposePads
 from convtrans._src.keras import activations
+from convtrans._src.kernels.layout import dimension_numbers
 from convtrans._src.kernels.polyphase import convolve
 from convtrans._src.numerics import accumulation_dtype
 
@@ -82,7 +84,7 @@ def default_implementation(backend: Optional[str] = None) -> str:
     return "polyphase"
 
 
-def check_params(params: Any, config: Conv1DTransposeConfig, in_channels: int) -> None:
+def check_params(params: Any, config: LayerConfig, in_channels: int) -> None:
     """The ``{"kernel", "bias"}`` mapping a layer of ``in_channels`` inputs needs, or an error
     naming the key, the shape or the dtype that is wrong."""
     check_params_mapping(params)
@@ -96,14 +98,13 @@ def check_params(params: Any, config: Conv1DTransposeConfig, in_channels: int) -
         if not hasattr(value, "shape") or tuple(value.shape) != shape:
             got = tuple(value.shape) if hasattr(value, "shape") else type(value).__name__
             hint = ""
-            if name == "kernel" and hasattr(value, "shape") and len(value.shape) == 3 and value.shape[:2] == shape[:2]:
-                hint = (
-                    f" The kernel was built for {value.shape[2]} input channels, but x has "
-                    f"{in_channels}."
-                )
+            if name == "kernel" and hasattr(value, "shape") and len(value.shape) == 3:
+                built = config.kernel_in_channels(tuple(value.shape))
+                if config.kernel_shape(built) == tuple(value.shape):
+                    hint = f" The kernel was built for {built} input channels, but x has {in_channels}."
             raise ValueError(
-                f"params[{name!r}] must have shape {shape} (Keras layout (kernel_size, "
-                f"filters // groups, in_channels) for the kernel), got {got}.{hint}"
+                f"params[{name!r}] must have shape {shape} (Keras layout {config.kernel_layout} "
+                f"for the kernel), got {got}.{hint}"
                 if name == "kernel" else f"params['bias'] must have shape {shape}, got {got}."
             )
         check_floating_weight(value, f"params[{name!r}]")
@@ -114,14 +115,18 @@ def check_params(params: Any, config: Conv1DTransposeConfig, in_channels: int) -
         raise ValueError(f"params has unknown keys {unknown}; expected only {sorted(expected)}.")
 
 
-def check_input(x: Any, config: Conv1DTransposeConfig) -> int:
+def check_input(x: Any, config: LayerConfig) -> int:
     """Checks ``x`` against ``config`` (an array of rank >= 2, floating, channels divisible by
     ``groups``, a length the padding leaves an output for); returns its channel count."""
     check_array(x)
     check_input_rank(tuple(x.shape), config.data_format)
     check_floating(x.dtype)
     in_channels = check_channels(tuple(x.shape), config.channel_axis, config.groups, config.data_format)
-    geometry.output_length(config, x.shape[config.time_axis])
+    length = x.shape[config.time_axis]
+    if isinstance(config, Conv1DConfig):
+        geometry.conv_output_length(config, length)
+    else:
+        geometry.output_length(config, length)
     return in_channels
 
 
@@ -260,3 +265,42 @@ def explain(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any = "float32",
     that decided it (arguments as for :func:`plan`)."""
     in_channels, length = _layer_shape(config, x_shape, dtype)
     return dispatch.explain_plan(config, in_channels, length, dtype, dispatch.platform_of(platform))
+
+
+def conv1d(
+    params: Params,
+    x: jax.Array,
+    config: Conv1DConfig,
+    *,
+    precision: Any = None,
+) -> tuple[jax.Array, Aux]:
+    """Keras's ``Conv1D`` as a pure function: ``y = activation(conv(x) + bias)``.
+
+    ``y[..., t, o] = sum_{j, c} xp[..., t * s + j * d, c] W[j, c, o]`` per group, with ``xp`` the
+    input padded by :func:`convtrans._src.geometry.conv_pads` (zeros).
+
+    Args:
+      params: ``{"kernel": (kernel_size, in_channels // groups, filters), "bias": (filters,)}``
+        (Keras layout; ``bias`` only when ``config.use_bias``).
+      x: ``(..., steps, in_channels)`` for channels_last or ``(..., in_channels, steps)`` for
+        channels_first, floating, of rank >= 2 (every axis before the last two is a batch axis).
+      config: the layer's :class:`convtrans.Conv1DConfig` (static under jit).
+      precision: ``lax.Precision`` for the convolution.
+
+    Returns:
+      ``(y, aux)``: ``y`` of shape ``(..., conv_output_length(config, steps), filters)`` (or
+      channels first) in ``x.dtype``, and the regularization terms as for
+      :func:`conv1d_transpose`.
+    """
+    check_conv_config(config)
+    in_channels = check_input(x, config)
+    check_params(params, config, in_channels)
+    x3, lead = as_batch(x)
+    z = lax.conv_general_dilated(
+        x3, params["kernel"].astype(x.dtype), window_strides=(config.strides,),
+        padding=[tuple(geometry.conv_pads(config, x.shape[config.time_axis]))],
+        rhs_dilation=(config.dilation_rate,), dimension_numbers=dimension_numbers(config),
+        feature_group_count=config.groups, precision=precision)
+    y3 = bias_and_activation(params, z, config)
+    y = y3.reshape(lead + tuple(y3.shape[1:]))
+    return y, regularization_terms(params, y3, config, examples=math.prod(lead))

@@ -104,11 +104,12 @@ def check_channels(shape: tuple[Any, ...], channel_axis: int, groups: int, data_
     return int(in_channels)
 
 
-def check_built_channels(kernel_shape: tuple[int, ...], in_channels: int, x_shape: tuple[Any, ...],
-                         data_format: str) -> None:
-    """ValueError when a module's kernel was built for another input channel count."""
-    if kernel_shape[-1] != in_channels:
+def check_built_channels(kernel_shape: tuple[int, ...], built: int, in_channels: int,
+                         x_shape: tuple[Any, ...], data_format: str) -> None:
+    """ValueError when a module's kernel of ``kernel_shape`` was ``built`` for another input
+    channel count than ``in_channels``."""
+    if built != in_channels:
         raise ValueError(
             f"x has {in_channels} channels (shape {tuple(x_shape)}, data_format={data_format!r}), "
-            f"but params['kernel'] {tuple(kernel_shape)} was built for {kernel_shape[-1]}."
+            f"but params['kernel'] {tuple(kernel_shape)} was built for {built}."
         )

@@ -19,6 +19,7 @@ from convtrans._src.keras import activations, constraints, initializers, regular
 Padding = Union[str, int, tuple[int, int]]
 
 _KERAS_PADDINGS = ("valid", "same")
+_CONV_PADDINGS = ("valid", "same", "causal")
 # Keys of a Keras layer config that describe the Keras object rather than the computation.
 _IGNORED_KERAS_KEYS = frozenset(
     {"name", "trainable", "dtype", "groups", "batch_input_shape", "batch_shape", "input_shape", "input_dim"}
@@ -37,17 +38,18 @@ def _size(value: Any, argument: str, *, minimum: int = 1) -> int:
     return check_count(value, argument, minimum=minimum)
 
 
-def _padding(value: Any) -> Padding:
+def _padding(value: Any, modes: tuple[str, ...] = _KERAS_PADDINGS) -> Padding:
     if isinstance(value, str):
         lowered = value.lower()
-        if lowered not in _KERAS_PADDINGS:
+        if lowered not in modes:
             hint = (
                 " Keras's Conv1DTranspose does not support causal padding; for a causal "
                 "upsampler use padding='valid' and crop the right end."
                 if lowered == "causal" else ""
             )
+            names = " or ".join([", ".join(repr(mode) for mode in modes[:-1]), repr(modes[-1])])
             raise ValueError(
-                f"padding={value!r} is not supported; expected 'valid' or 'same' (any case), a "
+                f"padding={value!r} is not supported; expected {names} (any case), a "
                 f"non-negative int, or a pair (left, right) of them.{hint}"
             )
         return lowered
@@ -127,29 +129,8 @@ class Conv1DTransposeConfig:
     groups: int = 1
 
     def __post_init__(self):
-        def store(name, value):
-            object.__setattr__(self, name, value)
-
-        store("filters", _size(self.filters, "filters"))
-        store("kernel_size", _size(self.kernel_size, "kernel_size"))
-        store("strides", _size(self.strides, "strides"))
-        store("dilation_rate", _size(self.dilation_rate, "dilation_rate"))
-        store("groups", _size(self.groups, "groups"))
-        store("padding", _padding(self.padding))
-        store("data_format", _data_format(self.data_format))
-        if not isinstance(self.use_bias, (bool, np.bool_)):
-            raise TypeError(
-                f"use_bias must be a bool, got {self.use_bias!r} of type {type(self.use_bias).__name__}."
-            )
-        store("use_bias", bool(self.use_bias))
+        _validate_layer(self, _KERAS_PADDINGS)
         keras_padding = isinstance(self.padding, str)
-
-        if keras_padding and self.strides > 1 and self.dilation_rate > 1:
-            raise ValueError(
-                f"strides={self.strides} and dilation_rate={self.dilation_rate} cannot both be > 1 "
-                f"with padding={self.padding!r} (Keras's rule); use one of them, or PyTorch-style "
-                "integer padding."
-            )
         if self.output_padding is not None:
             op = _size(self.output_padding, "output_padding", minimum=0)
             limit = self.strides if keras_padding else max(self.strides, self.dilation_rate)
@@ -161,20 +142,7 @@ class Conv1DTransposeConfig:
                     if limit == 1 else
                     f"output_padding={op} must be smaller than {rule}={limit}."
                 )
-            store("output_padding", op)
-        if self.filters % self.groups:
-            raise ValueError(
-                f"groups={self.groups} must divide filters={self.filters}; each group produces "
-                "filters // groups output channels."
-            )
-
-        store("activation", activations.validate(self.activation))
-        store("kernel_initializer", initializers.get(self.kernel_initializer, "kernel_initializer"))
-        store("bias_initializer", initializers.get(self.bias_initializer, "bias_initializer"))
-        for name in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
-            store(name, regularizers.get(getattr(self, name), name))
-        for name in ("kernel_constraint", "bias_constraint"):
-            store(name, constraints.get(getattr(self, name), name))
+            object.__setattr__(self, "output_padding", op)
 
     @property
     def effective_kernel_size(self) -> int:
@@ -191,9 +159,15 @@ class Conv1DTransposeConfig:
         """Axis of the steps in inputs and outputs of any rank >= 2: -2 or -1."""
         return -2 if self.data_format == "channels_last" else -1
 
+    kernel_layout = "(kernel_size, filters // groups, in_channels)"
+
     def kernel_shape(self, in_channels: int) -> tuple[int, int, int]:
         """Keras layout ``(kernel_size, filters // groups, in_channels)``."""
         return (self.kernel_size, self.filters // self.groups, in_channels)
+
+    def kernel_in_channels(self, kernel_shape: tuple[int, ...]) -> int:
+        """The input channel count a kernel of ``kernel_shape`` was built for."""
+        return kernel_shape[2]
 
     def replace(self, **changes: Any) -> "Conv1DTransposeConfig":
         """A copy with some fields changed (validated again)."""
@@ -266,8 +240,110 @@ class Conv1DTransposeConfig:
         }
 
 
+def _validate_layer(config: Any, paddings: tuple[str, ...]) -> None:
+    """Validates and normalizes, in place, the fields a convolution and a transposed
+    convolution share (Keras's arguments and groups); ``paddings`` are the Keras modes allowed."""
+
+    def store(name, value):
+        object.__setattr__(config, name, value)
+
+    store("filters", _size(config.filters, "filters"))
+    store("kernel_size", _size(config.kernel_size, "kernel_size"))
+    store("strides", _size(config.strides, "strides"))
+    store("dilation_rate", _size(config.dilation_rate, "dilation_rate"))
+    store("groups", _size(config.groups, "groups"))
+    store("padding", _padding(config.padding, paddings))
+    store("data_format", _data_format(config.data_format))
+    if not isinstance(config.use_bias, (bool, np.bool_)):
+        raise TypeError(
+            f"use_bias must be a bool, got {config.use_bias!r} of type {type(config.use_bias).__name__}."
+        )
+    store("use_bias", bool(config.use_bias))
+    if isinstance(config.padding, str) and config.strides > 1 and config.dilation_rate > 1:
+        raise ValueError(
+            f"strides={config.strides} and dilation_rate={config.dilation_rate} cannot both be > 1 "
+            f"with padding={config.padding!r} (Keras's rule); use one of them, or PyTorch-style "
+            "integer padding."
+        )
+    if config.filters % config.groups:
+        raise ValueError(
+            f"groups={config.groups} must divide filters={config.filters}; each group produces "
+            "filters // groups output channels."
+        )
+    store("activation", activations.validate(config.activation))
+    store("kernel_initializer", initializers.get(config.kernel_initializer, "kernel_initializer"))
+    store("bias_initializer", initializers.get(config.bias_initializer, "bias_initializer"))
+    for name in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+        store(name, regularizers.get(getattr(config, name), name))
+    for name in ("kernel_constraint", "bias_constraint"):
+        store(name, constraints.get(getattr(config, name), name))
+
+
+@dataclasses.dataclass(frozen=True)
+class Conv1DConfig:
+    """The arguments of Keras's ``Conv1D`` (a 1-D convolution), in its names and with its defaults.
+
+    The fields are those of :class:`Conv1DTransposeConfig` without ``output_padding``, validated
+    the same way, except:
+
+    Attributes:
+      padding: ``"valid"``, ``"same"`` or ``"causal"`` (Keras, any case: ``"causal"`` pads
+        ``(kernel_size - 1) * dilation_rate`` zeros on the left, so output step ``t`` depends on
+        input steps ``<= t * strides`` only), or PyTorch-style integer padding ``p`` or
+        ``(left, right)``: that many zeros on each side.
+      groups: the kernel is ``(kernel_size, in_channels // groups, filters)`` (Keras's layout).
+    """
+
+    filters: int
+    kernel_size: int
+    strides: int = 1
+    padding: Padding = "valid"
+    data_format: str = "channels_last"
+    dilation_rate: int = 1
+    activation: Union[str, Callable, None] = None
+    use_bias: bool = True
+    kernel_initializer: Any = "glorot_uniform"
+    bias_initializer: Any = "zeros"
+    kernel_regularizer: Any = None
+    bias_regularizer: Any = None
+    activity_regularizer: Any = None
+    kernel_constraint: Any = None
+    bias_constraint: Any = None
+    groups: int = 1
+
+    def __post_init__(self):
+        _validate_layer(self, _CONV_PADDINGS)
+
+    effective_kernel_size = Conv1DTransposeConfig.effective_kernel_size
+    channel_axis = Conv1DTransposeConfig.channel_axis
+    time_axis = Conv1DTransposeConfig.time_axis
+    kernel_layout = "(kernel_size, in_channels // groups, filters)"
+
+    def kernel_shape(self, in_channels: int) -> tuple[int, int, int]:
+        """Keras layout ``(kernel_size, in_channels // groups, filters)``."""
+        return (self.kernel_size, in_channels // self.groups, self.filters)
+
+    def kernel_in_channels(self, kernel_shape: tuple[int, ...]) -> int:
+        """The input channel count a kernel of ``kernel_shape`` was built for."""
+        return kernel_shape[1] * self.groups
+
+    def replace(self, **changes: Any) -> "Conv1DConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+LayerConfig = Union[Conv1DTransposeConfig, Conv1DConfig]
+
+
 def check_config(config: Any, argument: str = "config") -> Conv1DTransposeConfig:
     """``config`` itself; TypeError naming what was given unless it is a Conv1DTransposeConfig."""
     if not isinstance(config, Conv1DTransposeConfig):
         raise TypeError(f"{argument} must be a Conv1DTransposeConfig, got {type(config).__name__}.")
+    return config
+
+
+def check_conv_config(config: Any, argument: str = "config") -> Conv1DConfig:
+    """``config`` itself; TypeError naming what was given unless it is a Conv1DConfig."""
+    if not isinstance(config, Conv1DConfig):
+        raise TypeError(f"{argument} must be a Conv1DConfig, got {type(config).__name__}.")
     return config

@@ -208,3 +208,47 @@ def phase_groups(kernel_size: int, strides: int, dilation_rate: int) -> tuple[Ph
         by_pattern.setdefault((taps[0] if taps else 0, len(taps)), []).append(r)
     return tuple(PhaseGroup(tuple(phases), first, taps, step)
                  for (first, taps), phases in sorted(by_pattern.items(), key=lambda kv: kv[1][0]))
+
+
+# --- the forward convolution (Conv1D) -------------------------------------------------------
+
+def conv_pads(config: ConvGeometry, length: int) -> TransposePads:
+    """The ``(left, right)`` zeros a convolution (Keras's ``Conv1D``) pads its input with.
+
+    - ``valid``: none; ``causal``: ``ke - 1`` on the left;
+    - ``same`` (XLA's and so Keras's on JAX): ``total = max((ceil(n / s) - 1) * s + ke - n, 0)``,
+      ``left = total // 2``, ``right = total - left``;
+    - PyTorch-style ``(p_left, p_right)``: those.
+    """
+    ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
+    if config.padding == "valid":
+        return TransposePads(0, 0)
+    if config.padding == "causal":
+        return TransposePads(ke - 1, 0)
+    if config.padding == "same":
+        total = max((-(-length // config.strides) - 1) * config.strides + ke - length, 0)
+        return TransposePads(total // 2, total - total // 2)
+    return TransposePads(*config.padding)
+
+
+def conv_output_length(config: ConvGeometry, length: int) -> int:
+    """Output steps of a convolution of ``length`` input steps: ``(n + left + right - ke) // s + 1``
+    with :func:`conv_pads` (``ceil(n / s)`` for ``same``).
+
+    Raises:
+      ValueError: if ``length < 1``, or if the padded input is shorter than the kernel's span.
+    """
+    if not is_int(length) or length < 1:
+        raise ValueError(
+            f"input length must be a positive integer, got {length!r}; "
+            "a convolution needs at least one input step."
+        )
+    left, right = conv_pads(config, length)
+    ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
+    if length + left + right < ke:
+        raise ValueError(
+            f"an input of length {length} padded by {(left, right)} is shorter than the kernel's "
+            f"span {ke} (kernel_size={config.kernel_size}, dilation_rate={config.dilation_rate}); "
+            "use a longer input or more padding."
+        )
+    return (length + left + right - ke) // config.strides + 1
