@@ -78,8 +78,35 @@ def _data_format(value: Any) -> str:
     )
 
 
+class _LayerFields:
+    """What both layer configs derive from their fields."""
+
+    kernel_size: int
+    dilation_rate: int
+    data_format: str
+
+    @property
+    def effective_kernel_size(self) -> int:
+        """``(kernel_size - 1) * dilation_rate + 1``."""
+        return effective_kernel_size(self.kernel_size, self.dilation_rate)
+
+    @property
+    def channel_axis(self) -> int:
+        """Axis of the channels in inputs and outputs of any rank >= 2: -1 or -2."""
+        return -1 if self.data_format == "channels_last" else -2
+
+    @property
+    def time_axis(self) -> int:
+        """Axis of the steps in inputs and outputs of any rank >= 2: -2 or -1."""
+        return -2 if self.data_format == "channels_last" else -1
+
+    def replace(self, **changes: Any) -> Any:
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
 @dataclasses.dataclass(frozen=True)
-class Conv1DTransposeConfig:
+class Conv1DTransposeConfig(_LayerFields):
     """The arguments of a 1-D transposed convolution, in Keras's names and with its defaults.
 
     Attributes:
@@ -144,21 +171,6 @@ class Conv1DTransposeConfig:
                 )
             object.__setattr__(self, "output_padding", op)
 
-    @property
-    def effective_kernel_size(self) -> int:
-        """``(kernel_size - 1) * dilation_rate + 1``."""
-        return effective_kernel_size(self.kernel_size, self.dilation_rate)
-
-    @property
-    def channel_axis(self) -> int:
-        """Axis of the channels in inputs and outputs of any rank >= 2: -1 or -2."""
-        return -1 if self.data_format == "channels_last" else -2
-
-    @property
-    def time_axis(self) -> int:
-        """Axis of the steps in inputs and outputs of any rank >= 2: -2 or -1."""
-        return -2 if self.data_format == "channels_last" else -1
-
     kernel_layout = "(kernel_size, filters // groups, in_channels)"
 
     def kernel_shape(self, in_channels: int) -> tuple[int, int, int]:
@@ -168,10 +180,6 @@ class Conv1DTransposeConfig:
     def kernel_in_channels(self, kernel_shape: tuple[int, ...]) -> int:
         """The input channel count a kernel of ``kernel_shape`` was built for."""
         return kernel_shape[2]
-
-    def replace(self, **changes: Any) -> "Conv1DTransposeConfig":
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
 
     # --- Keras interop -------------------------------------------------------------------
 
@@ -280,7 +288,7 @@ def _validate_layer(config: Any, paddings: tuple[str, ...]) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Conv1DConfig:
+class Conv1DConfig(_LayerFields):
     """The arguments of Keras's ``Conv1D`` (a 1-D convolution), in its names and with its defaults.
 
     The fields are those of :class:`Conv1DTransposeConfig` without ``output_padding``, validated
@@ -314,9 +322,6 @@ class Conv1DConfig:
     def __post_init__(self):
         _validate_layer(self, _CONV_PADDINGS)
 
-    effective_kernel_size = Conv1DTransposeConfig.effective_kernel_size
-    channel_axis = Conv1DTransposeConfig.channel_axis
-    time_axis = Conv1DTransposeConfig.time_axis
     kernel_layout = "(kernel_size, in_channels // groups, filters)"
 
     def kernel_shape(self, in_channels: int) -> tuple[int, int, int]:
@@ -327,9 +332,6 @@ class Conv1DConfig:
         """The input channel count a kernel of ``kernel_shape`` was built for."""
         return kernel_shape[1] * self.groups
 
-    def replace(self, **changes: Any) -> "Conv1DConfig":
-        """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
 
 
 LayerConfig = Union[Conv1DTransposeConfig, Conv1DConfig]
