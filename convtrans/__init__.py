@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 _LAZY_ATTRIBUTES = {
     "Conv1D": "convtrans.linen",
     "Conv1DTranspose": "convtrans.linen",
+    "Parallel": "convtrans.linen",
+    "Residual": "convtrans.linen",
     "Constrained": "convtrans.optim",
     "apply_constraints": "convtrans.optim",
     "keras_constraints": "convtrans.optim",
@@ -31,7 +33,7 @@ _LAZY_MODULES = ("interop", "linen", "nnx", "optim", "streaming")
 
 if TYPE_CHECKING:  # pragma: no cover
     from convtrans import interop, linen, nnx, optim, streaming
-    from convtrans.linen import Conv1D, Conv1DTranspose
+    from convtrans.linen import Conv1D, Conv1DTranspose, Parallel, Residual
     from convtrans.optim import Constrained, apply_constraints, keras_constraints, with_constraint
 
 
@@ -57,7 +59,9 @@ __all__ = [
     "Conv1DTranspose",
     "Conv1DTransposeConfig",
     "IMPLEMENTATIONS",
+    "Parallel",
     "Plan",
+    "Residual",
     "activations",
     "apply_constraints",
     "constraints",

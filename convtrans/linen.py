@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 import flax.linen as nn
@@ -151,6 +152,63 @@ class Conv1D(nn.Module):
         return _call_layer(self, x, self.config, functools.partial(conv1d, precision=self.precision))
 
 
+class Residual(nn.Module):
+    """``x + layers(x)``: a skip connection around ``layers``.
+
+    Attributes:
+      layers: a module or callable, or a sequence of them applied in order (activations and
+        other per-step functions included); their output must have ``x``'s shape.
+    """
+
+    layers: Any
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = _in_order(self.layers, x)
+        if y.shape != x.shape:
+            raise ValueError(
+                f"Residual needs layers that keep the input's shape: x is {tuple(x.shape)}, the "
+                f"layers give {tuple(y.shape)}.")
+        return x + y
+
+
+class Parallel(nn.Module):
+    """Branches fed the same input, combined by ``combine``: ``"sum"`` (HiFi-GAN's
+    multi-receptive-field fusion before its division) or ``"mean"`` (HiFi-GAN's fusion itself).
+
+    Attributes:
+      branches: a sequence of modules or callables (each may itself be a sequence, applied in
+        order); their outputs must share one shape.
+      combine: ``"sum"`` or ``"mean"``.
+    """
+
+    branches: Sequence[Any]
+    combine: str = "sum"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if self.combine not in ("sum", "mean"):
+            raise ValueError(f"combine={self.combine!r} is unknown; expected 'sum' or 'mean'.")
+        if isinstance(self.branches, (str, bytes)) or not isinstance(self.branches, Sequence) or not self.branches:
+            raise TypeError(f"branches must be a non-empty sequence of modules, got {self.branches!r}.")
+        outputs = [_in_order(branch, x) for branch in self.branches]
+        shapes = {tuple(y.shape) for y in outputs}
+        if len(shapes) != 1:
+            raise ValueError(
+                f"Parallel needs branches with one output shape; they give {[tuple(y.shape) for y in outputs]}.")
+        total = functools.reduce(jnp.add, outputs)
+        return total / len(outputs) if self.combine == "mean" else total
+
+
+def _in_order(layers: Any, x: jax.Array) -> jax.Array:
+    """``x`` through ``layers``: one callable, or a sequence of them applied in order."""
+    for layer in layers if isinstance(layers, Sequence) else (layers,):
+        if not callable(layer):
+            raise TypeError(f"a layer must be a module or a callable, got {layer!r}.")
+        x = layer(x)
+    return x
+
+
 def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
                 apply: Callable[..., tuple[jax.Array, Any]]) -> jax.Array:
     """The body of a layer module: checks ``x``, creates the parameters the way Keras does, runs
@@ -195,4 +253,4 @@ def _constrained(init, constraint):
     return init if constraint is None else with_constraint(init, constraint)
 
 
-__all__ = ["Conv1D", "Conv1DTranspose"]
+__all__ = ["Conv1D", "Conv1DTranspose", "Parallel", "Residual"]
