@@ -244,8 +244,8 @@ def step(
       params: as for :func:`convtrans.conv1d_transpose`.
       state: from :func:`init` or the previous step.
       x: the next ``m >= 1`` input steps, ``(*batch, m, in_channels)`` (channels_last) or
-        ``(*batch, in_channels, m)`` with the batch axes given to :func:`init`, in its dtype. The chunk size may change
-        from call to call (each size compiles once under jit).
+        ``(*batch, in_channels, m)`` with the batch axes given to :func:`init`, in its dtype. The
+        chunk size may change from call to call (each size compiles once under jit).
       config: the layer's configuration (static under jit).
       precision, implementation: as for :func:`convtrans.conv1d_transpose`.
 

@@ -121,13 +121,21 @@ def check_input(x: Any, config: LayerConfig) -> int:
     check_array(x)
     check_input_rank(tuple(x.shape), config.data_format)
     check_floating(x.dtype)
-    in_channels = check_channels(tuple(x.shape), config.channel_axis, config.groups, config.data_format)
-    length = x.shape[config.time_axis]
+    return _channels_and_length(tuple(x.shape), config)[0]
+
+
+def _channels_and_length(shape: tuple[Any, ...], config: LayerConfig,
+                         argument: str = "x") -> tuple[int, Size]:
+    """The channels and steps of an input ``shape`` of checked rank, checked against ``config``
+    (channels divisible by ``groups``, a length the padding leaves an output for)."""
+    in_channels = check_channels(shape, config.channel_axis, config.groups, config.data_format,
+                                 argument=argument)
+    length = shape[config.time_axis]
     if isinstance(config, Conv1DConfig):
         geometry.conv_output_length(config, length)
     else:
         geometry.output_length(config, length)
-    return in_channels
+    return in_channels, length
 
 
 def as_batch(x: jax.Array) -> tuple[jax.Array, tuple[Any, ...]]:
@@ -233,11 +241,7 @@ def _layer_shape(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any) -> tup
         raise TypeError(f"x_shape must be a tuple of sizes, got {x_shape!r}.") from None
     check_input_rank(shape, config.data_format, argument="x_shape")
     floating_dtype(dtype)
-    in_channels = check_channels(shape, config.channel_axis, config.groups, config.data_format,
-                                 argument="x_shape")
-    length = shape[config.time_axis]
-    geometry.output_length(config, length)
-    return in_channels, length
+    return _channels_and_length(shape, config, argument="x_shape")
 
 
 def plan(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any = "float32",
