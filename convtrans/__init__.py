@@ -22,6 +22,7 @@ __version__ = "0.1.0"
 _LAZY_ATTRIBUTES = {
     "Conv1D": "convtrans.linen",
     "Conv1DTranspose": "convtrans.linen",
+    "Pad1D": "convtrans.linen",
     "Parallel": "convtrans.linen",
     "Residual": "convtrans.linen",
     "Constrained": "convtrans.optim",
@@ -33,7 +34,7 @@ _LAZY_MODULES = ("interop", "linen", "nnx", "optim", "streaming")
 
 if TYPE_CHECKING:  # pragma: no cover
     from convtrans import interop, linen, nnx, optim, streaming
-    from convtrans.linen import Conv1D, Conv1DTranspose, Parallel, Residual
+    from convtrans.linen import Conv1D, Conv1DTranspose, Pad1D, Parallel, Residual
     from convtrans.optim import Constrained, apply_constraints, keras_constraints, with_constraint
 
 
@@ -59,6 +60,7 @@ __all__ = [
     "Conv1DTranspose",
     "Conv1DTransposeConfig",
     "IMPLEMENTATIONS",
+    "Pad1D",
     "Parallel",
     "Plan",
     "Residual",

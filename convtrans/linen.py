@@ -33,6 +33,7 @@ from convtrans._src.checks import check_built_channels, check_channels, check_fl
 from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding, check_config,
                                    check_conv_config)
 from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d, conv1d_transpose
+from convtrans._src.streaming import graph
 from convtrans.optim import with_constraint
 
 _CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(Conv1DTransposeConfig))
@@ -98,7 +99,9 @@ class Conv1DTranspose(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         return _call_layer(self, x, self.config, functools.partial(
-            conv1d_transpose, precision=self.precision, implementation=self.implementation))
+            conv1d_transpose, precision=self.precision, implementation=self.implementation),
+            functools.partial(graph.conv_transpose, precision=self.precision,
+                              implementation=self.implementation))
 
 
 class Conv1D(nn.Module):
@@ -149,7 +152,8 @@ class Conv1D(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return _call_layer(self, x, self.config, functools.partial(conv1d, precision=self.precision))
+        return _call_layer(self, x, self.config, functools.partial(conv1d, precision=self.precision),
+                           functools.partial(graph.conv, precision=self.precision))
 
 
 class Residual(nn.Module):
@@ -164,7 +168,11 @@ class Residual(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = _in_order(self.layers, x)
+        stream = graph.active()
+        if stream is None:
+            y = _in_order(self.layers, x)
+        else:
+            x, y = graph.residual(stream, _key(self), x, functools.partial(_in_order, self.layers))
         if y.shape != x.shape:
             raise ValueError(
                 f"Residual needs layers that keep the input's shape: x is {tuple(x.shape)}, the "
@@ -191,13 +199,61 @@ class Parallel(nn.Module):
             raise ValueError(f"combine={self.combine!r} is unknown; expected 'sum' or 'mean'.")
         if isinstance(self.branches, (str, bytes)) or not isinstance(self.branches, Sequence) or not self.branches:
             raise TypeError(f"branches must be a non-empty sequence of modules, got {self.branches!r}.")
-        outputs = [_in_order(branch, x) for branch in self.branches]
+        stream = graph.active()
+        if stream is None:
+            outputs = [_in_order(branch, x) for branch in self.branches]
+        else:
+            outputs = graph.parallel(stream, _key(self), x,
+                                     [functools.partial(_in_order, branch) for branch in self.branches])
         shapes = {tuple(y.shape) for y in outputs}
         if len(shapes) != 1:
             raise ValueError(
                 f"Parallel needs branches with one output shape; they give {[tuple(y.shape) for y in outputs]}.")
         total = functools.reduce(jnp.add, outputs)
         return total / len(outputs) if self.combine == "mean" else total
+
+
+class Pad1D(nn.Module):
+    """Pads the time axis: ``padding`` steps (an int for both sides, or ``(left, right)``) of
+    zeros (``mode="constant"``), of the signal's mirror image without its edge sample
+    (``"reflect"``, PyTorch's ``ReflectionPad1d``) or of its edge sample (``"replicate"``).
+
+    ``__call__(x)``: ``x`` is ``(..., steps, channels)`` (channels_last) or ``(..., channels,
+    steps)`` (channels_first); returns ``steps + left + right`` steps. ``"reflect"`` needs
+    ``steps > max(left, right)``.
+    """
+
+    padding: Any
+    mode: str = "constant"
+    data_format: str = "channels_last"
+
+    @property
+    def pads(self) -> tuple[int, int]:
+        """``(left, right)``, validated."""
+        return graph.check_pad(self.padding, self.mode, self.data_format)
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        left, right = self.pads
+        x = jnp.asarray(x)
+        check_input_rank(tuple(x.shape), self.data_format)
+        stream = graph.active()
+        if stream is not None:
+            if stream.mode == graph.PROBE:  # the input channels are the next layer's
+                return x
+            return graph.pad(stream, _key(self), x, left, right, self.mode, self.data_format)
+        axis = x.ndim - 2 if self.data_format == "channels_last" else x.ndim - 1
+        if self.mode == "reflect" and x.shape[axis] <= max(left, right):
+            raise ValueError(f"reflect padding by {(left, right)} needs more than {max(left, right)} "
+                             f"steps, got x of shape {tuple(x.shape)}.")
+        widths = [(0, 0)] * x.ndim
+        widths[axis] = (left, right)
+        return jnp.pad(x, widths, mode={"replicate": "edge"}.get(self.mode, self.mode))
+
+
+def _key(module: nn.Module) -> str:
+    """A module's place in its model: the key of its stream state."""
+    return "/".join(module.path) or type(module).__name__
 
 
 def _in_order(layers: Any, x: jax.Array) -> jax.Array:
@@ -210,9 +266,15 @@ def _in_order(layers: Any, x: jax.Array) -> jax.Array:
 
 
 def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
-                apply: Callable[..., tuple[jax.Array, Any]]) -> jax.Array:
+                apply: Callable[..., tuple[jax.Array, Any]], stream_layer: Callable[..., jax.Array]) -> jax.Array:
     """The body of a layer module: checks ``x``, creates the parameters the way Keras does, runs
-    ``apply(params, x, config)`` in the module's dtype and sows the regularization terms."""
+    ``apply(params, x, config)`` in the module's dtype and sows the regularization terms. Inside a
+    stream pass it runs ``stream_layer(context, key, params, x, config)`` on the chunk instead."""
+    stream = graph.active()
+    if stream is not None and stream.mode == graph.PROBE:
+        kernel = module.get_variable("params", "kernel")
+        raise graph.Probed(None if kernel is None else config.kernel_in_channels(meta.unbox(kernel).shape),
+                           config.data_format)
     x = jnp.asarray(x)
     # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
     check_floating(x.dtype)
@@ -240,6 +302,8 @@ def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
     # The parameters stay in param_dtype (penalties are computed from them); the pure function
     # casts them to the input's dtype for the convolution itself.
     dtype = module.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
+    if stream is not None:
+        return stream_layer(stream, _key(module), params, x.astype(dtype), config)
     y, aux = apply(params, x.astype(dtype), config)
     if not module.is_initializing():
         regularizers = (config.kernel_regularizer, config.bias_regularizer, config.activity_regularizer)
@@ -253,4 +317,4 @@ def _constrained(init, constraint):
     return init if constraint is None else with_constraint(init, constraint)
 
 
-__all__ = ["Conv1D", "Conv1DTranspose", "Parallel", "Residual"]
+__all__ = ["Conv1D", "Conv1DTranspose", "Pad1D", "Parallel", "Residual"]

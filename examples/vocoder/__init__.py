@@ -1,0 +1,1 @@
+"""Streaming vocoders: HiFi-GAN V1 and MelGAN generators built from convtrans's parts."""
