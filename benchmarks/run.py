@@ -28,6 +28,9 @@ import numpy as np  # noqa: E402
 import convtrans as ct  # noqa: E402
 from convtrans._src.dispatch import THRESHOLDS  # noqa: E402
 from convtrans._src.geometry import full_result_offset, output_length, transpose_pads  # noqa: E402
+from benchmarks.streaming import StreamRow, measure_streaming, render_streaming  # noqa: E402
+
+STREAMING_HEADING = "## Streaming a whole vocoder"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -374,7 +377,7 @@ XLA_BOUNDS = (
 
 SECTIONS = ("Method", "The run", "What runs for each benchmark shape",
             "Thresholds and their provenance", "Changes to the plan", "Results",
-            "Where XLA bounds a target")
+            STREAMING_HEADING[3:], "Where XLA bounds a target")
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -401,6 +404,7 @@ class Measurements:
     # (dtype name, mode) -> one (shape, samples) per row; samples[peer][r]: ms per call in round r.
     tables: dict[tuple[str, str], list[tuple[Shape, dict[str, list[float]]]]]
     sweep: list[tuple[Shape, dict[str, float]]]  # forward+backward median ms of torch and convtrans
+    streaming: tuple[dict, list[StreamRow]]  # HiFi-GAN V1 real-time factors (benchmarks/streaming.py)
 
 
 def _table_header(mode: str, dname: str, peers: list[str]) -> list[str]:
@@ -449,11 +453,13 @@ def measure(quick: bool, machine: str) -> Measurements:
         ms = medians(time_interleaved({n: b[1] for n, b in built.items()}, max(3, repeats // 3), target))
         sweep.append((shape, ms))
         print("sweep: " + _sweep_row(shape, ms), flush=True)
+    streaming = measure_streaming(seconds=1.0 if quick else 4.0, rounds=3 if quick else 5)
+    print("\n".join(render_streaming(*streaming)), flush=True)
     return Measurements(
         date=datetime.date.today().isoformat(), machine=machine, cpus=os.cpu_count() or 0,
         processor=platform.processor() or platform.machine(), jax_version=jax.__version__,
         backend=jax.default_backend(), default_implementation=ct.default_implementation(),
-        quick=quick, repeats=repeats, gemm_gflops=peaks, tables=tables, sweep=sweep)
+        quick=quick, repeats=repeats, gemm_gflops=peaks, tables=tables, sweep=sweep, streaming=streaming)
 
 
 # --- writing -------------------------------------------------------------------------------------
@@ -523,8 +529,19 @@ def render(m: Measurements) -> str:
     lines += ["### length sweep, forward+backward, float32 (B1 16->16 k16 s8): time per input step", "",
               "| steps | convtrans ms | convtrans ns/step | torch ms | torch ns/step |", "|---|---|---|---|---|"]
     lines += [_sweep_row(shape, ms) for shape, ms in m.sweep]
+    lines += ["", STREAMING_HEADING, ""] + render_streaming(*m.streaming)
     lines += ["", "## Where XLA bounds a target", "", XLA_BOUNDS]
     return "\n".join(lines) + "\n"
+
+
+def replace_section(document: str, heading: str, body: list[str]) -> str:
+    """``document`` with the body of the section under ``heading`` (up to the next ``## ``) replaced."""
+    lines = document.split("\n")
+    if heading not in lines:
+        raise ValueError(f"the document has no section {heading!r}; run the whole benchmark once.")
+    start = lines.index(heading) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return "\n".join(lines[:start] + [""] + body + [""] + lines[end:])
 
 
 DEFAULT_OUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
@@ -536,8 +553,16 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer and shorter samples")
     parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the Markdown document")
     parser.add_argument("--machine", default="2-core CPU (shared, noisy)", help="machine description for the header")
+    parser.add_argument("--streaming-only", action="store_true",
+                        help=f"measure the streaming benchmark alone and rewrite its section ({STREAMING_HEADING!r}) "
+                             "of the existing document")
     args = parser.parse_args(argv)
-    document = render(measure(args.quick, args.machine))
+    if args.streaming_only:
+        streaming = measure_streaming(seconds=1.0 if args.quick else 4.0, rounds=3 if args.quick else 5)
+        with open(args.out) as f:
+            document = replace_section(f.read(), STREAMING_HEADING, render_streaming(*streaming))
+    else:
+        document = render(measure(args.quick, args.machine))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(document)

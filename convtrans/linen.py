@@ -33,6 +33,7 @@ from convtrans._src.checks import check_built_channels, check_channels, check_fl
 from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding, check_config,
                                    check_conv_config)
 from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d, conv1d_transpose
+from convtrans._src import composition
 from convtrans._src.streaming import graph
 from convtrans.optim import with_constraint
 
@@ -168,16 +169,7 @@ class Residual(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        stream = graph.active()
-        if stream is None:
-            y = _in_order(self.layers, x)
-        else:
-            x, y = graph.residual(stream, _key(self), x, functools.partial(_in_order, self.layers))
-        if y.shape != x.shape:
-            raise ValueError(
-                f"Residual needs layers that keep the input's shape: x is {tuple(x.shape)}, the "
-                f"layers give {tuple(y.shape)}.")
-        return x + y
+        return composition.residual(x, self.layers, functools.partial(_key, self))
 
 
 class Parallel(nn.Module):
@@ -195,22 +187,7 @@ class Parallel(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        if self.combine not in ("sum", "mean"):
-            raise ValueError(f"combine={self.combine!r} is unknown; expected 'sum' or 'mean'.")
-        if isinstance(self.branches, (str, bytes)) or not isinstance(self.branches, Sequence) or not self.branches:
-            raise TypeError(f"branches must be a non-empty sequence of modules, got {self.branches!r}.")
-        stream = graph.active()
-        if stream is None:
-            outputs = [_in_order(branch, x) for branch in self.branches]
-        else:
-            outputs = graph.parallel(stream, _key(self), x,
-                                     [functools.partial(_in_order, branch) for branch in self.branches])
-        shapes = {tuple(y.shape) for y in outputs}
-        if len(shapes) != 1:
-            raise ValueError(
-                f"Parallel needs branches with one output shape; they give {[tuple(y.shape) for y in outputs]}.")
-        total = functools.reduce(jnp.add, outputs)
-        return total / len(outputs) if self.combine == "mean" else total
+        return composition.parallel(x, self.branches, self.combine, functools.partial(_key, self))
 
 
 class Pad1D(nn.Module):
@@ -227,42 +204,14 @@ class Pad1D(nn.Module):
     mode: str = "constant"
     data_format: str = "channels_last"
 
-    @property
-    def pads(self) -> tuple[int, int]:
-        """``(left, right)``, validated."""
-        return graph.check_pad(self.padding, self.mode, self.data_format)
-
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        left, right = self.pads
-        x = jnp.asarray(x)
-        check_input_rank(tuple(x.shape), self.data_format)
-        stream = graph.active()
-        if stream is not None:
-            if stream.mode == graph.PROBE:  # the input channels are the next layer's
-                return x
-            return graph.pad(stream, _key(self), x, left, right, self.mode, self.data_format)
-        axis = x.ndim - 2 if self.data_format == "channels_last" else x.ndim - 1
-        if self.mode == "reflect" and x.shape[axis] <= max(left, right):
-            raise ValueError(f"reflect padding by {(left, right)} needs more than {max(left, right)} "
-                             f"steps, got x of shape {tuple(x.shape)}.")
-        widths = [(0, 0)] * x.ndim
-        widths[axis] = (left, right)
-        return jnp.pad(x, widths, mode={"replicate": "edge"}.get(self.mode, self.mode))
+        return composition.pad(x, self.padding, self.mode, self.data_format, functools.partial(_key, self))
 
 
 def _key(module: nn.Module) -> str:
     """A module's place in its model: the key of its stream state."""
     return "/".join(module.path) or type(module).__name__
-
-
-def _in_order(layers: Any, x: jax.Array) -> jax.Array:
-    """``x`` through ``layers``: one callable, or a sequence of them applied in order."""
-    for layer in layers if isinstance(layers, Sequence) else (layers,):
-        if not callable(layer):
-            raise TypeError(f"a layer must be a module or a callable, got {layer!r}.")
-        x = layer(x)
-    return x
 
 
 def _call_layer(module: nn.Module, x: Any, config: LayerConfig,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
 import jax
@@ -37,7 +38,9 @@ from flax import nnx
 from convtrans._src.checks import check_floating, is_int
 from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding, check_config,
                                    check_conv_config)
+from convtrans._src import composition
 from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d, conv1d_transpose
+from convtrans._src.streaming import graph
 
 
 class RegularizationLoss(nnx.Variable):
@@ -112,12 +115,20 @@ class _Layer(nnx.Module):
             total = total + config.bias_regularizer(params["bias"])
         return total
 
+    def _stream(self, stream: graph.StreamContext, params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
     def __call__(self, x: jax.Array) -> jax.Array:
         config, params = self.config, self.params
+        stream = graph.active()
+        if stream is not None and stream.mode == graph.PROBE:
+            raise graph.Probed(self.in_channels, config.data_format)
         x = jnp.asarray(x)
         # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
         check_floating(x.dtype)
         dtype = self.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
+        if stream is not None:
+            return self._stream(stream, params, x.astype(dtype))
         y, aux = self._apply(params, x.astype(dtype))
         regularizers = (config.kernel_regularizer, config.bias_regularizer, config.activity_regularizer)
         capturing = hasattr(self, "__captures__")
@@ -214,6 +225,10 @@ class Conv1DTranspose(_Layer):
         return conv1d_transpose(params, x, self.config, precision=self.precision,
                                 implementation=self.implementation)
 
+    def _stream(self, stream: graph.StreamContext, params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+        return graph.conv_transpose(stream, stream.key_of(self), params, x, self.config,
+                                    precision=self.precision, implementation=self.implementation)
+
 
 class Conv1D(_Layer):
     """Keras's ``Conv1D`` layer for flax.nnx.
@@ -279,9 +294,60 @@ class Conv1D(_Layer):
     def _apply(self, params: dict[str, jax.Array], x: jax.Array) -> tuple[jax.Array, Any]:
         return conv1d(params, x, self.config, precision=self.precision)
 
+    def _stream(self, stream: graph.StreamContext, params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
+        return graph.conv(stream, stream.key_of(self), params, x, self.config, precision=self.precision)
+
+
+def _layers(layers: Any) -> Any:
+    """A sequence of layers as an ``nnx.List`` (so that nnx finds the modules in it)."""
+    if isinstance(layers, Sequence) and not isinstance(layers, (str, bytes, nnx.List)):
+        return nnx.List([_layers(layer) for layer in layers])
+    return layers
+
+
+def _stream_key(module: nnx.Module) -> Callable[[], str]:
+    return lambda: graph.active().key_of(module)
+
+
+class Residual(nnx.Module):
+    """``x + layers(x)``: a skip connection around ``layers`` (a module or callable, or a
+    sequence of them applied in order), as :class:`convtrans.Residual` is for linen."""
+
+    def __init__(self, layers: Any):
+        self.layers = _layers(layers)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return composition.residual(x, self.layers, _stream_key(self))
+
+
+class Parallel(nnx.Module):
+    """Branches fed the same input, summed (``combine="sum"``) or averaged (``"mean"``), as
+    :class:`convtrans.Parallel` is for linen."""
+
+    def __init__(self, branches: Sequence[Any], combine: str = "sum"):
+        composition.check_branches(branches, combine)
+        self.branches = _layers(branches)
+        self.combine = combine
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return composition.parallel(x, self.branches, self.combine, _stream_key(self))
+
+
+class Pad1D(nnx.Module):
+    """Time-axis padding (``"constant"``, ``"reflect"`` or ``"replicate"``), as
+    :class:`convtrans.Pad1D` is for linen."""
+
+    def __init__(self, padding: Any, mode: str = "constant", data_format: str = "channels_last"):
+        graph.check_pad(padding, mode, data_format)
+        self.padding, self.mode, self.data_format = padding, mode, data_format
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return composition.pad(x, self.padding, self.mode, self.data_format, _stream_key(self))
+
 
 def _param(value: jax.Array, constraint: Any) -> nnx.Param:
     return nnx.Param(value) if constraint is None else nnx.Param(value, constraint=constraint)
 
 
-__all__ = ["Conv1D", "Conv1DTranspose", "RegularizationLoss", "with_regularization_loss"]
+__all__ = ["Conv1D", "Conv1DTranspose", "Pad1D", "Parallel", "RegularizationLoss", "Residual",
+           "with_regularization_loss"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from benchmarks.run import BF16_PEERS, PEERS, Shape, build, round_ratios, time_interleaved
@@ -58,7 +60,17 @@ def _fake_measurements():
         date="2000-01-01", machine="fake machine", cpus=2, processor="x86_64", jax_version="0.0",
         backend="cpu", default_implementation="polyphase", quick=True, repeats=3,
         gemm_gflops={"float32": 100.0, "bfloat16": 200.0, "torch float32": 90.0},
-        tables=tables, sweep=[(s, {"torch": 2.0, "convtrans": 1.0}) for s in run.SWEEP])
+        tables=tables, sweep=[(s, {"torch": 2.0, "convtrans": 1.0}) for s in run.SWEEP],
+        streaming=_fake_streaming())
+
+
+def _fake_streaming():
+    from benchmarks.streaming import StreamRow
+
+    setup = dict(date="2000-01-02", cpus=2, processor="x86_64", jax_version="0.0", torch_version="0.0",
+                 frames=8, seconds=0.09, parameters=1e6, rounds=3)
+    return setup, [StreamRow("torch whole signal", 0.3, [0.3] * 3, 1e-6, 0.0),
+                   StreamRow("convtrans stream, 1-frame chunks", 0.9, [0.8, 0.9, 1.0], 1e-6, 148.0)]
 
 
 def _section(document, title):
@@ -106,6 +118,44 @@ def test_the_document_has_every_section_in_order_from_fake_timings():
     for row in _table_rows(results, "| shape | flax | keras"):
         assert "| 2.00 | 2.00 | 2.00 | 2.00 | 2.00 | 2.00-2.00 |" in row  # x peers and per-round ratios
     assert len(_table_rows(results, "| steps |")) == len(run.SWEEP)
+
+    streaming = _section(document, "Streaming a whole vocoder")
+    assert "Measured 2000-01-02" in streaming
+    assert _table_rows(streaming, "| mode |") == [
+        "| torch whole signal | 0.300 | 0.300-0.300 | whole signal | 1.0e-06 |",
+        "| convtrans stream, 1-frame chunks | 0.900 | 0.800-1.000 | 148 ms | 1.0e-06 |"]
+
+
+def test_streaming_only_rewrites_its_own_section(tmp_path, monkeypatch):
+    from benchmarks import run
+
+    out = tmp_path / "performance.md"
+    out.write_text(run.render(_fake_measurements()))
+    setup, rows = _fake_streaming()
+    later = ({**setup, "date": "2000-02-03"}, rows[:1])
+    monkeypatch.setattr(run, "measure_streaming", lambda seconds, rounds: later)
+    run.main(["--quick", "--streaming-only", "--out", str(out)])
+    document = out.read_text()
+    assert "Measured 2000-02-03" in _section(document, "Streaming a whole vocoder")
+    assert "1-frame chunks" not in document
+    assert "Date: 2000-01-01; machine: fake machine" in _section(document, "The run")
+    assert run.XLA_BOUNDS in _section(document, "Where XLA bounds a target")
+
+
+def test_the_streaming_benchmark_checks_torch_and_the_streams_against_the_whole_signal():
+    from benchmarks.streaming import CHUNK_FRAMES, measure_streaming
+    from examples.vocoder.models import HiFiGAN
+
+    model = HiFiGAN(upsample_initial_channel=8, upsample_rates=(8, 2), upsample_kernel_sizes=(16, 4),
+                    resblock_kernel_sizes=(3, 5), resblock_dilation_sizes=((1, 3), (1, 3)))
+    mel = jnp.zeros((1, 8, 80))
+    rng = np.random.default_rng(0)
+    variables = jax.tree.map(lambda leaf: jnp.asarray(rng.standard_normal(leaf.shape) * 0.1, leaf.dtype),
+                             jax.eval_shape(model.init, jax.random.key(0), mel))
+    setup, rows = measure_streaming(0.05, 1, model, variables)  # raises if any output differs
+    assert [row.mode for row in rows] == ["torch whole signal", "convtrans whole signal"] + [
+        f"convtrans stream, {n}-frame chunks" for n in CHUNK_FRAMES]
+    assert all(row.rtf > 0 and row.error <= 1e-5 for row in rows)
 
 
 def test_main_writes_the_rendered_document_to_out(tmp_path, monkeypatch):

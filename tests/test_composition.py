@@ -4,6 +4,7 @@ same computation written out with the pure functions."""
 from __future__ import annotations
 
 import flax.linen as nn
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -65,3 +66,34 @@ def test_shapes_that_cannot_be_combined_are_errors_naming_them():
         ct.Parallel([jnp.tanh], combine="max").init(jax.random.key(0), X)
     with pytest.raises(TypeError, match="non-empty sequence"):
         ct.Parallel([]).init(jax.random.key(0), X)
+
+
+@pytest.mark.parametrize("mode, numpy_mode", [("constant", "constant"), ("reflect", "reflect"), ("replicate", "edge")])
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_pad1d_pads_time_as_numpy_does(mode, numpy_mode, data_format):
+    x = X if data_format == "channels_last" else jnp.swapaxes(X, 1, 2)
+    widths = [(0, 0), (3, 1), (0, 0)] if data_format == "channels_last" else [(0, 0), (0, 0), (3, 1)]
+    for pad in (ct.Pad1D((3, 1), mode=mode, data_format=data_format),
+                ct.nnx.Pad1D((3, 1), mode=mode, data_format=data_format)):
+        y = pad.apply({}, x) if isinstance(pad, nn.Module) else pad(x)
+        np.testing.assert_array_equal(y, np.pad(np.asarray(x), widths, mode=numpy_mode))
+
+
+def test_pad1d_errors_name_the_argument():
+    with pytest.raises(ValueError, match="mode='wrap' is unknown"):
+        ct.Pad1D(1, mode="wrap").apply({}, X)
+    with pytest.raises(ValueError, match=r"padding must be an int >= 0 or a \(left, right\) pair"):
+        ct.nnx.Pad1D((1, -1))
+    with pytest.raises(ValueError, match=r"reflect padding by \(11, 11\) needs more than 11 steps"):
+        ct.Pad1D(11, mode="reflect").apply({}, X)
+
+
+def test_nnx_residual_and_parallel_compute_as_the_linen_ones_do():
+    rngs = nnx.Rngs(0)
+    conv = ct.nnx.Conv1D(4, 4, 3, padding="same", rngs=rngs)
+    other = ct.nnx.Conv1D(4, 4, 5, padding="causal", rngs=rngs)
+    np.testing.assert_allclose(ct.nnx.Residual([nn.relu, conv])(X), X + conv(nn.relu(X)), rtol=1e-6, atol=1e-6)
+    mean = ct.nnx.Parallel([conv, [jnp.tanh, other]], combine="mean")
+    np.testing.assert_allclose(mean(X), (conv(X) + other(jnp.tanh(X))) / 2, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="combine='max' is unknown"):
+        ct.nnx.Parallel([conv], combine="max")

@@ -7,6 +7,7 @@ zeros followed by ``model.apply(variables, x)``, to float rounding, for any chun
 from __future__ import annotations
 
 import flax.linen as nn
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -317,6 +318,35 @@ def test_weight_normed_params_stream():
     assert_streams_exactly(model, _signal((1, 10, 2)), [5, 5])
 
 
+# --- nnx ---------------------------------------------------------------------------------------
+
+class _NnxGenerator(nnx.Module):
+    """Every part, in nnx: a stem, an upsampler, a MelGAN-style block and a residual."""
+
+    def __init__(self, rngs):
+        N = ct.nnx
+        self.stem = N.Conv1D(3, 4, 7, padding="same", rngs=rngs)
+        self.up = N.Conv1DTranspose(4, 4, 4, strides=2, padding="same", rngs=rngs)
+        self.block = N.Parallel([N.Conv1D(4, 4, 1, rngs=rngs),
+                                 [nn.leaky_relu, N.Pad1D(2, "reflect"), N.Conv1D(4, 4, 3, dilation_rate=2, rngs=rngs)]])
+        self.residual = N.Residual([jnp.tanh, N.Conv1D(4, 4, 3, padding="causal", rngs=rngs)])
+
+    def __call__(self, x):
+        return self.residual(self.block(self.up(nn.leaky_relu(self.stem(x)))))
+
+
+def test_nnx_models_stream_exactly():
+    model = _NnxGenerator(nnx.Rngs(0))
+    x = _signal((2, 12, 3))
+    want = model(x)
+    streamer = Streamer(model, batch_size=2)
+    assert streamer.in_channels == 3 and streamer.rate == 2
+    for chunks in ([3, 5, 4], [1] * 12):
+        got = _stream(streamer, x, chunks)
+        np.testing.assert_array_equal(got[:, :streamer.latency], 0)
+        np.testing.assert_allclose(got[:, streamer.latency:], want, atol=2e-6)
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -354,8 +384,10 @@ def test_a_wrong_state_is_an_error_naming_it(streamer):
 
 
 def test_a_model_the_streamer_cannot_follow_is_an_error_naming_it():
-    with pytest.raises(TypeError, match="model must be a flax.linen.Module, got Conv1DTransposeConfig"):
+    with pytest.raises(TypeError, match="model must be a flax.linen.Module or a flax.nnx.Module, got Conv1DTransposeConfig"):
         Streamer(ct.Conv1DTransposeConfig(3, 4), {}, 1)
+    with pytest.raises(TypeError, match=r"a linen model streams with its variables: Streamer\(model, variables"):
+        Streamer(ct.Conv1D(2, 3), batch_size=1)
     with pytest.raises(ValueError, match="runs no convtrans Conv1D or Conv1DTranspose"):
         Streamer(nn.Sequential([nn.tanh]), {}, 1)
 

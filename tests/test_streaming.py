@@ -262,3 +262,18 @@ def test_a_jitted_step_traces_once_per_chunk_size_however_long_the_stream():
         state, _ = counted(params, state, signal(rng, config, 3, integers=False), config)
     state, _ = counted(params, state, signal(rng, config, 1, integers=False), config)
     assert traces == [(2, 3, IN_CHANNELS), (2, 1, IN_CHANNELS)]
+
+
+def test_one_layer_streams_take_constraint_boxed_params_as_the_module_stores_them():
+    config = ct.Conv1DTransposeConfig(3, 4, strides=2, padding="same", kernel_constraint="non_neg")
+    x = jnp.asarray(np.random.default_rng(5).standard_normal((1, 6, 2)), jnp.float32)
+    boxed = ct.Conv1DTranspose.from_config(config).init(jax.random.key(0), x)["params"]
+    assert isinstance(boxed["kernel"], ct.optim.Constrained)
+    want, _ = ct.conv1d_transpose({"kernel": boxed["kernel"].value, "bias": boxed["bias"]}, x, config)
+    got, _ = streaming.chunked_conv1d_transpose(boxed, x, config, 4)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_passing_a_module_for_the_config_points_to_the_streamer():
+    with pytest.raises(TypeError, match=r"got the module Conv1DTranspose: pass its .config, or stream a whole model"):
+        streaming.init(ct.Conv1DTranspose(3, 4), 1)

@@ -121,14 +121,22 @@ class StreamContext:
     """
 
     def __init__(self, mode: str, cursor: Cursor, state: Optional[dict[str, State]] = None,
-                 chunk_multiple: int = 1):
+                 chunk_multiple: int = 1, keys: Optional[dict[int, str]] = None):
         self.mode = mode
+        self.keys = keys or {}
         self.cursor = cursor
         self.state = state or {}
         self.initial: dict[str, State] = {}
         self.updated: dict[str, State] = {}
         self.chunk_multiple = chunk_multiple
         self._visited: set[str] = set()
+
+    def key_of(self, module: Any) -> str:
+        """The state key of an nnx module: its path in the streamed model."""
+        if id(module) not in self.keys:
+            raise ValueError(f"a {type(module).__name__} outside the streamed model ran in the stream; "
+                             "every streamed layer must be an attribute of the model.")
+        return self.keys[id(module)]
 
     def enter(self, key: str, initial: Callable[[], State]) -> State:
         """The state of part ``key`` for this pass (built by ``initial()`` in INIT)."""
@@ -164,16 +172,6 @@ def streaming(context: StreamContext) -> Iterator[StreamContext]:
     token = _ACTIVE.set(context)
     try:
         yield context
-    finally:
-        _ACTIVE.reset(token)
-
-
-@contextlib.contextmanager
-def whole_signal() -> Iterator[None]:
-    """Runs the enclosed code as a whole-signal computation even inside a stream pass."""
-    token = _ACTIVE.set(None)
-    try:
-        yield
     finally:
         _ACTIVE.reset(token)
 
@@ -271,8 +269,8 @@ def conv(context: StreamContext, key: str, params: Any, x: jax.Array, config: Co
     left, right = own_left + mirror.left, own_right + mirror.right
     excess = (cursor.excess + left + right - ke) // s + 1
     lookahead = ke - left                              # output t reads input t * s - left + [0, ke)
-    if mirror.left and mirror.mode == "reflect":       # ... and, mirrored, input up to mirror.left
-        lookahead = max(lookahead, mirror.left + 1)
+    if mirror.left:                                    # ... and, mirrored, input left (or 0)
+        lookahead = max(lookahead, (mirror.left if mirror.mode == "reflect" else 0) + 1)
     latency = max(-(-(cursor.latency + lookahead - s) // s), -excess, 0)
     context_steps = latency * s + left - cursor.latency
     history = max(context_steps, mirror.right + 1 - cursor.tail if mirror.right else 0, 0)
@@ -297,12 +295,13 @@ def conv(context: StreamContext, key: str, params: Any, x: jax.Array, config: Co
     needed = start + (count - 1) * s + ke
     if needed > _time(window, axis):  # only at the end: the right padding's zeros
         window = _concat([window, _zeros_like_time(window, needed - _time(window, axis), axis)], axis)
+    read = window
     if mirrored:
-        window = _mirror_window(window, state["position"], history, cursor, mirror, axis,
-                                at_end=context.mode == FINISH)
+        read = _mirror_window(window, state["position"], history, cursor, mirror, axis,
+                              at_end=context.mode == FINISH)
         lead["position"] = jnp.minimum(state["position"] + steps, cursor.latency + history).astype(jnp.int32)
     if count > 0:
-        y, _ = conv1d(params, _slice(window, start, needed, axis), config.replace(padding=(0, 0)),
+        y, _ = conv1d(params, _slice(read, start, needed, axis), config.replace(padding=(0, 0)),
                       precision=precision)
     else:
         shape = list(x.shape)

@@ -39,6 +39,7 @@ representable, e.g. small integers in float32).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any, NamedTuple, Optional, Union
 
 import jax
@@ -110,6 +111,10 @@ def tail_length(config: Conv1DTransposeConfig) -> int:
 
 
 def _check_config(config: Any) -> None:
+    if isinstance(getattr(config, "config", None), Conv1DTransposeConfig):
+        raise TypeError(
+            f"config must be a Conv1DTransposeConfig, got the module {type(config).__name__}: pass "
+            "its .config, or stream a whole model with convtrans.streaming.Streamer(model, variables).")
     check_config(config)
     if config.data_format == "channels_first" and config.activation in _TIME_MIXING_ACTIVATIONS:
         raise ValueError(
@@ -141,6 +146,15 @@ def _emit(params: Params, z: jax.Array, preroll: jax.Array,
     index = index[None, :, None] if config.data_format == "channels_last" else index[None, None, :]
     y = jnp.where(index < preroll, jnp.zeros((), y.dtype), y)
     return y, jnp.maximum(preroll - steps, 0).astype(jnp.int32)
+
+
+def _unboxed(params: Any) -> Any:
+    """``params`` with flax metadata boxes (e.g. ``convtrans.optim.Constrained``) opened, as
+    ``module.apply`` opens them."""
+    if isinstance(params, Mapping):
+        return {name: value.unbox() if callable(getattr(value, "unbox", None)) else value
+                for name, value in params.items()}
+    return params
 
 
 def _check_bias(params: Any, config: Conv1DTransposeConfig) -> None:
@@ -244,6 +258,7 @@ def step(
       ``latency(config)`` zeros followed by the whole-signal output.
     """
     _check_config(config)
+    params = _unboxed(params)
     full = _full_config(config)
     in_channels = check_input(x, full)
     check_params(params, full, in_channels)
@@ -279,6 +294,7 @@ def finish(params: Params, state: StreamState, config: Conv1DTransposeConfig) ->
       ``output_padding`` reaches beyond the full result), with bias and activation.
     """
     _check_config(config)
+    params = _unboxed(params)
     _check_state(state, config)
     _check_bias(params, config)
     carry, lead = as_batch(state.carry)
@@ -305,6 +321,7 @@ def chunked_conv1d_transpose(
     not of the signal; the output itself is of course materialized.
     """
     _check_config(config)
+    params = _unboxed(params)
     check_params(params, config, check_input(x, config))
     chunk_size = check_count(chunk_size, "chunk_size", minimum=1)
     x, lead = as_batch(x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 from typing import Any, Optional, Union
@@ -54,14 +55,16 @@ class Streamer:
         play(streamer.finish(state))
     """
 
-    def __init__(self, model: Any, variables: Any, batch_size: Union[int, tuple[int, ...]] = 1, *,
+    def __init__(self, model: Any, variables: Any = None, batch_size: Union[int, tuple[int, ...]] = 1, *,
                  in_channels: Optional[int] = None, data_format: Optional[str] = None,
                  dtype: Any = jnp.float32, jit: bool = True):
         """
         Args:
-          model: a ``flax.linen.Module`` whose ``__call__(x)`` maps a signal to a signal.
-          variables: its variables, as for ``model.apply`` (params may be constraint-boxed or
-            wrapped by ``nn.WeightNorm``).
+          model: a ``flax.linen.Module`` whose ``__call__(x)`` maps a signal to a signal, or a
+            ``flax.nnx.Module`` built from :mod:`convtrans.nnx`'s parts.
+          variables: the linen model's variables, as for ``model.apply`` (params may be
+            constraint-boxed or wrapped by ``nn.WeightNorm``); for an nnx model, None (its own
+            state, as it is now) or an ``nnx.State`` of it.
           batch_size: signals streamed together, or the tuple of the chunks' batch axes (``()``:
             unbatched chunks).
           in_channels, data_format: the input's channels and layout; by default those of the
@@ -71,10 +74,18 @@ class Streamer:
             them op by op.
         """
         import flax.linen as nn  # noqa: PLC0415 - flax stays optional for the one-layer stream
+        from flax import nnx  # noqa: PLC0415
 
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"model must be a flax.linen.Module, got {type(model).__name__}.")
         self.model = model
+        if isinstance(model, nnx.Module):
+            self._graphdef, state = nnx.split(model)
+            variables = state if variables is None else variables
+        elif isinstance(model, nn.Module):
+            self._graphdef = None
+            if variables is None:
+                raise TypeError("a linen model streams with its variables: Streamer(model, variables, ...).")
+        else:
+            raise TypeError(f"model must be a flax.linen.Module or a flax.nnx.Module, got {type(model).__name__}.")
         self.variables = variables
         self.batch_shape = batch_shape_of(batch_size)
         self.dtype = floating_dtype(dtype)
@@ -106,9 +117,8 @@ class Streamer:
     def _probe(self, channels: int) -> tuple[int, str]:
         context = graph.StreamContext(graph.PROBE, graph.Cursor(Fraction(1), 0, 0, -2))
         try:
-            with graph.streaming(context):
-                jax.eval_shape(self.model.apply, self.variables,
-                               jax.ShapeDtypeStruct((*self.batch_shape, 1, channels), self.dtype))
+            jax.eval_shape(functools.partial(self._run, context), self.variables,
+                           jax.ShapeDtypeStruct((*self.batch_shape, 1, channels), self.dtype))
         except graph.Probed as found:
             if found.in_channels is not None:
                 return found.in_channels, found.data_format
@@ -127,10 +137,8 @@ class Streamer:
         for _ in range(_MAX_CHUNK_RETRIES):
             context = graph.StreamContext(graph.INIT, self._start(), chunk_multiple=multiple)
             try:
-                with graph.streaming(context):
-                    # Abstract: the pass only needs shapes; the parts' initial states are concrete.
-                    y = jax.eval_shape(lambda v, x: graph.settle(context, self.model.apply(v, x)),
-                                       self.variables, self._chunk(multiple))
+                # Abstract: the pass only needs shapes; the parts' initial states are concrete.
+                y = jax.eval_shape(functools.partial(self._run, context), self.variables, self._chunk(multiple))
             except graph.ChunkTooShort as short:
                 multiple = math.lcm(multiple, short.multiple)
                 continue
@@ -176,17 +184,28 @@ class Streamer:
 
     def _step_pass(self, variables: Any, state: StreamerState, chunk: jax.Array) -> tuple[StreamerState, jax.Array]:
         context = graph.StreamContext(graph.STEP, self._start(), state["layers"], self.chunk_multiple)
-        with graph.streaming(context):
-            y = graph.settle(context, self.model.apply(variables, chunk))
+        y = self._run(context, variables, chunk)
         y, preroll = self._masked(y, state["preroll"])
         return {"layers": {**state["layers"], **context.updated}, "preroll": preroll}, y
 
     def _finish_pass(self, variables: Any, state: StreamerState) -> jax.Array:
         context = graph.StreamContext(graph.FINISH, self._start(), state["layers"], self.chunk_multiple)
-        with graph.streaming(context):
-            chunk = self._chunk(0)
-            y = graph.settle(context, self.model.apply(variables, jnp.zeros(chunk.shape, chunk.dtype)))
+        chunk = self._chunk(0)
+        y = self._run(context, variables, jnp.zeros(chunk.shape, chunk.dtype))
         return self._masked(y, state["preroll"])[0]
+
+    def _run(self, context: graph.StreamContext, variables: Any, x: jax.Array) -> jax.Array:
+        """The model on ``x`` in the stream pass ``context``, pending paddings applied."""
+        if self._graphdef is None:
+            with graph.streaming(context):
+                return graph.settle(context, self.model.apply(variables, x))
+        from flax import nnx  # noqa: PLC0415
+
+        model = nnx.merge(self._graphdef, variables)
+        context.keys = {id(node): "/".join(map(str, path)) or type(node).__name__
+                        for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)}
+        with graph.streaming(context):
+            return graph.settle(context, model(x))
 
     def _masked(self, y: jax.Array, preroll: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``y`` with its first ``preroll`` steps zeroed (the latency's zeros), and what is left."""
