@@ -203,26 +203,49 @@ def _along_time(values: jax.Array, ndim: int, axis: int) -> jax.Array:
     return values.reshape(shape)
 
 
-def _buffer(x: jax.Array, steps: int, axis: int) -> np.ndarray:
-    """Zeros of ``x``'s shape with ``steps`` time steps: an empty history. (Initial states are
-    NumPy arrays, concrete even while the streamer traces its set-up pass abstractly.)"""
+def _history_state(x: jax.Array, steps: int, axis: int) -> dict[str, np.ndarray]:
+    """An empty history of ``steps`` time steps (zeros of ``x``'s shape), none when 0. (Initial
+    states are NumPy arrays, concrete even while the streamer traces its set-up pass abstractly.)"""
     shape = list(x.shape)
     shape[axis] = steps
-    return np.zeros(shape, x.dtype)
+    return {"history": np.zeros(shape, x.dtype)} if steps else {}
+
+
+def _with_history(state: State, x: jax.Array, axis: int) -> jax.Array:
+    """The kept samples followed by the chunk."""
+    return _concat([state["history"], x], axis) if "history" in state else x
+
+
+def _kept(window: jax.Array, steps: int, axis: int) -> dict[str, jax.Array]:
+    """The history to keep: the window's last ``steps`` samples (none when 0)."""
+    width = _time(window, axis)
+    return {"history": _slice(window, width - steps, width, axis)} if steps else {}
 
 
 def _masked_lead(x: jax.Array, state: State, axis: int) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """``x`` with the input's remaining pre-roll (``state["lead"]`` samples) set to zero."""
+    """``x`` with the input's remaining pre-roll (``state["lead"]`` samples, one count per signal)
+    set to zero."""
     if "lead" not in state:
         return x, {}
     steps = _time(x, axis)
-    index = _along_time(jnp.arange(steps, dtype=jnp.int32), x.ndim, axis)
-    x = jnp.where(index < state["lead"], jnp.zeros((), x.dtype), x)
-    return x, {"lead": jnp.maximum(state["lead"] - steps, 0).astype(jnp.int32)}
+    lead = state["lead"]
+    index = _along_time(jnp.arange(steps, dtype=jnp.int32), 2, axis)
+    x = jnp.where(index < lead[..., None, None], jnp.zeros((), x.dtype), x)
+    return x, {"lead": jnp.maximum(lead - steps, 0).astype(jnp.int32)}
 
 
-def _lead_state(latency: int) -> dict[str, np.ndarray]:
-    return {"lead": np.asarray(latency, np.int32)} if latency else {}
+def _lead_state(latency: int, batch_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    # Counters are kept per signal so that every leaf of the state is batch first (and shards so).
+    return {"lead": np.full(batch_shape, latency, np.int32)} if latency else {}
+
+
+def _position_state(batch_shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    return {"position": np.zeros(batch_shape, np.int32)}
+
+
+def _position(state: State) -> jax.Array:
+    """The stream position, as a scalar (every signal of a batch is at the same one)."""
+    return jnp.max(state["position"], initial=0)
 
 
 def _check_axis(cursor: Cursor, config: Any, where: str) -> None:
@@ -286,10 +309,10 @@ def conv(context: StreamContext, key: str, params: Any, x: jax.Array, config: Co
                          f"multiple of {s}; stream chunks of a multiple of {context.chunk_multiple} steps.")
     mirrored = mirror.left + mirror.right > 0
     state = context.enter(key, lambda: {
-        "history": _buffer(x, history, axis), **_lead_state(cursor.latency),
-        **({"position": np.zeros((), np.int32)} if mirrored else {})})
+        **_history_state(x, history, axis), **_lead_state(cursor.latency, x.shape[:-2]),
+        **(_position_state(x.shape[:-2]) if mirrored else {})})
     x, lead = _masked_lead(x, state, axis)
-    window = _concat([state["history"], x], axis)
+    window = _with_history(state, x, axis)
     count = out.tail if context.mode == FINISH else steps // s
     start = history - context_steps
     needed = start + (count - 1) * s + ke
@@ -297,7 +320,7 @@ def conv(context: StreamContext, key: str, params: Any, x: jax.Array, config: Co
         window = _concat([window, _zeros_like_time(window, needed - _time(window, axis), axis)], axis)
     read = window
     if mirrored:
-        read = _mirror_window(window, state["position"], history, cursor, mirror, axis,
+        read = _mirror_window(window, _position(state), history, cursor, mirror, axis,
                               at_end=context.mode == FINISH)
         lead["position"] = jnp.minimum(state["position"] + steps, cursor.latency + history).astype(jnp.int32)
     if count > 0:
@@ -307,8 +330,7 @@ def conv(context: StreamContext, key: str, params: Any, x: jax.Array, config: Co
         shape = list(x.shape)
         shape[axis], shape[config.channel_axis] = 0, config.filters
         y = jnp.zeros(shape, x.dtype)
-    width = _time(window, axis)
-    context.exit(key, {"history": _slice(window, width - history, width, axis), **lead})
+    context.exit(key, {**_kept(window, history, axis), **lead})
     context.cursor = out
     return y
 
@@ -360,7 +382,7 @@ def conv_transpose(context: StreamContext, key: str, params: Any, x: jax.Array,
                  cursor.excess * s + output_length(config, probe) - probe * s, axis)
     _check_tail(context, x, key)
     state = context.enter(key, lambda: {
-        "carry": np.zeros(layer.state_shape(config, x.shape[:-2]), x.dtype), **_lead_state(cursor.latency)})
+        "carry": np.zeros(layer.state_shape(config, x.shape[:-2]), x.dtype), **_lead_state(cursor.latency, x.shape[:-2])})
     x, lead = _masked_lead(x, state, axis)
     stream = layer.StreamState(state["carry"], jnp.zeros((), jnp.int32))
     pieces = []
@@ -426,21 +448,20 @@ def _pad(context: StreamContext, key: str, x: jax.Array, left: int, right: int, 
     _check_tail(context, x, key)
     mirrored = mode != "constant"
     state = context.enter(key, lambda: {
-        "history": _buffer(x, history, axis), **_lead_state(cursor.latency),
-        **({"position": np.zeros((), np.int32)} if mirrored else {})})
+        **_history_state(x, history, axis), **_lead_state(cursor.latency, x.shape[:-2]),
+        **(_position_state(x.shape[:-2]) if mirrored else {})})
     x, lead = _masked_lead(x, state, axis)
     steps = _time(x, axis)
-    window = _concat([state["history"], x], axis)
+    window = _with_history(state, x, axis)
     count = out.tail if context.mode == FINISH else steps
     if not mirrored:  # the pads are zeros: the pre-roll's and those past the end
         if count > _time(window, axis):
             window = _concat([window, _zeros_like_time(window, count - _time(window, axis), axis)], axis)
         y = _slice(window, history - delay, history - delay + count, axis)
     else:
-        y = _mirrored(window, state["position"], count, history, delay, left, cursor, latency,
+        y = _mirrored(window, _position(state), count, history, delay, left, cursor, latency,
                       mode, axis, at_end=context.mode == FINISH)
-    width = _time(window, axis)
-    next_state = {"history": _slice(window, width - history, width, axis), **lead}
+    next_state = {**_kept(window, history, axis), **lead}
     if mirrored:
         # Saturates once past the start's mirror, so that it never overflows.
         next_state["position"] = jnp.minimum(state["position"] + steps, latency + left).astype(jnp.int32)
@@ -479,11 +500,10 @@ def delay(context: StreamContext, key: str, x: jax.Array, steps: int) -> jax.Arr
     if steps == 0:
         return x
     axis = context.cursor.time_axis
-    state = context.enter(key, lambda: {"history": _buffer(x, steps, axis)})
-    window = _concat([state["history"], x], axis)
-    width = _time(window, axis)
-    context.exit(key, {"history": _slice(window, width - steps, width, axis)})
-    return window if context.mode == FINISH else _slice(window, 0, width - steps, axis)
+    state = context.enter(key, lambda: _history_state(x, steps, axis))
+    window = _with_history(state, x, axis)
+    context.exit(key, _kept(window, steps, axis))
+    return window if context.mode == FINISH else _slice(window, 0, _time(window, axis) - steps, axis)
 
 
 def _aligned(context: StreamContext, key: str, outputs: Sequence[jax.Array], cursors: Sequence[Cursor],

@@ -164,9 +164,10 @@ class Streamer:
 
     def init(self) -> StreamerState:
         """The state of a stream that has seen nothing: ``{"layers": {path: {name: array}},
-        "preroll": int32}``, every array batch first (``(*batch, steps, channels)`` histories)."""
+        "preroll": int32 (*batch,)}``, every array batch first (histories ``(*batch, steps,
+        channels)``, counters ``(*batch,)``)."""
         return {"layers": jax.tree.map(jnp.array, self._initial),
-                "preroll": jnp.asarray(self.latency, jnp.int32)}
+                "preroll": jnp.full(self.batch_shape, self.latency, jnp.int32)}
 
     def step(self, state: StreamerState, chunk: jax.Array) -> tuple[StreamerState, jax.Array]:
         """Feeds ``chunk`` (``(*batch, m, in_channels)``, channels_first ``(*batch, in_channels,
@@ -209,12 +210,9 @@ class Streamer:
 
     def _masked(self, y: jax.Array, preroll: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``y`` with its first ``preroll`` steps zeroed (the latency's zeros), and what is left."""
-        axis = self._axis
-        steps = y.shape[axis]
-        shape = [1] * y.ndim
-        shape[axis] = steps
-        index = jnp.arange(steps, dtype=jnp.int32).reshape(shape)
-        y = jnp.where(index < preroll, jnp.zeros((), y.dtype), y)
+        steps = y.shape[self._axis]
+        index = jnp.arange(steps, dtype=jnp.int32).reshape((steps, 1) if self._axis == -2 else (1, steps))
+        y = jnp.where(index < preroll[..., None, None], jnp.zeros((), y.dtype), y)
         return y, jnp.maximum(preroll - steps, 0).astype(jnp.int32)
 
     # --- checks ------------------------------------------------------------------------------
