@@ -1,9 +1,8 @@
 """jik876's HiFi-GAN generator (ResBlock1) in PyTorch, loaded with the weights of a flax
 :class:`examples.vocoder.models.HiFiGAN`: the torch side of the streaming benchmark.
 
-The flax model names its layers in creation order (``Conv1D_0``: conv_pre; per scale, the
-transposed convolution, then for each residual block its convolutions in the order they run;
-last, conv_post), which is the order this module walks its own."""
+The flax model names its parameters as jik876's module names them, flax-style
+(``resblocks.3.convs1.2.weight`` is ``resblocks_3/convs1_2/kernel``)."""
 
 from __future__ import annotations
 
@@ -49,27 +48,31 @@ class Generator(nn.Module):
             x = sum(block(x) for block in blocks) / self.num_kernels
         return torch.tanh(self.conv_post(torch.nn.functional.leaky_relu(x)))
 
-    def convolutions(self):
-        """Every convolution, in the flax model's creation order."""
-        yield "Conv1D", self.conv_pre
-        for i, up in enumerate(self.ups):
-            yield "Conv1DTranspose", up
-            for block in self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]:
-                for c1, c2 in zip(block.convs1, block.convs2):
-                    yield "Conv1D", c1
-                    yield "Conv1D", c2
-        yield "Conv1D", self.conv_post
+
+def flax_path(name: str) -> tuple[list[str], str]:
+    """A torch parameter name as a flax path: ``"resblocks.3.convs1.2.weight"`` ->
+    ``(["resblocks_3", "convs1_2"], "weight")``."""
+    *parts, leaf = name.split(".")
+    path: list[str] = []
+    for part in parts:
+        if part.isdigit():
+            path[-1] += f"_{part}"
+        else:
+            path.append(part)
+    return path, leaf
 
 
 def from_flax(model, params) -> Generator:
     """A torch generator with the weights of the flax ``model``'s ``params``."""
     generator = Generator(model)
-    counters = {"Conv1D": 0, "Conv1DTranspose": 0}
     with torch.no_grad():
-        for kind, layer in generator.convolutions():
-            weights = params[f"{kind}_{counters[kind]}"]
-            counters[kind] += 1
-            # Keras layouts (k, in, out) and (k, out, in) are both torch's (., ., k) reversed.
-            layer.weight.copy_(torch.from_numpy(np.array(np.transpose(np.asarray(weights["kernel"]), (2, 1, 0)))))
-            layer.bias.copy_(torch.from_numpy(np.array(weights["bias"])))
+        for name, tensor in generator.state_dict().items():
+            path, leaf = flax_path(name)
+            node = params
+            for part in path:
+                node = node[part]
+            if leaf == "weight":  # Keras layouts (k, in, out) and (k, out, in): torch's reversed
+                tensor.copy_(torch.from_numpy(np.array(np.transpose(np.asarray(node["kernel"]), (2, 1, 0)))))
+            else:
+                tensor.copy_(torch.from_numpy(np.array(node[leaf])))
     return generator.eval()

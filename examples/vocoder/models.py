@@ -14,11 +14,14 @@ convtrans :class:`~convtrans.Conv1D`, :class:`~convtrans.Conv1DTranspose` or
   reflection padding).
 
 PyTorch's integer paddings carry over as they are (``padding=p`` pads a convolution by ``p`` on
-each side and crops a transposed convolution's output by ``p`` on each side).
+each side and crops a transposed convolution's output by ``p`` on each side), and the parameters
+are named after the original modules, flax-style (``resblocks.3.convs1.2`` is
+``resblocks_3/convs1_2``; melgan-neurips's ``model.4.block.2`` is ``model_4/block_2``).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,8 +38,40 @@ def _leaky_relu(slope: float):
     return activation
 
 
+class ResBlock1(nn.Module):
+    """HiFi-GAN's ResBlock1: for each dilation ``d``, ``x + conv2(lrelu(conv1_d(lrelu(x))))``."""
+
+    channels: int
+    kernel_size: int
+    dilations: Sequence[int]
+    kernel_initializer: Any = nn.initializers.normal(0.01)
+
+    def setup(self):
+        conv = functools.partial(_same_conv, self.channels, self.kernel_size, kernel_initializer=self.kernel_initializer)
+        self.convs1 = [conv(d) for d in self.dilations]
+        self.convs2 = [conv(1) for _ in self.dilations]
+        lrelu = _leaky_relu(0.1)
+        self.residuals = [ct.Residual([lrelu, c1, lrelu, c2]) for c1, c2 in zip(self.convs1, self.convs2)]
+
+    def __call__(self, x):
+        for residual in self.residuals:
+            x = residual(x)
+        return x
+
+
+def _same_conv(filters: int, kernel_size: int, dilation: int = 1, **kwargs) -> ct.Conv1D:
+    """jik876's ``Conv1d(..., padding=get_padding(kernel_size, dilation))``."""
+    return ct.Conv1D(filters, kernel_size, dilation_rate=dilation, padding=(kernel_size * dilation - dilation) // 2,
+                     **kwargs)
+
+
 class HiFiGAN(nn.Module):
-    """HiFi-GAN generator (jik876/hifi-gan, ResBlock1). Defaults: config v1 (13.9M parameters)."""
+    """HiFi-GAN generator (jik876/hifi-gan, ResBlock1). Defaults: config v1 (13.9M parameters).
+
+    Parameters are named as jik876's ``Generator`` names its modules (``conv_pre``, ``ups_{i}``,
+    ``resblocks_{j}/convs1_{k}``, ``conv_post``); the residual blocks of scale ``i`` are
+    ``resblocks_{i * len(resblock_kernel_sizes) + j}``, averaged by a :class:`convtrans.Parallel`.
+    """
 
     upsample_rates: Sequence[int] = (8, 8, 2, 2)
     upsample_kernel_sizes: Sequence[int] = (16, 16, 4, 4)
@@ -45,55 +80,70 @@ class HiFiGAN(nn.Module):
     resblock_dilation_sizes: Sequence[Sequence[int]] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
     kernel_initializer: Any = nn.initializers.normal(0.01)  # jik876's init_weights
 
-    def _conv(self, filters: int, kernel_size: int, dilation: int = 1) -> ct.Conv1D:
-        return ct.Conv1D(filters, kernel_size, dilation_rate=dilation, padding=(kernel_size * dilation - dilation) // 2,
-                         kernel_initializer=self.kernel_initializer)
+    def setup(self):
+        init = dict(kernel_initializer=self.kernel_initializer)
+        self.conv_pre = _same_conv(self.upsample_initial_channel, 7, **init)
+        channels = [self.upsample_initial_channel // 2 ** (i + 1) for i in range(len(self.upsample_rates))]
+        self.ups = [ct.Conv1DTranspose(c, k, strides=u, padding=(k - u) // 2, **init)
+                    for c, u, k in zip(channels, self.upsample_rates, self.upsample_kernel_sizes)]
+        self.resblocks = [ResBlock1(c, k, d, **init) for c in channels
+                          for k, d in zip(self.resblock_kernel_sizes, self.resblock_dilation_sizes)]
+        kernels = len(self.resblock_kernel_sizes)
+        self.fusions = [ct.Parallel(self.resblocks[i * kernels:(i + 1) * kernels], combine="mean")
+                        for i in range(len(channels))]
+        self.conv_post = _same_conv(1, 7, **init)
 
-    def _resblock(self, channels: int, kernel_size: int, dilations: Sequence[int]) -> list[nn.Module]:
-        lrelu = _leaky_relu(0.1)
-        return [ct.Residual([lrelu, self._conv(channels, kernel_size, d), lrelu, self._conv(channels, kernel_size)])
-                for d in dilations]
-
-    @nn.compact
     def __call__(self, mel):
-        x = self._conv(self.upsample_initial_channel, 7)(mel)
-        for i, (rate, kernel_size) in enumerate(zip(self.upsample_rates, self.upsample_kernel_sizes)):
-            channels = self.upsample_initial_channel // 2 ** (i + 1)
-            x = nn.leaky_relu(x, 0.1)
-            x = ct.Conv1DTranspose(channels, kernel_size, strides=rate, padding=(kernel_size - rate) // 2,
-                                   kernel_initializer=self.kernel_initializer)(x)
-            x = ct.Parallel([self._resblock(channels, k, d)
-                             for k, d in zip(self.resblock_kernel_sizes, self.resblock_dilation_sizes)],
-                            combine="mean")(x)
+        x = self.conv_pre(mel)
+        for up, fusion in zip(self.ups, self.fusions):
+            x = fusion(up(nn.leaky_relu(x, 0.1)))
         x = nn.leaky_relu(x)  # torch's default slope, 0.01
-        return nn.tanh(self._conv(1, 7)(x))
+        return nn.tanh(self.conv_post(x))
+
+
+class ResnetBlock(nn.Module):
+    """MelGAN's residual block: ``shortcut(x) + block(x)`` with ``block`` = LeakyReLU(0.2),
+    ReflectionPad1d(d), a dilated 3-tap convolution, LeakyReLU(0.2), a 1x1 convolution."""
+
+    dim: int
+    dilation: int = 1
+
+    def setup(self):
+        lrelu = _leaky_relu(0.2)
+        self.block = [lrelu, ct.Pad1D(self.dilation, mode="reflect"), ct.Conv1D(self.dim, 3, dilation_rate=self.dilation),
+                      lrelu, ct.Conv1D(self.dim, 1)]
+        self.shortcut = ct.Conv1D(self.dim, 1)
+        self.sum = ct.Parallel([self.shortcut, self.block], combine="sum")
+
+    def __call__(self, x):
+        return self.sum(x)
 
 
 class MelGAN(nn.Module):
-    """MelGAN generator (descriptinc/melgan-neurips)."""
+    """MelGAN generator (descriptinc/melgan-neurips).
+
+    ``model_{i}`` is the ``i``-th entry of the original's ``nn.Sequential`` (``model_1`` the first
+    convolution, ``model_3`` the first transposed convolution, ``model_4`` its first residual
+    block with ``block_2``, ``block_4`` and ``shortcut``), so parameters are named as there.
+    """
 
     ngf: int = 32
     ratios: Sequence[int] = (8, 8, 2, 2)
     n_residual_layers: int = 3
 
-    def _resnet_block(self, dim: int, dilation: int) -> ct.Parallel:
+    def setup(self):
         lrelu = _leaky_relu(0.2)
-        block = [lrelu, ct.Pad1D(dilation, mode="reflect"), ct.Conv1D(dim, 3, dilation_rate=dilation),
-                 lrelu, ct.Conv1D(dim, 1)]
-        return ct.Parallel([ct.Conv1D(dim, 1), block], combine="sum")  # shortcut(x) + block(x)
-
-    @nn.compact
-    def __call__(self, mel):
         mult = 2 ** len(self.ratios)
-        x = ct.Pad1D(3, mode="reflect")(mel)
-        x = ct.Conv1D(mult * self.ngf, 7)(x)
+        model = [ct.Pad1D(3, mode="reflect"), ct.Conv1D(mult * self.ngf, 7)]
         for rate in self.ratios:
-            x = nn.leaky_relu(x, 0.2)
-            x = ct.Conv1DTranspose(mult * self.ngf // 2, rate * 2, strides=rate, padding=rate // 2 + rate % 2,
-                                   output_padding=(rate % 2) or None)(x)
-            for j in range(self.n_residual_layers):
-                x = self._resnet_block(mult * self.ngf // 2, 3 ** j)(x)
+            model += [lrelu, ct.Conv1DTranspose(mult * self.ngf // 2, rate * 2, strides=rate, padding=rate // 2 + rate % 2,
+                                                output_padding=(rate % 2) or None)]
+            model += [ResnetBlock(mult * self.ngf // 2, dilation=3 ** j) for j in range(self.n_residual_layers)]
             mult //= 2
-        x = nn.leaky_relu(x, 0.2)
-        x = ct.Pad1D(3, mode="reflect")(x)
-        return nn.tanh(ct.Conv1D(1, 7)(x))
+        model += [lrelu, ct.Pad1D(3, mode="reflect"), ct.Conv1D(1, 7), nn.tanh]
+        self.model = model
+
+    def __call__(self, mel):
+        for layer in self.model:
+            mel = layer(mel)
+        return mel
