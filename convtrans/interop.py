@@ -32,10 +32,18 @@ from convtrans._src.config import Conv1DTransposeConfig, check_config
 Params = dict[str, jax.Array]
 
 
-def _as_jax(value: Any, dtype: Any = None) -> jax.Array:
+def _as_numpy(value: Any) -> np.ndarray:
+    """A torch tensor (bfloat16 included, which NumPy cannot take directly) or array as NumPy."""
     if hasattr(value, "detach"):  # torch.Tensor
-        value = value.detach().cpu().numpy()
-    return jnp.asarray(np.asarray(value), dtype=dtype)
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            return np.asarray(value.float().numpy()).astype(jnp.bfloat16)
+        value = value.numpy()
+    return np.asarray(value)
+
+
+def _as_jax(value: Any, dtype: Any = None) -> jax.Array:
+    return jnp.asarray(_as_numpy(value), dtype=dtype)
 
 
 # --- Keras ---------------------------------------------------------------------------------
@@ -216,6 +224,37 @@ def _floating(value: jax.Array, argument: str, shape: tuple[int, ...]) -> jax.Ar
     return value
 
 
+# torch.nn.utils.weight_norm's keys (g, v) and those of torch.nn.utils.parametrizations.weight_norm.
+WEIGHT_NORM_KEYS = (("weight_g", "weight_v"),
+                    ("parametrizations.weight.original0", "parametrizations.weight.original1"))
+
+
+def fold_weight_norm(g: Any, v: Any) -> np.ndarray:
+    """PyTorch's weight norm folded into one weight: ``w = g * v / ||v||``, the norm taken over
+    every axis where ``g`` has size 1 (all but ``dim`` for ``weight_norm(module, dim)``; all for
+    ``dim=None``). Computed in float64 and rounded once to ``v``'s dtype."""
+    g, v = _as_numpy(g), _as_numpy(v)
+    if g.ndim not in (0, v.ndim):
+        raise ValueError(f"weight norm's g has shape {g.shape}, which does not broadcast against v's {v.shape}.")
+    axes = tuple(axis for axis in range(v.ndim) if g.ndim == 0 or g.shape[axis] == 1)
+    v64 = v.astype(np.float64)
+    norm = np.sqrt(np.sum(v64 * v64, axis=axes, keepdims=True))
+    return (v64 * (g.astype(np.float64) / norm)).astype(v.dtype)
+
+
+def _torch_weight(state_dict: Mapping[str, Any], prefix: str) -> jax.Array:
+    """The layer's weight: ``weight`` itself or folded from either style of weight norm."""
+    if prefix + "weight" in state_dict:
+        return _as_jax(state_dict[prefix + "weight"])
+    for g_key, v_key in WEIGHT_NORM_KEYS:
+        if prefix + g_key in state_dict and prefix + v_key in state_dict:
+            return jnp.asarray(fold_weight_norm(state_dict[prefix + g_key], state_dict[prefix + v_key]))
+    found = sorted(key for key in state_dict if key.startswith(prefix))
+    expected = [prefix + "weight"] + [f"{prefix}{g} and {prefix}{v}" for g, v in WEIGHT_NORM_KEYS]
+    raise ValueError(f"state_dict has no weight for {prefix or 'the layer'!r}: expected {' or '.join(expected)}; "
+                     f"the keys there are {found[:12]}{' ...' if len(found) > 12 else ''}.")
+
+
 def from_torch_state_dict(
     state_dict: Mapping[str, Any],
     in_channels: int,
@@ -236,7 +275,10 @@ def from_torch_state_dict(
     The arguments are ``torch.nn.ConvTranspose1d``'s, with its defaults; ``prefix`` selects the
     layer inside a larger model's state dict (e.g. ``"decoder.up1."``). The config is
     ``channels_first`` with PyTorch's integer padding, so ``conv1d_transpose(params, x, config)``
-    equals the module's output for ``x`` of shape ``(batch, in_channels, steps)``.
+    equals the module's output for ``x`` of shape ``(batch, in_channels, steps)``. A weight-normed
+    layer (``weight_g``/``weight_v`` of ``torch.nn.utils.weight_norm``, or
+    ``parametrizations.weight.original0``/``original1`` of its successor) is folded into the kernel
+    (:func:`fold_weight_norm`). The params keep the state dict's dtype (float16 and bfloat16 too).
 
     Raises:
       ValueError: for ``padding_mode`` other than ``"zeros"`` (the only one PyTorch's transposed
@@ -263,9 +305,7 @@ def from_torch_state_dict(
         groups=groups,
     )
     weight_key, bias_key = prefix + "weight", prefix + "bias"
-    if weight_key not in state_dict:
-        raise ValueError(f"state_dict lacks {weight_key!r}; its keys are {sorted(state_dict)[:10]}.")
-    weight = _as_jax(state_dict[weight_key])
+    weight = _torch_weight(state_dict, prefix)
     expected = (in_channels, out_channels // groups, kernel_size)
     if tuple(weight.shape) != expected:
         raise ValueError(
@@ -305,6 +345,7 @@ def from_torch(module: Any) -> tuple[Conv1DTransposeConfig, Params]:
 
 
 __all__ = [
+    "fold_weight_norm",
     "from_keras",
     "from_torch",
     "from_torch_state_dict",

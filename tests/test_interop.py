@@ -264,7 +264,8 @@ def test_state_dict_shape_and_bias_mismatches_raise():
         interop.from_torch_state_dict(state, 2, 4, 3)
     with pytest.raises(ValueError, match="bias=False"):
         interop.from_torch_state_dict(state, 2, 4, 3, groups=2, bias=False)
-    with pytest.raises(ValueError, match="lacks"):
+    with pytest.raises(ValueError, match=r"no weight for 'up.': expected up.weight or up.weight_g and up.weight_v or "
+                                         r"up.parametrizations.weight.original0 and .*; the keys there are \[\]"):
         interop.from_torch_state_dict(state, 2, 4, 3, groups=2, prefix="up.")
     with pytest.raises(TypeError, match="ConvTranspose1d"):
         interop.from_torch(torch.nn.Conv1d(2, 3, 3))
@@ -284,3 +285,50 @@ def test_ported_torch_weights_run_in_the_linen_and_nnx_modules():
     layer.kernel[...] = params["kernel"]
     layer.bias[...] = params["bias"]
     np.testing.assert_allclose(layer(jnp.asarray(x.numpy())), expected, rtol=1e-5, atol=1e-5)
+
+
+# --- weight norm and 16-bit modules ------------------------------------------------------------
+
+def _weight_normed(style, dim):
+    torch.manual_seed(3)
+    module = torch.nn.ConvTranspose1d(4, 6, 5, stride=2, padding=1, groups=2)
+    if style == "weight_norm":
+        return torch.nn.utils.weight_norm(module, dim=dim)
+    return torch.nn.utils.parametrizations.weight_norm(module, dim=dim)
+
+
+@pytest.mark.parametrize("style", ["weight_norm", "parametrizations"])
+@pytest.mark.parametrize("dim", [0, 1, None])
+def test_weight_normed_modules_are_folded_into_the_kernel(style, dim):
+    module = _weight_normed(style, dim)
+    with torch.no_grad():  # a trained-looking g, not the initial ||v||
+        next(p for n, p in module.named_parameters() if n.endswith(("weight_g", "original0"))).mul_(1.7)
+    config, params = interop.from_torch(module)
+    x = torch.randn(2, 4, 7)
+    want = module(x).detach().numpy()  # (the old style recomputes module.weight in its forward hook)
+    np.testing.assert_allclose(params["kernel"], module.weight.detach().numpy().transpose(2, 1, 0), rtol=1e-6, atol=1e-7)
+    y, _ = ct.conv1d_transpose(params, jnp.asarray(x.numpy()), config)
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fold_weight_norm_is_g_times_the_direction():
+    v = np.arange(1.0, 13.0).reshape(2, 3, 2).astype(np.float32)
+    g = np.array([2.0, 3.0], np.float32).reshape(2, 1, 1)
+    norms = np.sqrt((v.astype(np.float64) ** 2).sum(axis=(1, 2), keepdims=True))
+    np.testing.assert_allclose(interop.fold_weight_norm(g, v), v * g / norms, rtol=1e-7)
+    assert interop.fold_weight_norm(g, v).dtype == np.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_16_bit_modules_port_in_their_dtype(dtype):
+    torch.manual_seed(4)
+    module = torch.nn.ConvTranspose1d(3, 4, 4, stride=2, padding=1)
+    reference_config, reference = interop.from_torch(module)
+    config, params = interop.from_torch(module.to(dtype))
+    want = {torch.float16: jnp.float16, torch.bfloat16: jnp.bfloat16}[dtype]
+    assert params["kernel"].dtype == want and params["bias"].dtype == want
+    np.testing.assert_allclose(np.asarray(params["kernel"], np.float32), reference["kernel"], rtol=1e-2, atol=1e-3)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((1, 3, 6)), want)
+    y, _ = ct.conv1d_transpose(params, x, config)
+    y32, _ = ct.conv1d_transpose(reference, x.astype(jnp.float32), reference_config)
+    np.testing.assert_allclose(np.asarray(y, np.float32), y32, rtol=3e-2, atol=3e-2)
