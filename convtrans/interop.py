@@ -13,6 +13,11 @@ arguments of :func:`convtrans.conv1d_transpose` (and the parameters of the linen
   which the config expresses directly; the config is ``channels_first``, so outputs equal the
   module's outputs without transposes.
 
+Whole PyTorch models: :func:`load_torch_state_dict` fills a linen variables tree from a state
+dict by name (``ups.0.weight`` is ``ups_0/kernel``), converting each weight by the flax module it
+lands in (convtrans's layers, ``nn.Conv``, ``nn.ConvTranspose``, ``nn.Dense``, ``nn.Embed``, the
+norms) and folding weight norm; :func:`to_torch_state_dict` goes back.
+
 Keras and PyTorch are imported only when these functions are called.
 """
 
@@ -344,12 +349,243 @@ def from_torch(module: Any) -> tuple[Conv1DTransposeConfig, Params]:
     )
 
 
+# --- whole PyTorch models ----------------------------------------------------------------------
+
+_PARAMETRIZATION = ".parametrizations."
+# torch leaf -> flax leaf, for each kind of flax module (told apart by its parameter names).
+_BATCH_STATS = {"running_mean": "mean", "running_var": "var"}
+_IGNORED_TORCH_LEAVES = ("num_batches_tracked",)
+
+
+def flax_name(torch_key: str) -> tuple[tuple[str, ...], str]:
+    """A PyTorch state-dict key as ``(module path, leaf)`` with flax's names for lists and
+    sequences: ``"resblocks.3.convs1.2.weight"`` -> ``(("resblocks_3", "convs1_2"), "weight")``;
+    a new-style weight norm's ``"ups.0.parametrizations.weight.original0"`` ->
+    ``(("ups_0",), "parametrizations.weight.original0")``."""
+    if _PARAMETRIZATION in torch_key:
+        module, rest = torch_key.split(_PARAMETRIZATION, 1)
+        parts, leaf = module.split("."), "parametrizations." + rest
+    else:
+        *parts, leaf = torch_key.split(".")
+    path: list[str] = []
+    for part in parts:
+        if part.isdigit() and path:
+            path[-1] += f"_{part}"
+        else:
+            path.append(part)
+    return tuple(path), leaf
+
+
+def _torch_modules(state_dict: Mapping[str, Any]) -> dict[tuple[str, ...], dict[str, Any]]:
+    """The state dict grouped by module (flax paths), weight norm folded into ``weight``."""
+    modules: dict[tuple[str, ...], dict[str, Any]] = {}
+    for key, value in state_dict.items():
+        path, leaf = flax_name(key)
+        modules.setdefault(path, {})[leaf] = (key, value)
+    for path, leaves in modules.items():
+        for g_key, v_key in WEIGHT_NORM_KEYS:
+            if g_key in leaves and v_key in leaves:
+                (g_name, g), (v_name, v) = leaves.pop(g_key), leaves.pop(v_key)
+                leaves["weight"] = (f"{g_name} + {v_name}", fold_weight_norm(g, v))
+    return modules
+
+
+def _kernel_from_torch(weight: np.ndarray, target_shape: tuple[int, ...], where: str) -> np.ndarray:
+    """A torch ``weight`` in the layout of a flax ``kernel`` of ``target_shape``."""
+    if weight.ndim == 2:  # Linear (out, in) -> Dense (in, out)
+        candidates = [weight.T]
+    elif weight.ndim == 3:
+        # Conv1d (out, in/g, k) and ConvTranspose1d (in, out/g, k) both reverse into the Keras
+        # layouts of convtrans's layers and flax's nn.Conv; flax's nn.ConvTranspose (k, in, out)
+        # applies its kernel unflipped, so it takes the taps reversed.
+        candidates = [np.transpose(weight, (2, 1, 0)), np.transpose(weight, (2, 0, 1))[::-1]]
+    else:
+        candidates = [weight]
+    for candidate in candidates:
+        if tuple(candidate.shape) == tuple(target_shape):
+            return candidate
+    raise ValueError(f"{where}: the torch weight of shape {tuple(weight.shape)} does not fit the kernel of "
+                     f"shape {tuple(target_shape)} in any layout (Linear, Conv1d, ConvTranspose1d).")
+
+
+def _leaf_pairs(node: Mapping[str, Any], collection: str) -> dict[str, str]:
+    """flax leaf -> torch leaf for one flax module's parameters (or batch statistics)."""
+    if collection == "batch_stats":
+        return {flax: torch for torch, flax in _BATCH_STATS.items() if flax in node}
+    if "kernel" in node:
+        return {"kernel": "weight", **({"bias": "bias"} if "bias" in node else {})}
+    if "embedding" in node:
+        return {"embedding": "weight"}
+    return {name: {"scale": "weight"}.get(name, name) for name in node}
+
+
+def _unbox(value: Any) -> Any:
+    return value.unbox() if isinstance(value, meta.AxisMetadata) else value
+
+
+def _modules_of(tree: Mapping[str, Any], path: tuple[str, ...] = ()):
+    """``(path, node)`` for every flax module in a params tree that holds arrays itself."""
+    leaves = {k: v for k, v in tree.items() if not isinstance(v, Mapping) or isinstance(v, meta.AxisMetadata)}
+    if leaves:
+        yield path, tree
+    for key, child in tree.items():
+        if isinstance(child, Mapping) and not isinstance(child, meta.AxisMetadata):
+            yield from _modules_of(child, path + (key,))
+
+
+_COLLECTIONS = ("params", "batch_stats")
+
+
+def _is_variables(tree: Mapping[str, Any]) -> bool:
+    """A linen variables dict (collections at the top), rather than a bare params tree."""
+    return isinstance(tree.get("params"), Mapping) and set(tree) <= {*_COLLECTIONS, "losses", "cache"}
+
+
+def _set(tree: Mapping[str, Any], path: tuple[str, ...], leaf: str, value: Any) -> dict[str, Any]:
+    out = dict(tree)
+    if path:
+        out[path[0]] = _set(tree[path[0]], path[1:], leaf, value)
+    else:
+        old = tree[leaf]
+        out[leaf] = old.replace_boxed(value) if isinstance(old, meta.AxisMetadata) else value
+    return out
+
+
+def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str, Any], *,
+                          strict: bool = True) -> Any:
+    """``variables`` (a linen ``params`` tree, or a variables dict with ``params`` and
+    ``batch_stats``) filled from a whole PyTorch model's ``state_dict``, by name.
+
+    Names: torch's dotted keys with list and ``nn.Sequential`` indices joined flax-style
+    (:func:`flax_name`: ``ups.0.weight`` fills ``ups_0/kernel``, ``resblocks.3.convs1.2.weight``
+    fills ``resblocks_3/convs1_2/kernel``), which is how linen names the modules of a list
+    attribute in ``setup``. Each weight is converted by the flax module it lands in: kernels of
+    convtrans's ``Conv1D``/``Conv1DTranspose`` (either data format) and flax's ``nn.Conv`` are the
+    torch weight reversed, ``nn.ConvTranspose``'s is also flipped in time (told apart by shape),
+    ``nn.Dense``'s transposed; ``embedding`` as is; norms' ``scale`` from ``weight``; BatchNorm's
+    ``running_mean``/``running_var`` into ``batch_stats``. Weight norm of either style is folded
+    into the kernel. Values take the target's dtype; constraint boxes are kept.
+
+    Raises:
+      ValueError: with ``strict``, listing the target parameters no torch key fills and the torch
+        keys nothing takes, with their shapes; for a weight that fits no layout.
+    """
+    is_variables = _is_variables(variables)
+    collections = ({name: variables[name] for name in _COLLECTIONS if name in variables} if is_variables
+                   else {"params": variables})
+    torch_modules = _torch_modules(state_dict)
+    used: set[str] = set()
+    missing: list[str] = []
+    out = {name: dict(tree) for name, tree in collections.items()}
+    for collection, tree in collections.items():
+        for path, node in _modules_of(tree):
+            source = torch_modules.get(path, {})
+            for flax_leaf, torch_leaf in _leaf_pairs(node, collection).items():
+                target = _unbox(node[flax_leaf])
+                where = "/".join(path + (flax_leaf,))
+                if torch_leaf not in source:
+                    missing.append(f"{collection}/{where} {tuple(target.shape)}")
+                    continue
+                key, value = source[torch_leaf]
+                value = _as_numpy(value)
+                if flax_leaf == "kernel":
+                    value = _kernel_from_torch(value, tuple(target.shape), where)
+                elif tuple(value.shape) != tuple(target.shape):
+                    raise ValueError(f"{where} has shape {tuple(target.shape)} but torch's {key} has {tuple(value.shape)}.")
+                out[collection] = _set(out[collection], path, flax_leaf, jnp.asarray(value, target.dtype))
+                used.update(key.split(" + "))
+    unused = [f"{key} {tuple(_as_numpy(value).shape)}" for key, value in state_dict.items()
+              if key not in used and key.rsplit(".", 1)[-1] not in _IGNORED_TORCH_LEAVES]
+    if strict and (missing or unused):
+        raise ValueError(
+            "the state dict and the flax variables do not match by name (torch 'a.0.b' is flax 'a_0/b'):\n"
+            f"  flax parameters no torch key fills: {missing or 'none'}\n"
+            f"  torch keys nothing takes: {unused or 'none'}\n"
+            "name the linen submodules after the torch modules, or pass strict=False.")
+    return {**variables, **out} if is_variables else out["params"]
+
+
+def _kernel_to_torch(kernel: np.ndarray, like_shape: tuple[int, ...], where: str) -> np.ndarray:
+    """A flax ``kernel`` in the layout of a torch weight of ``like_shape`` (the inverse of
+    :func:`_kernel_from_torch`)."""
+    if kernel.ndim == 2:
+        candidates = [kernel.T]
+    elif kernel.ndim == 3:
+        candidates = [np.transpose(kernel, (2, 1, 0)), np.transpose(kernel[::-1], (1, 2, 0))]
+    else:
+        candidates = [kernel]
+    for candidate in candidates:
+        if tuple(candidate.shape) == tuple(like_shape):
+            return candidate
+    raise ValueError(f"{where}: the kernel of shape {tuple(kernel.shape)} fits no torch weight of shape {tuple(like_shape)}.")
+
+
+def to_torch_state_dict(variables: Mapping[str, Any], like: Any) -> dict[str, Any]:
+    """A PyTorch state dict with the keys, shapes and dtypes of ``like`` (a state dict or a
+    ``torch.nn.Module``), filled from ``variables`` (params tree or variables dict) by the names of
+    :func:`load_torch_state_dict`, which it inverts: ``model.load_state_dict(to_torch_state_dict(
+    params, model))`` serves a JAX-trained model from existing PyTorch code. Weight-normed torch
+    layers get ``v = weight`` and ``g = ||weight||`` (so that they compute the same weight).
+
+    Raises:
+      ValueError: for a torch key with no flax parameter of that name, or a shape that fits no
+        layout.
+    """
+    import torch
+
+    like = like.state_dict() if hasattr(like, "state_dict") else like
+    collections = ({name: variables[name] for name in _COLLECTIONS if name in variables}
+                   if _is_variables(variables) else {"params": variables})
+
+    def named_value(path: tuple[str, ...], names: tuple[str, ...], key: str) -> tuple[str, np.ndarray]:
+        for tree in collections.values():
+            node = tree
+            for part in path:
+                node = node.get(part, {}) if isinstance(node, Mapping) else {}
+            for name in names:
+                if isinstance(node, Mapping) and name in node:
+                    return name, _as_numpy(_unbox(node[name]))
+        raise ValueError(f"torch's {key} has no flax parameter at {'/'.join(path)}/{' or '.join(names)}.")
+
+    out: dict[str, Any] = {}
+    for key, reference in like.items():
+        path, leaf = flax_name(key)
+        shape = tuple(reference.shape)
+        if leaf in _IGNORED_TORCH_LEAVES:
+            value = _as_numpy(reference)
+        elif leaf in _BATCH_STATS:
+            value = named_value(path, (_BATCH_STATS[leaf],), key)[1]
+        elif leaf == "bias":
+            value = named_value(path, ("bias",), key)[1]
+        elif leaf == "weight" or any(leaf in pair for pair in WEIGHT_NORM_KEYS):
+            name, weight = named_value(path, ("kernel", "embedding", "scale"), key)
+            pair = next((p for p in WEIGHT_NORM_KEYS if leaf in p), None)
+            weight_shape = shape if pair is None else tuple(like[key.replace(leaf, pair[1])].shape)
+            if name == "kernel":
+                weight = _kernel_to_torch(weight, weight_shape, key)
+            if pair is not None and leaf == pair[0]:  # g: the norm over the axes where g has size 1
+                axes = tuple(axis for axis in range(weight.ndim) if len(shape) == 0 or shape[axis] == 1)
+                value = np.sqrt(np.sum(weight.astype(np.float64) ** 2, axis=axes, keepdims=True)).reshape(shape)
+            else:
+                value = weight
+        else:
+            value = named_value(path, (leaf,), key)[1]
+        if tuple(value.shape) != shape:
+            raise ValueError(f"torch's {key} has shape {shape} but its flax value has {tuple(value.shape)}.")
+        out[key] = torch.from_numpy(np.array(value, np.float32 if reference.is_floating_point() else None)
+                                    ).to(reference.dtype)
+    return out
+
+
 __all__ = [
+    "flax_name",
     "fold_weight_norm",
+    "load_torch_state_dict",
     "from_keras",
     "from_torch",
     "from_torch_state_dict",
     "keras_model_params",
     "load_keras_weights",
     "to_keras",
+    "to_torch_state_dict",
 ]
