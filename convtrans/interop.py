@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
+from convtrans._src import weight_norm as weight_norm_lib
 from convtrans._src.checks import check_count, check_floating_weight, check_params_mapping
 from convtrans._src.config import Conv1DTransposeConfig, check_config
 
@@ -255,8 +256,8 @@ def _torch_weight(state_dict: Mapping[str, Any], prefix: str) -> jax.Array:
         if prefix + g_key in state_dict and prefix + v_key in state_dict:
             return jnp.asarray(fold_weight_norm(state_dict[prefix + g_key], state_dict[prefix + v_key]))
     found = sorted(key for key in state_dict if key.startswith(prefix))
-    expected = [prefix + "weight"] + [f"{prefix}{g} and {prefix}{v}" for g, v in WEIGHT_NORM_KEYS]
-    raise ValueError(f"state_dict has no weight for {prefix or 'the layer'!r}: expected {' or '.join(expected)}; "
+    expected = [repr(prefix + "weight")] + [f"{prefix + g!r} and {prefix + v!r}" for g, v in WEIGHT_NORM_KEYS]
+    raise ValueError(f"state_dict has no weight for {prefix or 'the layer'!r}: expected {', or '.join(expected)}; "
                      f"the keys there are {found[:12]}{' ...' if len(found) > 12 else ''}.")
 
 
@@ -387,7 +388,22 @@ def _torch_modules(state_dict: Mapping[str, Any]) -> dict[tuple[str, ...], dict[
             if g_key in leaves and v_key in leaves:
                 (g_name, g), (v_name, v) = leaves.pop(g_key), leaves.pop(v_key)
                 leaves["weight"] = (f"{g_name} + {v_name}", fold_weight_norm(g, v))
+                leaves["weight_norm"] = (f"{g_name} + {v_name}", (_as_numpy(g), _as_numpy(v)))
     return modules
+
+
+def _weight_normed_from_torch(source: dict[str, Any], kernel_shape: tuple[int, ...],
+                              where: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """``(keys, v, g)`` for a convtrans layer with ``weight_norm=True``: torch's own ``v`` and
+    ``g`` when the torch layer is weight-normed along ``dim=0`` (the layer's), else the weight as
+    the direction with ``g = ||weight||``."""
+    if "weight_norm" in source:
+        key, (g, v) = source["weight_norm"]
+        if g.ndim == v.ndim and g.shape[0] == g.size == kernel_shape[-1]:
+            return key, _kernel_from_torch(v, kernel_shape, where), g.reshape(-1)
+    key, weight = source["weight"]
+    v = _kernel_from_torch(_as_numpy(weight), kernel_shape, where)
+    return key, v, np.sqrt(np.sum(np.square(v.astype(np.float64)), axis=(0, 1)))
 
 
 def _kernel_from_torch(weight: np.ndarray, target_shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -480,6 +496,13 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
     for collection, tree in collections.items():
         for path, node in _modules_of(tree):
             source = torch_modules.get(path, {})
+            if collection == "params" and "kernel" in node and "scale" in node and "weight" in source:
+                kernel = _unbox(node["kernel"])
+                key, v, g = _weight_normed_from_torch(source, tuple(kernel.shape), "/".join(path + ("kernel",)))
+                out[collection] = _set(out[collection], path, "kernel", jnp.asarray(v, kernel.dtype))
+                out[collection] = _set(out[collection], path, "scale", jnp.asarray(g, _unbox(node["scale"]).dtype))
+                used.update(key.split(" + "))
+                node = {name: value for name, value in node.items() if name not in ("kernel", "scale")}
             for flax_leaf, torch_leaf in _leaf_pairs(node, collection).items():
                 target = _unbox(node[flax_leaf])
                 where = "/".join(path + (flax_leaf,))
@@ -561,9 +584,21 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any) -> dict[str, An
             name, weight = named_value(path, ("kernel", "embedding", "scale"), key)
             pair = next((p for p in WEIGHT_NORM_KEYS if leaf in p), None)
             weight_shape = shape if pair is None else tuple(like[key.replace(leaf, pair[1])].shape)
+            scale, as_direction = None, False
             if name == "kernel":
+                try:  # a convtrans layer with weight_norm=True: the kernel is the direction
+                    scale = named_value(path, ("scale",), key)[1]
+                except ValueError:
+                    pass
+                # torch's g and v are the layer's own when it normalizes along the same axis.
+                as_direction = scale is not None and pair is not None and np.size(scale) == int(
+                    np.prod(like[key.replace(leaf, pair[0])].shape))
+                if scale is not None and not as_direction:
+                    weight = np.asarray(weight_norm_lib.kernel(jnp.asarray(weight), jnp.asarray(scale)))
                 weight = _kernel_to_torch(weight, weight_shape, key)
-            if pair is not None and leaf == pair[0]:  # g: the norm over the axes where g has size 1
+            if pair is not None and leaf == pair[0] and as_direction:
+                value = scale.reshape(shape)
+            elif pair is not None and leaf == pair[0]:  # g: the norm over the axes where g has size 1
                 axes = tuple(axis for axis in range(weight.ndim) if len(shape) == 0 or shape[axis] == 1)
                 value = np.sqrt(np.sum(weight.astype(np.float64) ** 2, axis=axes, keepdims=True)).reshape(shape)
             else:

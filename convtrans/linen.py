@@ -34,6 +34,7 @@ from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerCon
                                    check_conv_config)
 from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d, conv1d_transpose
 from convtrans._src import composition
+from convtrans._src import weight_norm as weight_norm_lib
 from convtrans._src.streaming import graph
 from convtrans.optim import with_constraint
 
@@ -56,6 +57,10 @@ class Conv1DTranspose(nn.Module):
       implementation: None (the plan of the platform the program is lowered for), a name
         (``"lhs_dilation"``, ``"gemm"``, ``"polyphase"``) or a :class:`convtrans.Plan`; see
         :func:`convtrans.conv1d_transpose`.
+      weight_norm: PyTorch's weight norm: the ``kernel`` parameter is the direction ``v`` and a
+        ``scale`` parameter ``g`` of shape ``(in_channels,)`` (one per kernel's last axis, as
+        torch's ``dim=0``) starts at ``||v||``; the layer computes with ``g * v / ||v||``, the norm
+        over the kernel's first two axes. Constraints apply to ``v``, penalties to the kernel used.
 
     ``__call__(x)``: ``x`` is ``(..., steps, in_channels)`` (channels_last) or
     ``(..., in_channels, steps)`` (channels_first), rank >= 2; returns
@@ -84,6 +89,7 @@ class Conv1DTranspose(nn.Module):
     param_dtype: Any = jnp.float32
     precision: Any = None
     implementation: Implementation = None
+    weight_norm: bool = False
 
     @property
     def config(self) -> Conv1DTransposeConfig:
@@ -110,7 +116,8 @@ class Conv1D(nn.Module):
 
     Takes every argument of :class:`convtrans.Conv1DConfig` by the same name and with the same
     default (``padding`` also ``"causal"`` or PyTorch-style integers), plus ``dtype``,
-    ``param_dtype`` and ``precision`` as :class:`Conv1DTranspose` does.
+    ``param_dtype``, ``precision`` and ``weight_norm`` as :class:`Conv1DTranspose` does (the
+    weight norm's ``scale`` is then one per filter, ``(filters,)``).
 
     Parameters: ``kernel`` ``(kernel_size, in_channels // groups, filters)`` and ``bias``
     ``(filters,)``, drawn, constrained and regularized as :class:`Conv1DTranspose`'s are.
@@ -139,6 +146,7 @@ class Conv1D(nn.Module):
     dtype: Optional[Any] = None
     param_dtype: Any = jnp.float32
     precision: Any = None
+    weight_norm: bool = False
 
     @property
     def config(self) -> Conv1DConfig:
@@ -241,6 +249,13 @@ def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
             module.param_dtype,
         )
     }
+    if module.weight_norm:
+        # The kernel parameter is the direction v; the layer uses g * v / ||v|| (PyTorch's
+        # weight_norm), g starting at ||v|| so that the initial kernel is v itself.
+        direction = params["kernel"]
+        scale = module.param("scale", lambda key, shape, dtype: weight_norm_lib.direction_norm(direction).astype(dtype),
+                             direction.shape[-1:], module.param_dtype)
+        params["kernel"] = weight_norm_lib.kernel(direction, scale)
     if config.use_bias:
         params["bias"] = module.param(
             "bias",

@@ -39,6 +39,7 @@ from convtrans._src.checks import check_floating, is_int
 from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding, check_config,
                                    check_conv_config)
 from convtrans._src import composition
+from convtrans._src import weight_norm as weight_norm_lib
 from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d, conv1d_transpose
 from convtrans._src.streaming import graph
 
@@ -72,7 +73,7 @@ class _Layer(nnx.Module):
     config: LayerConfig
 
     def _build(self, config: LayerConfig, in_channels: Any, dtype: Any, param_dtype: Any,
-               precision: Any, rngs: Any) -> None:
+               precision: Any, rngs: Any, weight_norm: bool = False) -> None:
         if not is_int(in_channels) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
         in_channels = int(in_channels)
@@ -93,6 +94,8 @@ class _Layer(nnx.Module):
             _param(config.bias_initializer(rngs.params(), (config.filters,), param_dtype), config.bias_constraint)
             if config.use_bias else None
         )
+        # PyTorch's weight norm: kernel is the direction v, scale g starts at ||v||.
+        self.scale = nnx.Param(weight_norm_lib.direction_norm(self.kernel[...])) if weight_norm else None
 
     def _apply(self, params: dict[str, jax.Array], x: jax.Array) -> tuple[jax.Array, Any]:
         raise NotImplementedError
@@ -101,6 +104,8 @@ class _Layer(nnx.Module):
     def params(self) -> dict[str, jax.Array]:
         """``{"kernel": ..., "bias": ...}`` as arrays, the ``params`` of the pure function."""
         params = {"kernel": self.kernel[...]}
+        if self.scale is not None:
+            params["kernel"] = weight_norm_lib.kernel(params["kernel"], self.scale[...])
         if self.bias is not None:
             params["bias"] = self.bias[...]
         return params
@@ -156,6 +161,8 @@ class Conv1DTranspose(_Layer):
       implementation: None (the plan of the platform the program is lowered for), a name
         (``"lhs_dilation"``, ``"gemm"``, ``"polyphase"``) or a :class:`convtrans.Plan`; see
         :func:`convtrans.conv1d_transpose`.
+      weight_norm: PyTorch's weight norm, as for :class:`convtrans.Conv1DTranspose`: ``kernel`` is
+        the direction ``v``, ``scale`` the gain ``g`` (one per kernel's last axis).
       rngs: ``nnx.Rngs``; the ``params`` stream draws the initial weights.
 
     ``model(x)``: ``x`` is ``(..., steps, in_channels)`` (channels_last) or
@@ -188,6 +195,7 @@ class Conv1DTranspose(_Layer):
         param_dtype: Any = jnp.float32,
         precision: Any = None,
         implementation: Implementation = None,
+        weight_norm: bool = False,
         rngs: nnx.Rngs,
     ):
         config = Conv1DTransposeConfig(
@@ -199,7 +207,7 @@ class Conv1DTranspose(_Layer):
             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, groups=groups,
         )
         self.implementation = implementation
-        self._build(config, in_channels, dtype, param_dtype, precision, rngs)
+        self._build(config, in_channels, dtype, param_dtype, precision, rngs, weight_norm)
 
     @classmethod
     def from_config(
@@ -212,13 +220,14 @@ class Conv1DTranspose(_Layer):
         param_dtype: Any = jnp.float32,
         precision: Any = None,
         implementation: Implementation = None,
+        weight_norm: bool = False,
     ) -> "Conv1DTranspose":
         """A module with ``config``'s arguments and freshly initialized weights."""
         check_config(config)
         fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
         return cls(
             in_channels, **fields, dtype=dtype, param_dtype=param_dtype, precision=precision,
-            implementation=implementation, rngs=rngs,
+            implementation=implementation, weight_norm=weight_norm, rngs=rngs,
         )
 
     def _apply(self, params: dict[str, jax.Array], x: jax.Array) -> tuple[jax.Array, Any]:
@@ -269,6 +278,7 @@ class Conv1D(_Layer):
         dtype: Optional[Any] = None,
         param_dtype: Any = jnp.float32,
         precision: Any = None,
+        weight_norm: bool = False,
         rngs: nnx.Rngs,
     ):
         config = Conv1DConfig(
@@ -279,17 +289,17 @@ class Conv1D(_Layer):
             bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
             kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, groups=groups,
         )
-        self._build(config, in_channels, dtype, param_dtype, precision, rngs)
+        self._build(config, in_channels, dtype, param_dtype, precision, rngs, weight_norm)
 
     @classmethod
     def from_config(cls, config: Conv1DConfig, in_channels: int, *, rngs: nnx.Rngs,
                     dtype: Optional[Any] = None, param_dtype: Any = jnp.float32,
-                    precision: Any = None) -> "Conv1D":
+                    precision: Any = None, weight_norm: bool = False) -> "Conv1D":
         """A module with ``config``'s arguments and freshly initialized weights."""
         check_conv_config(config)
         fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
         return cls(in_channels, **fields, dtype=dtype, param_dtype=param_dtype, precision=precision,
-                   rngs=rngs)
+                   weight_norm=weight_norm, rngs=rngs)
 
     def _apply(self, params: dict[str, jax.Array], x: jax.Array) -> tuple[jax.Array, Any]:
         return conv1d(params, x, self.config, precision=self.precision)

@@ -264,8 +264,8 @@ def test_state_dict_shape_and_bias_mismatches_raise():
         interop.from_torch_state_dict(state, 2, 4, 3)
     with pytest.raises(ValueError, match="bias=False"):
         interop.from_torch_state_dict(state, 2, 4, 3, groups=2, bias=False)
-    with pytest.raises(ValueError, match=r"no weight for 'up.': expected up.weight or up.weight_g and up.weight_v or "
-                                         r"up.parametrizations.weight.original0 and .*; the keys there are \[\]"):
+    with pytest.raises(ValueError, match=r"no weight for 'up.': expected 'up.weight', or 'up.weight_g' and 'up.weight_v', "
+                                         r"or 'up.parametrizations.weight.original0' and .*; the keys there are \[\]"):
         interop.from_torch_state_dict(state, 2, 4, 3, groups=2, prefix="up.")
     with pytest.raises(TypeError, match="ConvTranspose1d"):
         interop.from_torch(torch.nn.Conv1d(2, 3, 3))
