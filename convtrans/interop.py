@@ -392,6 +392,24 @@ def _torch_modules(state_dict: Mapping[str, Any]) -> dict[tuple[str, ...], dict[
     return modules
 
 
+def _flax_weight_norms(params: Mapping[str, Any]) -> dict[tuple[str, ...], tuple[tuple[str, ...], str]]:
+    """Layers wrapped in ``flax.linen.WeightNorm``: layer path -> (the WeightNorm's path, the key
+    of its kernel scale, ``"<layer>/kernel/scale"`` or ``".../kernel/value/scale"`` when boxed)."""
+    found = {}
+    for path, node in _modules_of(params):
+        for key in node:
+            parts = key.split("/")
+            if len(parts) >= 3 and parts[-1] == "scale" and parts[1] == "kernel":
+                found[path[:-1] + (parts[0],)] = (path, key)
+    return found
+
+
+def _get(tree: Mapping[str, Any], path: tuple[str, ...], leaf: str) -> Any:
+    for part in path:
+        tree = tree[part]
+    return _unbox(tree[leaf])
+
+
 def _weight_normed_from_torch(source: dict[str, Any], kernel_shape: tuple[int, ...],
                               where: str) -> tuple[str, np.ndarray, np.ndarray]:
     """``(keys, v, g)`` for a convtrans layer with ``weight_norm=True``: torch's own ``v`` and
@@ -406,7 +424,8 @@ def _weight_normed_from_torch(source: dict[str, Any], kernel_shape: tuple[int, .
     return key, v, np.sqrt(np.sum(np.square(v.astype(np.float64)), axis=(0, 1)))
 
 
-def _kernel_from_torch(weight: np.ndarray, target_shape: tuple[int, ...], where: str) -> np.ndarray:
+def _kernel_from_torch(weight: np.ndarray, target_shape: tuple[int, ...], where: str,
+                       flax_transpose: bool = False) -> np.ndarray:
     """A torch ``weight`` in the layout of a flax ``kernel`` of ``target_shape``."""
     if weight.ndim == 2:  # Linear (out, in) -> Dense (in, out)
         candidates = [weight.T]
@@ -415,6 +434,8 @@ def _kernel_from_torch(weight: np.ndarray, target_shape: tuple[int, ...], where:
         # layouts of convtrans's layers and flax's nn.Conv; flax's nn.ConvTranspose (k, in, out)
         # applies its kernel unflipped, so it takes the taps reversed.
         candidates = [np.transpose(weight, (2, 1, 0)), np.transpose(weight, (2, 0, 1))[::-1]]
+        if flax_transpose:
+            candidates.reverse()
     else:
         candidates = [weight]
     for candidate in candidates:
@@ -468,7 +489,7 @@ def _set(tree: Mapping[str, Any], path: tuple[str, ...], leaf: str, value: Any) 
 
 
 def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str, Any], *,
-                          strict: bool = True) -> Any:
+                          strict: bool = True, flax_conv_transpose: Sequence[str] = ()) -> Any:
     """``variables`` (a linen ``params`` tree, or a variables dict with ``params`` and
     ``batch_stats``) filled from a whole PyTorch model's ``state_dict``, by name.
 
@@ -480,7 +501,12 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
     torch weight reversed, ``nn.ConvTranspose``'s is also flipped in time (told apart by shape),
     ``nn.Dense``'s transposed; ``embedding`` as is; norms' ``scale`` from ``weight``; BatchNorm's
     ``running_mean``/``running_var`` into ``batch_stats``. Weight norm of either style is folded
-    into the kernel. Values take the target's dtype; constraint boxes are kept.
+    into the kernel, or kept as ``g`` and ``v`` for layers with ``weight_norm=True`` and layers
+    wrapped in ``nn.WeightNorm``. Values take the target's dtype; constraint boxes are kept.
+
+    A flax ``nn.ConvTranspose`` with as many input channels as outputs has a kernel of the same
+    shape as a convolution's and is taken for one: name such layers in ``flax_conv_transpose``
+    (their flax paths, e.g. ``"decoder/up_0"``) so that their taps are reversed.
 
     Raises:
       ValueError: with ``strict``, listing the target parameters no torch key fills and the torch
@@ -493,14 +519,21 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
     used: set[str] = set()
     missing: list[str] = []
     out = {name: dict(tree) for name, tree in collections.items()}
+    wrapped = _flax_weight_norms(collections.get("params", {}))
+    wrappers = {wrapper for wrapper, _ in wrapped.values()}
     for collection, tree in collections.items():
         for path, node in _modules_of(tree):
+            if collection == "params" and path in wrappers:
+                continue  # filled with the layer it wraps
             source = torch_modules.get(path, {})
-            if collection == "params" and "kernel" in node and "scale" in node and "weight" in source:
+            own_scale = "kernel" in node and "scale" in node
+            if collection == "params" and (own_scale or path in wrapped) and "weight" in source:
                 kernel = _unbox(node["kernel"])
                 key, v, g = _weight_normed_from_torch(source, tuple(kernel.shape), "/".join(path + ("kernel",)))
                 out[collection] = _set(out[collection], path, "kernel", jnp.asarray(v, kernel.dtype))
-                out[collection] = _set(out[collection], path, "scale", jnp.asarray(g, _unbox(node["scale"]).dtype))
+                scale_path, scale_leaf = (path, "scale") if own_scale else wrapped[path]
+                scale = _get(collections["params"], scale_path, scale_leaf)
+                out[collection] = _set(out[collection], scale_path, scale_leaf, jnp.asarray(g, scale.dtype))
                 used.update(key.split(" + "))
                 node = {name: value for name, value in node.items() if name not in ("kernel", "scale")}
             for flax_leaf, torch_leaf in _leaf_pairs(node, collection).items():
@@ -512,7 +545,8 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
                 key, value = source[torch_leaf]
                 value = _as_numpy(value)
                 if flax_leaf == "kernel":
-                    value = _kernel_from_torch(value, tuple(target.shape), where)
+                    value = _kernel_from_torch(value, tuple(target.shape), where,
+                                               "/".join(path) in set(flax_conv_transpose))
                 elif tuple(value.shape) != tuple(target.shape):
                     raise ValueError(f"{where} has shape {tuple(target.shape)} but torch's {key} has {tuple(value.shape)}.")
                 out[collection] = _set(out[collection], path, flax_leaf, jnp.asarray(value, target.dtype))
@@ -528,13 +562,16 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
     return {**variables, **out} if is_variables else out["params"]
 
 
-def _kernel_to_torch(kernel: np.ndarray, like_shape: tuple[int, ...], where: str) -> np.ndarray:
+def _kernel_to_torch(kernel: np.ndarray, like_shape: tuple[int, ...], where: str,
+                     flax_transpose: bool = False) -> np.ndarray:
     """A flax ``kernel`` in the layout of a torch weight of ``like_shape`` (the inverse of
     :func:`_kernel_from_torch`)."""
     if kernel.ndim == 2:
         candidates = [kernel.T]
     elif kernel.ndim == 3:
         candidates = [np.transpose(kernel, (2, 1, 0)), np.transpose(kernel[::-1], (1, 2, 0))]
+        if flax_transpose:
+            candidates.reverse()
     else:
         candidates = [kernel]
     for candidate in candidates:
@@ -543,12 +580,15 @@ def _kernel_to_torch(kernel: np.ndarray, like_shape: tuple[int, ...], where: str
     raise ValueError(f"{where}: the kernel of shape {tuple(kernel.shape)} fits no torch weight of shape {tuple(like_shape)}.")
 
 
-def to_torch_state_dict(variables: Mapping[str, Any], like: Any) -> dict[str, Any]:
+def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
+                        flax_conv_transpose: Sequence[str] = ()) -> dict[str, Any]:
     """A PyTorch state dict with the keys, shapes and dtypes of ``like`` (a state dict or a
     ``torch.nn.Module``), filled from ``variables`` (params tree or variables dict) by the names of
     :func:`load_torch_state_dict`, which it inverts: ``model.load_state_dict(to_torch_state_dict(
     params, model))`` serves a JAX-trained model from existing PyTorch code. Weight-normed torch
-    layers get ``v = weight`` and ``g = ||weight||`` (so that they compute the same weight).
+    layers get ``v = weight`` and ``g = ||weight||`` (so that they compute the same weight), or the
+    layer's own ``g`` and ``v`` when it has them. ``flax_conv_transpose`` as for
+    :func:`load_torch_state_dict`.
 
     Raises:
       ValueError: for a torch key with no flax parameter of that name, or a shape that fits no
@@ -570,6 +610,7 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any) -> dict[str, An
                     return name, _as_numpy(_unbox(node[name]))
         raise ValueError(f"torch's {key} has no flax parameter at {'/'.join(path)}/{' or '.join(names)}.")
 
+    wrapped = _flax_weight_norms(collections.get("params", {}))
     out: dict[str, Any] = {}
     for key, reference in like.items():
         path, leaf = flax_name(key)
@@ -589,13 +630,14 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any) -> dict[str, An
                 try:  # a convtrans layer with weight_norm=True: the kernel is the direction
                     scale = named_value(path, ("scale",), key)[1]
                 except ValueError:
-                    pass
+                    if path in wrapped:  # ... or one wrapped in flax's WeightNorm
+                        scale = _as_numpy(_get(collections["params"], *wrapped[path]))
                 # torch's g and v are the layer's own when it normalizes along the same axis.
                 as_direction = scale is not None and pair is not None and np.size(scale) == int(
                     np.prod(like[key.replace(leaf, pair[0])].shape))
                 if scale is not None and not as_direction:
                     weight = np.asarray(weight_norm_lib.kernel(jnp.asarray(weight), jnp.asarray(scale)))
-                weight = _kernel_to_torch(weight, weight_shape, key)
+                weight = _kernel_to_torch(weight, weight_shape, key, "/".join(path) in set(flax_conv_transpose))
             if pair is not None and leaf == pair[0] and as_direction:
                 value = scale.reshape(shape)
             elif pair is not None and leaf == pair[0]:  # g: the norm over the axes where g has size 1

@@ -158,3 +158,24 @@ def test_a_mismatch_lists_both_sides_with_shapes():
         interop.load_torch_state_dict(variables, state)
     loaded = interop.load_torch_state_dict(variables, state, strict=False)
     assert loaded["params"]["up"]["kernel"].shape == (4, 2, 3)
+
+
+class _FlaxSquareTranspose(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        return nn.ConvTranspose(3, (4,), strides=(2,), padding="VALID", name="up")(x)
+
+
+def test_a_flax_conv_transpose_with_square_channels_is_named_to_be_told_apart():
+    torch.manual_seed(6)
+    torch_model = torch.nn.Module()
+    torch_model.up = torch.nn.ConvTranspose1d(3, 3, 4, stride=2)
+    x = torch.randn(1, 3, 5)
+    want = torch_model.up(x).detach().numpy().transpose(0, 2, 1)
+    model = _FlaxSquareTranspose()
+    zeros = _zeros_like_init(model, jnp.zeros((1, 5, 3)))
+    variables = interop.load_torch_state_dict(zeros, torch_model.state_dict(), flax_conv_transpose=["up"])
+    np.testing.assert_allclose(model.apply(variables, jnp.asarray(x.numpy().transpose(0, 2, 1))), want,
+                               rtol=1e-5, atol=1e-5)
+    saved = interop.to_torch_state_dict(variables, torch_model, flax_conv_transpose=["up"])
+    np.testing.assert_allclose(saved["up.weight"].numpy(), torch_model.up.weight.detach().numpy(), rtol=1e-6)

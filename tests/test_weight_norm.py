@@ -100,3 +100,40 @@ def test_weight_normed_layers_stream_and_save_to_torch():
     saved = interop.to_torch_state_dict(variables, torch_model)
     for key, value in torch_model.state_dict().items():
         np.testing.assert_allclose(saved[key].numpy(), value.numpy(), rtol=1e-6, atol=1e-7)
+
+
+class _FlaxWeightNormed(nn.Module):
+    """flax's own WeightNorm around convtrans layers (one of them constraint-boxed)."""
+
+    @nn.compact
+    def __call__(self, x):
+        x = nn.WeightNorm(ct.Conv1DTranspose(3, 4, strides=2, data_format="channels_first", name="up"))(x)
+        return nn.WeightNorm(ct.Conv1D(2, 3, padding=1, kernel_constraint="max_norm", data_format="channels_first",
+                                       name="post"))(x)
+
+
+def _torch_up_post(weight_normed):
+    torch.manual_seed(5)
+    model = torch.nn.Module()
+    model.up = torch.nn.ConvTranspose1d(2, 3, 4, stride=2)
+    model.post = torch.nn.Conv1d(3, 2, 3, padding=1)
+    if weight_normed:
+        for name in ("up", "post"):
+            torch.nn.utils.parametrizations.weight_norm(getattr(model, name))
+            with torch.no_grad():
+                getattr(model, name).parametrizations.weight.original0.mul_(0.7)
+    return model
+
+
+@pytest.mark.parametrize("weight_normed", [True, False], ids=["torch_weight_norm", "plain_torch"])
+def test_flax_weight_norm_wrappers_are_filled_from_torch_and_back(weight_normed):
+    torch_model = _torch_up_post(weight_normed)
+    x = torch.randn(1, 2, 6)
+    want = torch_model.post(torch_model.up(x)).detach().numpy()
+    model = _FlaxWeightNormed()
+    variables = interop.load_torch_state_dict(model.init(jax.random.key(0), jnp.asarray(x.numpy())),
+                                              torch_model.state_dict())
+    np.testing.assert_allclose(model.apply(variables, jnp.asarray(x.numpy())), want, rtol=1e-5, atol=1e-5)
+    saved = interop.to_torch_state_dict(variables, torch_model)
+    for key, value in torch_model.state_dict().items():
+        np.testing.assert_allclose(saved[key].numpy(), value.numpy(), rtol=1e-5, atol=1e-6)
