@@ -110,6 +110,8 @@ def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: 
             f"in_channels) = ({config.kernel_size}, {config.filters // config.groups}, in_channels)."
         )
     kernel = np.asarray(params["kernel"])
+    # Keras would silently drop an imaginary part or turn integers into floats.
+    check_floating_weight(kernel, "params['kernel']")
     in_channels = kernel.shape[-1]
     expected = config.kernel_shape(in_channels)
     if kernel.shape != expected:
@@ -121,7 +123,9 @@ def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: 
     if config.use_bias:
         if "bias" not in params:
             raise ValueError(f"params lacks 'bias'; config.use_bias is True (shape ({config.filters},)).")
-        weights.append(np.asarray(params["bias"]))
+        bias = np.asarray(params["bias"])
+        check_floating_weight(bias, "params['bias']")
+        weights.append(bias)
     layer.set_weights(weights)
     return layer
 
@@ -223,6 +227,13 @@ def _single(value: Any, argument: str) -> int:
     return check_count(value, argument, minimum=None)
 
 
+def _flag(value: Any, argument: str) -> bool:
+    """A bool argument as PyTorch's constructors take it (``bool(x)`` would take ``'no'`` as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{argument} must be True or False, got {value!r} of type {type(value).__name__}.")
+    return bool(value)
+
+
 def _floating(value: jax.Array, argument: str, shape: tuple[int, ...]) -> jax.Array:
     if tuple(value.shape) != shape:
         raise ValueError(f"{argument} has shape {tuple(value.shape)}, expected {shape}.")
@@ -307,7 +318,7 @@ def from_torch_state_dict(
         output_padding=_single(output_padding, "output_padding"),
         data_format="channels_first",
         dilation_rate=_single(dilation, "dilation"),
-        use_bias=bool(bias),
+        use_bias=_flag(bias, "bias"),
         groups=groups,
     )
     weight_key, bias_key = prefix + "weight", prefix + "bias"

@@ -140,14 +140,16 @@ def leaf_constraints(tree: Any) -> tuple[Optional[Constraint], ...]:
 class _Recorded:
     """Static (treedef-only) record of the constraints found at ``init``; holds no arrays."""
 
-    def __init__(self, constraints: tuple[Optional[Constraint], ...]):
+    def __init__(self, constraints: tuple[Optional[Constraint], ...], paths: tuple[str, ...] = ()):
         self.constraints = constraints
+        self.paths = paths
 
     def __eq__(self, other: Any) -> bool:
-        return isinstance(other, _Recorded) and self.constraints == other.constraints
+        return (isinstance(other, _Recorded) and self.constraints == other.constraints
+                and self.paths == other.paths)
 
     def __hash__(self) -> int:
-        return hash(self.constraints)
+        return hash((self.constraints, self.paths))
 
     def __repr__(self) -> str:
         return f"_Recorded({sum(c is not None for c in self.constraints)} constrained leaves)"
@@ -173,6 +175,21 @@ def apply_constraints(params: Any) -> Any:
         return jax.tree.map(constraint, node)
 
     return jax.tree.map(project, params, is_leaf=_is_carrier)
+
+
+def _leaf_paths(tree: Any) -> tuple[str, ...]:
+    """The key path of every array leaf, boxes seen through (``['conv']['kernel']``)."""
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return tuple(jax.tree_util.keystr(path).replace(".value", "") for path, _ in leaves)
+
+
+def _check_same_paths(expected: tuple[str, ...], got: tuple[str, ...], what: str, reference: str) -> None:
+    if expected and got != expected:
+        index = next((i for i, (a, b) in enumerate(zip(expected, got)) if a != b), min(len(expected), len(got)))
+        raise ValueError(
+            f"{what} have another structure than {reference}: leaf {index} is "
+            f"{got[index] if index < len(got) else 'missing'} where {reference} has "
+            f"{expected[index] if index < len(expected) else 'nothing'}; pass the same parameter tree.")
 
 
 def keras_constraints() -> optax.GradientTransformation:
@@ -201,7 +218,7 @@ def keras_constraints() -> optax.GradientTransformation:
     """
 
     def init_fn(params: Any) -> KerasConstraintsState:
-        return KerasConstraintsState(_Recorded(leaf_constraints(params)))
+        return KerasConstraintsState(_Recorded(leaf_constraints(params), _leaf_paths(params)))
 
     def update_fn(updates: Any, state: KerasConstraintsState, params: Any = None):
         if params is None:
@@ -222,6 +239,10 @@ def keras_constraints() -> optax.GradientTransformation:
                 f"keras_constraints() was initialized on a tree with {len(recorded)} leaves, but "
                 f"params have {len(param_leaves)}; call tx.init on the same parameter tree."
             )
+        # Equal counts are not enough: a leaf moved elsewhere would get another leaf's constraint.
+        param_paths = _leaf_paths(params)
+        _check_same_paths(state.recorded.paths, param_paths, "params", "the tree tx.init saw")
+        _check_same_paths(param_paths, _leaf_paths(updates), "updates", "params")
         new_leaves = []
         for i, (u, w) in enumerate(zip(update_leaves, param_leaves)):
             constraint = boxed[i] if boxed[i] is not None else (recorded[i] if recorded else None)

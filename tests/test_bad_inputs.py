@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import convtrans as ct
-from convtrans import streaming
+from convtrans import interop, streaming
 
 CONFIG = ct.Conv1DTransposeConfig(filters=2, kernel_size=3, strides=2)
 PARAMS = {"kernel": jnp.ones((3, 2, 4)), "bias": jnp.zeros(2)}
@@ -425,3 +425,42 @@ def test_example_inference_cli_reports_unparsable_sizes_with_a_usage_error(capsy
     assert exit_info.value.code == 2
     message = capsys.readouterr().err
     assert "--chunk" in message and "'1e4'" in message
+
+
+# --- silently wrong results and crashes on valid input --------------------------------------------
+
+def test_keras_constraints_refuse_a_tree_of_another_structure_with_as_many_leaves():
+    import optax
+
+    params = {"a": ct.optim.Constrained(jnp.ones((2, 2)), ct.constraints.get("non_neg")), "b": jnp.ones(3)}
+    tx = ct.keras_constraints()
+    state = tx.init(params)
+    moved = {"c": ct.optim.Constrained(jnp.ones((2, 2)), ct.constraints.get("non_neg")), "b": jnp.ones(3)}
+    with pytest.raises(ValueError, match=r"params have another structure than the tree tx.init saw: leaf 0 is \['b'\] where the "
+                                         r"tree tx.init saw has \['a'\]"):
+        tx.update(jax.tree.map(jnp.zeros_like, moved), state, moved)
+    swapped = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}
+    with pytest.raises(ValueError, match=r"updates have another structure than params"):
+        tx.update({"x": swapped["a"], "y": swapped["b"]}, state, params)
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), state, params)
+    assert optax.tree_utils.tree_l2_norm(updates) == 0
+
+
+def test_torch_bias_flag_must_be_a_bool():
+    with pytest.raises(TypeError, match="bias must be True or False, got 'no'"):
+        interop.from_torch_state_dict(TORCH_STATE, 2, 4, 3, groups=2, bias="no")
+
+
+def test_to_keras_refuses_a_complex_or_integer_kernel():
+    config = ct.Conv1DTransposeConfig(2, 3)
+    with pytest.raises(TypeError, match=r"params\['kernel'\] must be floating, got dtype complex64"):
+        interop.to_keras(config, {"kernel": np.ones((3, 2, 1), np.complex64), "bias": np.zeros(2, np.float32)})
+    with pytest.raises(TypeError, match=r"params\['bias'\] must be floating, got dtype int32"):
+        interop.to_keras(config, {"kernel": np.ones((3, 2, 1), np.float32), "bias": np.zeros(2, np.int32)})
+
+
+def test_chunked_streaming_of_an_empty_batch_gives_an_empty_output():
+    config = ct.Conv1DTransposeConfig(3, 4, strides=2)
+    params = {"kernel": jnp.ones((4, 3, 2)), "bias": jnp.zeros(3)}
+    y, aux = streaming.chunked_conv1d_transpose(params, jnp.ones((0, 5, 2)), config, 2)
+    assert y.shape == (0, ct.output_length(config, 5), 3)

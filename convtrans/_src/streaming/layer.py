@@ -340,7 +340,8 @@ def chunked_conv1d_transpose(
         split = head.shape[:time] + (chunks, chunk_size) + head.shape[time + 1:]
         state, ys = lax.scan(body, state, jnp.moveaxis(head.reshape(split), time, 0))
         ys = jnp.moveaxis(ys, 0, time)
-        pieces.append(ys.reshape(ys.shape[:time] + (-1,) + ys.shape[time + 2:]))
+        # An explicit length (not -1): an empty batch leaves nothing to infer it from.
+        pieces.append(ys.reshape(ys.shape[:time] + (ys.shape[time] * ys.shape[time + 1],) + ys.shape[time + 2:]))
     if rest:
         state, y = body(state, lax.slice_in_dim(x, chunks * chunk_size, n, axis=time))
         pieces.append(y)
