@@ -464,3 +464,24 @@ def test_chunked_streaming_of_an_empty_batch_gives_an_empty_output():
     params = {"kernel": jnp.ones((4, 3, 2)), "bias": jnp.zeros(3)}
     y, aux = streaming.chunked_conv1d_transpose(params, jnp.ones((0, 5, 2)), config, 2)
     assert y.shape == (0, ct.output_length(config, 5), 3)
+
+
+def test_glu_with_an_odd_channel_count_names_the_axis():
+    config = ct.Conv1DTransposeConfig(3, 4, activation="glu")
+    with pytest.raises(ValueError, match=r"activation 'glu' splits axis -1 in two halves, but it has 3 entries"):
+        ct.conv1d_transpose({"kernel": jnp.ones((4, 3, 2)), "bias": jnp.zeros(3)}, jnp.ones((1, 5, 2)), config)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float8_e4m3fn, jnp.float8_e5m2])
+def test_8_bit_floats_are_refused_by_name(dtype):
+    config = ct.Conv1DTransposeConfig(3, 4)
+    with pytest.raises(TypeError, match=r"x must have a floating dtype \(float16, bfloat16, float32, float64\), got float8"):
+        ct.conv1d_transpose({"kernel": jnp.ones((4, 3, 2)), "bias": jnp.zeros(3)}, jnp.ones((1, 5, 2), dtype), config)
+
+
+def test_a_torch_tensor_as_input_is_refused_by_name():
+    import torch
+
+    config = ct.Conv1DTransposeConfig(3, 4)
+    with pytest.raises(TypeError, match=r"x is a torch.Tensor; pass a JAX or NumPy array"):
+        ct.conv1d_transpose({"kernel": jnp.ones((4, 3, 2)), "bias": jnp.zeros(3)}, torch.ones(1, 5, 2), config)

@@ -38,27 +38,42 @@ def check_count(value: Any, argument: str, *, minimum: Optional[int] = 1) -> int
 
 def check_array(x: Any, argument: str = "x") -> None:
     """TypeError unless ``x`` has a ``shape`` and a ``dtype``."""
+    if type(x).__module__.split(".")[0] == "torch":
+        raise TypeError(f"{argument} is a torch.Tensor; pass a JAX or NumPy array, e.g. "
+                        f"jnp.asarray({argument}.detach().cpu().numpy()).")
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{argument} must be an array, got {type(x).__name__}.")
 
 
 def check_floating(dtype: Any, argument: str = "x") -> None:
     """TypeError unless ``dtype`` is a floating dtype (integer inputs are a caller's bug)."""
-    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+    if _supported_floating(dtype) is None:
         raise TypeError(
             f"{argument} must have a floating dtype ({FLOATING_DTYPES}), got {dtype}; "
             f"cast it first, e.g. {argument}.astype(jnp.float32)."
         )
 
 
-def floating_dtype(dtype: Any, argument: str = "dtype") -> jnp.dtype:
-    """``dtype`` as a ``jnp.dtype``; TypeError unless it names a floating dtype."""
+def _supported_floating(dtype: Any) -> Optional[jnp.dtype]:
+    """``dtype`` resolved if it is one of :data:`FLOATING_DTYPES`, else None. (float8 and float4
+    are floating too, but no convolution computes in them.)"""
     try:
         resolved = jnp.dtype(dtype) if dtype is not None else None
     except TypeError:
-        resolved = None
-    if resolved is None or not jnp.issubdtype(resolved, jnp.floating):
-        shown = repr(dtype) if resolved is None else resolved.name
+        return None
+    if resolved is None or not jnp.issubdtype(resolved, jnp.floating) or resolved.itemsize < 2:
+        return None
+    return resolved
+
+
+def floating_dtype(dtype: Any, argument: str = "dtype") -> jnp.dtype:
+    """``dtype`` as a ``jnp.dtype``; TypeError unless it names a floating dtype."""
+    resolved = _supported_floating(dtype)
+    if resolved is None:
+        try:
+            shown = jnp.dtype(dtype).name if dtype is not None else repr(dtype)
+        except TypeError:
+            shown = repr(dtype)
         raise TypeError(f"{argument} must be a floating dtype ({FLOATING_DTYPES}), got {shown}.")
     return resolved
 

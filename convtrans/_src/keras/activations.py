@@ -75,6 +75,10 @@ def sparsemax(x, axis=-1):
 
 
 def glu(x, axis=-1):
+    """Keras's gated linear unit: the first half of ``axis`` times the sigmoid of the second."""
+    if x.shape[axis] % 2:
+        raise ValueError(f"activation 'glu' splits axis {axis} in two halves, but it has {x.shape[axis]} "
+                         "entries (odd); use an even number of filters.")
     return jax.nn.glu(x, axis)
 
 
