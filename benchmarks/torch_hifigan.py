@@ -2,13 +2,15 @@
 :class:`examples.vocoder.models.HiFiGAN`: the torch side of the streaming benchmark.
 
 The flax model names its parameters as jik876's module names them, flax-style
-(``resblocks.3.convs1.2.weight`` is ``resblocks_3/convs1_2/kernel``)."""
+(``resblocks.3.convs1.2.weight`` is ``resblocks_3/convs1_2/kernel``), so
+:func:`convtrans.interop.to_torch_state_dict` moves them over."""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
+
+from convtrans import interop
 
 
 class ResBlock1(nn.Module):
@@ -49,30 +51,8 @@ class Generator(nn.Module):
         return torch.tanh(self.conv_post(torch.nn.functional.leaky_relu(x)))
 
 
-def flax_path(name: str) -> tuple[list[str], str]:
-    """A torch parameter name as a flax path: ``"resblocks.3.convs1.2.weight"`` ->
-    ``(["resblocks_3", "convs1_2"], "weight")``."""
-    *parts, leaf = name.split(".")
-    path: list[str] = []
-    for part in parts:
-        if part.isdigit():
-            path[-1] += f"_{part}"
-        else:
-            path.append(part)
-    return path, leaf
-
-
 def from_flax(model, params) -> Generator:
     """A torch generator with the weights of the flax ``model``'s ``params``."""
     generator = Generator(model)
-    with torch.no_grad():
-        for name, tensor in generator.state_dict().items():
-            path, leaf = flax_path(name)
-            node = params
-            for part in path:
-                node = node[part]
-            if leaf == "weight":  # Keras layouts (k, in, out) and (k, out, in): torch's reversed
-                tensor.copy_(torch.from_numpy(np.array(np.transpose(np.asarray(node["kernel"]), (2, 1, 0)))))
-            else:
-                tensor.copy_(torch.from_numpy(np.array(node[leaf])))
+    generator.load_state_dict(interop.to_torch_state_dict(params, generator))
     return generator.eval()

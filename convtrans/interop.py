@@ -246,6 +246,17 @@ WEIGHT_NORM_KEYS = (("weight_g", "weight_v"),
                     ("parametrizations.weight.original0", "parametrizations.weight.original1"))
 
 
+def _norm_axes(g_shape: tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    """The axes weight norm reduces over: those where ``g`` has size 1 (all, for a scalar ``g``)."""
+    return tuple(axis for axis in range(ndim) if len(g_shape) == 0 or g_shape[axis] == 1)
+
+
+def _norm64(v: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """``||v||`` over ``axes`` in float64, axes kept."""
+    v64 = v.astype(np.float64)
+    return np.sqrt(np.sum(v64 * v64, axis=axes, keepdims=True))
+
+
 def fold_weight_norm(g: Any, v: Any) -> np.ndarray:
     """PyTorch's weight norm folded into one weight: ``w = g * v / ||v||``, the norm taken over
     every axis where ``g`` has size 1 (all but ``dim`` for ``weight_norm(module, dim)``; all for
@@ -253,10 +264,8 @@ def fold_weight_norm(g: Any, v: Any) -> np.ndarray:
     g, v = _as_numpy(g), _as_numpy(v)
     if g.ndim not in (0, v.ndim):
         raise ValueError(f"weight norm's g has shape {g.shape}, which does not broadcast against v's {v.shape}.")
-    axes = tuple(axis for axis in range(v.ndim) if g.ndim == 0 or g.shape[axis] == 1)
-    v64 = v.astype(np.float64)
-    norm = np.sqrt(np.sum(v64 * v64, axis=axes, keepdims=True))
-    return (v64 * (g.astype(np.float64) / norm)).astype(v.dtype)
+    norm = _norm64(v, _norm_axes(g.shape, v.ndim))
+    return (v.astype(np.float64) * (g.astype(np.float64) / norm)).astype(v.dtype)
 
 
 def _torch_weight(state_dict: Mapping[str, Any], prefix: str) -> jax.Array:
@@ -432,7 +441,7 @@ def _weight_normed_from_torch(source: dict[str, Any], kernel_shape: tuple[int, .
             return key, _kernel_from_torch(v, kernel_shape, where), g.reshape(-1)
     key, weight = source["weight"]
     v = _kernel_from_torch(_as_numpy(weight), kernel_shape, where)
-    return key, v, np.sqrt(np.sum(np.square(v.astype(np.float64)), axis=(0, 1)))
+    return key, v, _norm64(v, weight_norm_lib.AXES).reshape(-1)
 
 
 def _kernel_from_torch(weight: np.ndarray, target_shape: tuple[int, ...], where: str,
@@ -449,11 +458,16 @@ def _kernel_from_torch(weight: np.ndarray, target_shape: tuple[int, ...], where:
             candidates.reverse()
     else:
         candidates = [weight]
-    for candidate in candidates:
-        if tuple(candidate.shape) == tuple(target_shape):
-            return candidate
-    raise ValueError(f"{where}: the torch weight of shape {tuple(weight.shape)} does not fit the kernel of "
-                     f"shape {tuple(target_shape)} in any layout (Linear, Conv1d, ConvTranspose1d).")
+    fitting = _first_of_shape(candidates, target_shape)
+    if fitting is None:
+        raise ValueError(f"{where}: the torch weight of shape {tuple(weight.shape)} does not fit the kernel of "
+                         f"shape {tuple(target_shape)} in any layout (Linear, Conv1d, ConvTranspose1d).")
+    return fitting
+
+
+def _first_of_shape(candidates: Sequence[np.ndarray], shape: tuple[int, ...]) -> Optional[np.ndarray]:
+    """The first of the candidate layouts that has ``shape``."""
+    return next((c for c in candidates if tuple(c.shape) == tuple(shape)), None)
 
 
 def _leaf_pairs(node: Mapping[str, Any], collection: str) -> dict[str, str]:
@@ -473,8 +487,7 @@ def _unbox(value: Any) -> Any:
 
 def _modules_of(tree: Mapping[str, Any], path: tuple[str, ...] = ()):
     """``(path, node)`` for every flax module in a params tree that holds arrays itself."""
-    leaves = {k: v for k, v in tree.items() if not isinstance(v, Mapping) or isinstance(v, meta.AxisMetadata)}
-    if leaves:
+    if any(not isinstance(v, Mapping) or isinstance(v, meta.AxisMetadata) for v in tree.values()):
         yield path, tree
     for key, child in tree.items():
         if isinstance(child, Mapping) and not isinstance(child, meta.AxisMetadata):
@@ -487,6 +500,14 @@ _COLLECTIONS = ("params", "batch_stats")
 def _is_variables(tree: Mapping[str, Any]) -> bool:
     """A linen variables dict (collections at the top), rather than a bare params tree."""
     return isinstance(tree.get("params"), Mapping) and set(tree) <= {*_COLLECTIONS, "losses", "cache"}
+
+
+def _collections(variables: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The collections to fill: a variables dict's params and batch statistics, or a bare params
+    tree as params."""
+    if _is_variables(variables):
+        return {name: variables[name] for name in _COLLECTIONS if name in variables}
+    return {"params": variables}
 
 
 def _set(tree: Mapping[str, Any], path: tuple[str, ...], leaf: str, value: Any) -> dict[str, Any]:
@@ -523,9 +544,8 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
       ValueError: with ``strict``, listing the target parameters no torch key fills and the torch
         keys nothing takes, with their shapes; for a weight that fits no layout.
     """
-    is_variables = _is_variables(variables)
-    collections = ({name: variables[name] for name in _COLLECTIONS if name in variables} if is_variables
-                   else {"params": variables})
+    collections = _collections(variables)
+    transposed = set(flax_conv_transpose)
     torch_modules = _torch_modules(state_dict)
     used: set[str] = set()
     missing: list[str] = []
@@ -557,7 +577,7 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
                 value = _as_numpy(value)
                 if flax_leaf == "kernel":
                     value = _kernel_from_torch(value, tuple(target.shape), where,
-                                               "/".join(path) in set(flax_conv_transpose))
+                                               "/".join(path) in transposed)
                 elif tuple(value.shape) != tuple(target.shape):
                     raise ValueError(f"{where} has shape {tuple(target.shape)} but torch's {key} has {tuple(value.shape)}.")
                 out[collection] = _set(out[collection], path, flax_leaf, jnp.asarray(value, target.dtype))
@@ -570,7 +590,7 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
             f"  flax parameters no torch key fills: {missing or 'none'}\n"
             f"  torch keys nothing takes: {unused or 'none'}\n"
             "name the linen submodules after the torch modules, or pass strict=False.")
-    return {**variables, **out} if is_variables else out["params"]
+    return {**variables, **out} if _is_variables(variables) else out["params"]
 
 
 def _kernel_to_torch(kernel: np.ndarray, like_shape: tuple[int, ...], where: str,
@@ -585,10 +605,11 @@ def _kernel_to_torch(kernel: np.ndarray, like_shape: tuple[int, ...], where: str
             candidates.reverse()
     else:
         candidates = [kernel]
-    for candidate in candidates:
-        if tuple(candidate.shape) == tuple(like_shape):
-            return candidate
-    raise ValueError(f"{where}: the kernel of shape {tuple(kernel.shape)} fits no torch weight of shape {tuple(like_shape)}.")
+    fitting = _first_of_shape(candidates, like_shape)
+    if fitting is None:
+        raise ValueError(f"{where}: the kernel of shape {tuple(kernel.shape)} fits no torch weight of shape "
+                         f"{tuple(like_shape)}.")
+    return fitting
 
 
 def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
@@ -608,8 +629,8 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
     import torch
 
     like = like.state_dict() if hasattr(like, "state_dict") else like
-    collections = ({name: variables[name] for name in _COLLECTIONS if name in variables}
-                   if _is_variables(variables) else {"params": variables})
+    collections = _collections(variables)
+    transposed = set(flax_conv_transpose)
 
     def named_value(path: tuple[str, ...], names: tuple[str, ...], key: str) -> tuple[str, np.ndarray]:
         for tree in collections.values():
@@ -648,12 +669,11 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
                     np.prod(like[key.replace(leaf, pair[0])].shape))
                 if scale is not None and not as_direction:
                     weight = np.asarray(weight_norm_lib.kernel(jnp.asarray(weight), jnp.asarray(scale)))
-                weight = _kernel_to_torch(weight, weight_shape, key, "/".join(path) in set(flax_conv_transpose))
+                weight = _kernel_to_torch(weight, weight_shape, key, "/".join(path) in transposed)
             if pair is not None and leaf == pair[0] and as_direction:
                 value = scale.reshape(shape)
-            elif pair is not None and leaf == pair[0]:  # g: the norm over the axes where g has size 1
-                axes = tuple(axis for axis in range(weight.ndim) if len(shape) == 0 or shape[axis] == 1)
-                value = np.sqrt(np.sum(weight.astype(np.float64) ** 2, axis=axes, keepdims=True)).reshape(shape)
+            elif pair is not None and leaf == pair[0]:  # g = ||weight||, so that g and v give weight
+                value = _norm64(weight, _norm_axes(shape, weight.ndim)).reshape(shape)
             else:
                 value = weight
         else:

@@ -186,10 +186,15 @@ def _slice(x: jax.Array, start: int, stop: int, axis: int) -> jax.Array:
     return lax.slice_in_dim(x, start, stop, axis=axis % x.ndim)
 
 
-def _zeros_like_time(x: jax.Array, steps: int, axis: int) -> jax.Array:
+def _time_shape(x: jax.Array, steps: int, axis: int) -> tuple[int, ...]:
+    """``x``'s shape with ``steps`` time steps."""
     shape = list(x.shape)
     shape[axis] = steps
-    return jnp.zeros(shape, x.dtype)
+    return tuple(shape)
+
+
+def _zeros_like_time(x: jax.Array, steps: int, axis: int) -> jax.Array:
+    return jnp.zeros(_time_shape(x, steps, axis), x.dtype)
 
 
 def _concat(parts: Sequence[jax.Array], axis: int) -> jax.Array:
@@ -206,9 +211,7 @@ def _along_time(values: jax.Array, ndim: int, axis: int) -> jax.Array:
 def _history_state(x: jax.Array, steps: int, axis: int) -> dict[str, np.ndarray]:
     """An empty history of ``steps`` time steps (zeros of ``x``'s shape), none when 0. (Initial
     states are NumPy arrays, concrete even while the streamer traces its set-up pass abstractly.)"""
-    shape = list(x.shape)
-    shape[axis] = steps
-    return {"history": np.zeros(shape, x.dtype)} if steps else {}
+    return {"history": np.zeros(_time_shape(x, steps, axis), x.dtype)} if steps else {}
 
 
 def _with_history(state: State, x: jax.Array, axis: int) -> jax.Array:
