@@ -21,7 +21,7 @@ comma := ,
 
 demo: $(VENV)/.installed-example
 	$(BIN)/python examples/show_shapes.py
-	$(BIN)/python -m examples.audio_upsampling.train --out runs/demo
+	$(BIN)/python -m examples.audio_upsampling.train --out runs/demo --overwrite
 	$(BIN)/python -m examples.vocoder.stream --seconds 2
 
 test: $(VENV)/.installed-test+example+bench

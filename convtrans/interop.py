@@ -23,6 +23,7 @@ Keras and PyTorch are imported only when these functions are called.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Optional, Sequence, Union
 
@@ -32,7 +33,7 @@ import numpy as np
 from flax.core import meta
 
 from convtrans._src import weight_norm as weight_norm_lib
-from convtrans._src.checks import check_count, check_floating_weight, check_params_mapping
+from convtrans._src.checks import check_array, check_count, check_floating_weight, check_params_mapping
 from convtrans._src.config import Conv1DTransposeConfig, check_config
 
 Params = dict[str, jax.Array]
@@ -216,7 +217,7 @@ def _fill(target: Mapping[str, Any], source: Params, path: tuple[str, ...]) -> d
 _TORCH_DEFAULTS = dict(stride=1, padding=0, output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros")
 
 
-def _single(value: Any, argument: str) -> int:
+def _single(value: Any, argument: str, minimum: Optional[int] = None) -> int:
     if isinstance(value, (tuple, list)):
         if len(value) != 1:
             raise ValueError(f"{argument}={value!r}: ConvTranspose1d takes one value, got {len(value)}.")
@@ -224,7 +225,7 @@ def _single(value: Any, argument: str) -> int:
     if isinstance(value, str):
         raise ValueError(f"{argument}={value!r}: ConvTranspose1d takes integers only (no 'same'/'valid').")
     # int() would turn 2.5 into 2 and True into 1: a silently different layer.
-    return check_count(value, argument, minimum=None)
+    return check_count(value, argument, minimum=minimum)
 
 
 def _flag(value: Any, argument: str) -> bool:
@@ -234,11 +235,71 @@ def _flag(value: Any, argument: str) -> bool:
     return bool(value)
 
 
-def _floating(value: jax.Array, argument: str, shape: tuple[int, ...]) -> jax.Array:
-    if tuple(value.shape) != shape:
-        raise ValueError(f"{argument} has shape {tuple(value.shape)}, expected {shape}.")
-    check_floating_weight(value, argument)
-    return value
+def _floating(value: Any, argument: str, shape: Optional[tuple[int, ...]] = None) -> np.ndarray:
+    """``value`` (a tensor, array or nested list) as a floating NumPy array, of ``shape`` if given;
+    TypeError naming ``argument`` for anything else (None, strings, object, integer or complex
+    arrays), which NumPy or JAX would either refuse without a name or convert silently."""
+    try:
+        array = _as_numpy(value)
+    except (TypeError, ValueError, RuntimeError) as err:  # ragged lists, unreadable tensors
+        raise TypeError(f"{argument} must be a floating array or tensor, got {type(value).__name__}: {err}") from None
+    if array.dtype == object or value is None or isinstance(value, (str, bytes)):
+        raise TypeError(f"{argument} must be a floating array or tensor, got {value!r:.80} of type "
+                        f"{type(value).__name__}.")
+    check_floating_weight(array, argument)
+    if shape is not None and tuple(array.shape) != tuple(shape):
+        raise ValueError(f"{argument} has shape {tuple(array.shape)}, expected {tuple(shape)}.")
+    return array
+
+
+def _shape_of(value: Any) -> Any:
+    """``value``'s shape for a message, or its type if it has none (a ragged list, None)."""
+    try:
+        return tuple(_as_numpy(value).shape) if value is not None else "None"
+    except (TypeError, ValueError, RuntimeError):
+        return type(value).__name__
+
+
+def _check_mapping(value: Any, argument: str, expected: str) -> None:
+    """TypeError unless ``value`` is a mapping (``expected`` says of what)."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{argument} must be a mapping ({expected}), got {type(value).__name__}.")
+
+
+def _check_state_dict(state_dict: Any, argument: str = "state_dict") -> None:
+    """TypeError unless ``state_dict`` is a mapping of str keys, like ``module.state_dict()``."""
+    _check_mapping(state_dict, argument, "module.state_dict()")
+    for key in state_dict:
+        if not isinstance(key, str):
+            raise TypeError(f"{argument} keys must be str (parameter names such as 'up.weight'), got key {key!r} "
+                            f"of type {type(key).__name__}.")
+
+
+def _check_variables(variables: Any) -> None:
+    _check_mapping(variables, "variables", "a linen params tree or variables dict, e.g. module.init(key, x)")
+
+
+def _flax_paths(paths: Any, argument: str = "flax_conv_transpose") -> set[str]:
+    """A collection of flax module paths (``set('abc')`` would silently be three paths)."""
+    if isinstance(paths, (str, bytes)) or not isinstance(paths, (Sequence, set, frozenset)) or not all(
+            isinstance(path, str) for path in paths):
+        raise TypeError(f"{argument} must be a list of flax module paths (str, e.g. ['decoder/up_0']), got {paths!r}.")
+    return set(paths)
+
+
+# Conv1DTransposeConfig's field -> ConvTranspose1d's argument, for the config's messages.
+_TORCH_NAMES = {"filters": "out_channels", "strides": "stride", "dilation_rate": "dilation", "use_bias": "bias"}
+_KERAS_NAME = re.compile(r"\b(" + "|".join(_TORCH_NAMES) + r")\b")
+
+
+def _torch_config(**fields: Any) -> Conv1DTransposeConfig:
+    """The config of ConvTranspose1d's arguments; its checks' messages name those arguments as
+    PyTorch does (``out_channels``, not ``filters``)."""
+    try:
+        return Conv1DTransposeConfig(**fields)
+    except (TypeError, ValueError) as err:
+        message = _KERAS_NAME.sub(lambda match: _TORCH_NAMES[match.group(1)], str(err))
+        raise type(err)(message) from None
 
 
 # torch.nn.utils.weight_norm's keys (g, v) and those of torch.nn.utils.parametrizations.weight_norm.
@@ -260,21 +321,35 @@ def _norm64(v: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
 def fold_weight_norm(g: Any, v: Any) -> np.ndarray:
     """PyTorch's weight norm folded into one weight: ``w = g * v / ||v||``, the norm taken over
     every axis where ``g`` has size 1 (all but ``dim`` for ``weight_norm(module, dim)``; all for
-    ``dim=None``). Computed in float64 and rounded once to ``v``'s dtype."""
-    g, v = _as_numpy(g), _as_numpy(v)
-    if g.ndim not in (0, v.ndim):
-        raise ValueError(f"weight norm's g has shape {g.shape}, which does not broadcast against v's {v.shape}.")
+    ``dim=None``). Computed in float64 and rounded once to ``v``'s dtype.
+
+    Raises:
+      TypeError: unless ``g`` and ``v`` are floating arrays or tensors.
+      ValueError: if ``g``'s shape does not broadcast against ``v``'s.
+    """
+    return _fold_weight_norm(g, v, "g", "v")
+
+
+def _fold_weight_norm(g: Any, v: Any, g_name: str, v_name: str) -> np.ndarray:
+    """:func:`fold_weight_norm` with messages naming ``g`` and ``v`` as the caller knows them."""
+    g, v = _floating(g, g_name), _floating(v, v_name)
+    if g.ndim not in (0, v.ndim) or any(a not in (1, b) for a, b in zip(g.shape, v.shape)):
+        raise ValueError(f"weight norm's g ({g_name}) has shape {g.shape}, which does not broadcast against "
+                         f"v's ({v_name}) {v.shape}: expected () or v's shape with 1 on the normalized axes.")
     norm = _norm64(v, _norm_axes(g.shape, v.ndim))
     return (v.astype(np.float64) * (g.astype(np.float64) / norm)).astype(v.dtype)
 
 
-def _torch_weight(state_dict: Mapping[str, Any], prefix: str) -> jax.Array:
-    """The layer's weight: ``weight`` itself or folded from either style of weight norm."""
+def _torch_weight(state_dict: Mapping[str, Any], prefix: str) -> np.ndarray:
+    """The layer's weight: ``weight`` itself or folded from either style of weight norm, checked
+    to be floating."""
     if prefix + "weight" in state_dict:
-        return _as_jax(state_dict[prefix + "weight"])
+        return _floating(state_dict[prefix + "weight"], f"state_dict[{prefix + 'weight'!r}]")
     for g_key, v_key in WEIGHT_NORM_KEYS:
-        if prefix + g_key in state_dict and prefix + v_key in state_dict:
-            return jnp.asarray(fold_weight_norm(state_dict[prefix + g_key], state_dict[prefix + v_key]))
+        g_key, v_key = prefix + g_key, prefix + v_key
+        if g_key in state_dict and v_key in state_dict:
+            return _fold_weight_norm(state_dict[g_key], state_dict[v_key],
+                                     f"state_dict[{g_key!r}]", f"state_dict[{v_key!r}]")
     found = sorted(key for key in state_dict if key.startswith(prefix))
     expected = [repr(prefix + "weight")] + [f"{prefix + g!r} and {prefix + v!r}" for g, v in WEIGHT_NORM_KEYS]
     raise ValueError(f"state_dict has no weight for {prefix or 'the layer'!r}: expected {', or '.join(expected)}; "
@@ -315,11 +390,15 @@ def from_torch_state_dict(
             f"padding_mode={padding_mode!r} is not supported: a transposed convolution has no input "
             "padding to fill (PyTorch itself only runs ConvTranspose1d with padding_mode='zeros')."
         )
-    if not isinstance(state_dict, Mapping):
-        raise TypeError(f"state_dict must be a mapping (module.state_dict()), got {type(state_dict).__name__}.")
-    in_channels = _single(in_channels, "in_channels")
+    _check_state_dict(state_dict)
+    if not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a str, the layer's key prefix in state_dict (e.g. 'decoder.up1.'), got "
+                        f"{prefix!r} of type {type(prefix).__name__}.")
+    in_channels = _single(in_channels, "in_channels", minimum=1)
+    out_channels = check_count(out_channels, "out_channels")
+    groups = check_count(groups, "groups")
     kernel_size = _single(kernel_size, "kernel_size")
-    config = Conv1DTransposeConfig(
+    config = _torch_config(
         filters=out_channels,
         kernel_size=kernel_size,
         strides=_single(stride, "stride"),
@@ -330,6 +409,9 @@ def from_torch_state_dict(
         use_bias=_flag(bias, "bias"),
         groups=groups,
     )
+    if in_channels % groups:
+        raise ValueError(f"groups={groups} must divide in_channels={in_channels}; each group takes "
+                         "in_channels // groups input channels.")
     weight_key, bias_key = prefix + "weight", prefix + "bias"
     weight = _torch_weight(state_dict, prefix)
     expected = (in_channels, out_channels // groups, kernel_size)
@@ -338,12 +420,11 @@ def from_torch_state_dict(
             f"state_dict[{weight_key!r}] has shape {tuple(weight.shape)}, expected {expected} "
             "(in_channels, out_channels // groups, kernel_size)."
         )
-    _floating(weight, f"state_dict[{weight_key!r}]", expected)
-    params = {"kernel": jnp.transpose(weight, (2, 1, 0))}
+    params = {"kernel": jnp.transpose(jnp.asarray(weight), (2, 1, 0))}
     if config.use_bias:
         if bias_key not in state_dict or state_dict[bias_key] is None:
             raise ValueError(f"bias=True but state_dict has no {bias_key!r}.")
-        params["bias"] = _floating(_as_jax(state_dict[bias_key]), f"state_dict[{bias_key!r}]", (out_channels,))
+        params["bias"] = jnp.asarray(_floating(state_dict[bias_key], f"state_dict[{bias_key!r}]", (out_channels,)))
     elif state_dict.get(bias_key) is not None:
         raise ValueError(f"bias=False but state_dict has {bias_key!r}; pass bias=True.")
     return config, params
@@ -407,8 +488,10 @@ def _torch_modules(state_dict: Mapping[str, Any]) -> dict[tuple[str, ...], dict[
         for g_key, v_key in WEIGHT_NORM_KEYS:
             if g_key in leaves and v_key in leaves:
                 (g_name, g), (v_name, v) = leaves.pop(g_key), leaves.pop(v_key)
-                leaves["weight"] = (f"{g_name} + {v_name}", fold_weight_norm(g, v))
-                leaves["weight_norm"] = (f"{g_name} + {v_name}", (_as_numpy(g), _as_numpy(v)))
+                g, v = _floating(g, f"state_dict[{g_name!r}]"), _floating(v, f"state_dict[{v_name!r}]")
+                weight = _fold_weight_norm(g, v, f"state_dict[{g_name!r}]", f"state_dict[{v_name!r}]")
+                leaves["weight"] = (f"{g_name} + {v_name}", weight)
+                leaves["weight_norm"] = (f"{g_name} + {v_name}", (g, v))
     return modules
 
 
@@ -544,8 +627,11 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
       ValueError: with ``strict``, listing the target parameters no torch key fills and the torch
         keys nothing takes, with their shapes; for a weight that fits no layout.
     """
+    _check_variables(variables)
+    _check_state_dict(state_dict)
+    strict = _flag(strict, "strict")
+    transposed = _flax_paths(flax_conv_transpose)
     collections = _collections(variables)
-    transposed = set(flax_conv_transpose)
     torch_modules = _torch_modules(state_dict)
     used: set[str] = set()
     missing: list[str] = []
@@ -560,6 +646,7 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
             own_scale = "kernel" in node and "scale" in node
             if collection == "params" and (own_scale or path in wrapped) and "weight" in source:
                 kernel = _unbox(node["kernel"])
+                check_array(kernel, f"variables at {'/'.join(path + ('kernel',))}")
                 key, v, g = _weight_normed_from_torch(source, tuple(kernel.shape), "/".join(path + ("kernel",)))
                 out[collection] = _set(out[collection], path, "kernel", jnp.asarray(v, kernel.dtype))
                 scale_path, scale_leaf = (path, "scale") if own_scale else wrapped[path]
@@ -570,11 +657,14 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
             for flax_leaf, torch_leaf in _leaf_pairs(node, collection).items():
                 target = _unbox(node[flax_leaf])
                 where = "/".join(path + (flax_leaf,))
+                check_array(target, f"variables at {where}")
                 if torch_leaf not in source:
                     missing.append(f"{collection}/{where} {tuple(target.shape)}")
                     continue
                 key, value = source[torch_leaf]
-                value = _as_numpy(value)
+                # Only a floating target is checked: an integer buffer may fill an integer variable.
+                floating = jnp.issubdtype(target.dtype, jnp.floating)
+                value = _floating(value, f"state_dict[{key!r}]") if floating else _as_numpy(value)
                 if flax_leaf == "kernel":
                     value = _kernel_from_torch(value, tuple(target.shape), where,
                                                "/".join(path) in transposed)
@@ -582,7 +672,7 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
                     raise ValueError(f"{where} has shape {tuple(target.shape)} but torch's {key} has {tuple(value.shape)}.")
                 out[collection] = _set(out[collection], path, flax_leaf, jnp.asarray(value, target.dtype))
                 used.update(key.split(" + "))
-    unused = [f"{key} {tuple(_as_numpy(value).shape)}" for key, value in state_dict.items()
+    unused = [f"{key} {_shape_of(value)}" for key, value in state_dict.items()
               if key not in used and key.rsplit(".", 1)[-1] not in _IGNORED_TORCH_LEAVES]
     if strict and (missing or unused):
         raise ValueError(
@@ -628,18 +718,28 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
     """
     import torch
 
-    like = like.state_dict() if hasattr(like, "state_dict") else like
+    _check_variables(variables)
+    like = like.state_dict() if isinstance(like, torch.nn.Module) else like
+    _check_state_dict(like, "like")
+    for key, reference in like.items():
+        if not isinstance(reference, torch.Tensor):
+            raise TypeError(f"like[{key!r}] must be a torch.Tensor (like is a torch.nn.Module or its "
+                            f"state_dict()), got {type(reference).__name__}.")
+    transposed = _flax_paths(flax_conv_transpose)
     collections = _collections(variables)
-    transposed = set(flax_conv_transpose)
 
     def named_value(path: tuple[str, ...], names: tuple[str, ...], key: str) -> tuple[str, np.ndarray]:
+        """The flax value for torch's ``key``: floating (checked) where ``like[key]`` is."""
         for tree in collections.values():
             node = tree
             for part in path:
                 node = node.get(part, {}) if isinstance(node, Mapping) else {}
             for name in names:
                 if isinstance(node, Mapping) and name in node:
-                    return name, _as_numpy(_unbox(node[name]))
+                    value = _unbox(node[name])
+                    if like[key].is_floating_point():  # torch would drop an imaginary part silently
+                        return name, _floating(value, f"variables at {'/'.join(path + (name,))}")
+                    return name, _as_numpy(value)
         raise ValueError(f"torch's {key} has no flax parameter at {'/'.join(path)}/{' or '.join(names)}.")
 
     wrapped = _flax_weight_norms(collections.get("params", {}))

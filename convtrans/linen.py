@@ -29,7 +29,8 @@ from flax.core import meta
 import jax
 import jax.numpy as jnp
 
-from convtrans._src.checks import check_built_channels, check_channels, check_floating, check_input_rank
+from convtrans._src.checks import (check_built_channels, check_channels, check_input_rank, check_module_options,
+                                   floating_input)
 from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding, check_config,
                                    check_conv_config)
 from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d, conv1d_transpose
@@ -96,6 +97,11 @@ class Conv1DTranspose(nn.Module):
         """The validated :class:`Conv1DTransposeConfig` of this layer."""
         return Conv1DTransposeConfig(**{name: getattr(self, name) for name in _CONFIG_FIELDS})
 
+    def __post_init__(self) -> None:
+        self.config  # noqa: B018 - builds the config: every argument is checked at construction
+        check_module_options(self.dtype, self.param_dtype, self.precision, self.weight_norm)
+        super().__post_init__()
+
     @classmethod
     def from_config(cls, config: Conv1DTransposeConfig, **kwargs: Any) -> "Conv1DTranspose":
         """A module with ``config``'s arguments; ``kwargs`` adds ``dtype``, ``name``, etc."""
@@ -153,6 +159,11 @@ class Conv1D(nn.Module):
         """The validated :class:`Conv1DConfig` of this layer."""
         return Conv1DConfig(**{name: getattr(self, name) for name in _CONV_FIELDS})
 
+    def __post_init__(self) -> None:
+        self.config  # noqa: B018 - builds the config: every argument is checked at construction
+        check_module_options(self.dtype, self.param_dtype, self.precision, self.weight_norm)
+        super().__post_init__()
+
     @classmethod
     def from_config(cls, config: Conv1DConfig, **kwargs: Any) -> "Conv1D":
         """A module with ``config``'s arguments; ``kwargs`` adds ``dtype``, ``name``, etc."""
@@ -193,6 +204,10 @@ class Parallel(nn.Module):
     branches: Sequence[Any]
     combine: str = "sum"
 
+    def __post_init__(self) -> None:
+        composition.check_branches(self.branches, self.combine)
+        super().__post_init__()
+
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         return composition.parallel(x, self.branches, self.combine, functools.partial(_key, self))
@@ -211,6 +226,10 @@ class Pad1D(nn.Module):
     padding: Any
     mode: str = "constant"
     data_format: str = "channels_last"
+
+    def __post_init__(self) -> None:
+        graph.check_pad(self.padding, self.mode, self.data_format)
+        super().__post_init__()
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -232,9 +251,7 @@ def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
         kernel = module.get_variable("params", "kernel")
         raise graph.Probed(None if kernel is None else config.kernel_in_channels(meta.unbox(kernel).shape),
                            config.data_format)
-    x = jnp.asarray(x)
-    # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
-    check_floating(x.dtype)
+    x = floating_input(x)
     check_input_rank(tuple(x.shape), config.data_format)
     in_channels = check_channels(tuple(x.shape), config.channel_axis, config.groups, config.data_format)
     if module.has_variable("params", "kernel"):
@@ -245,7 +262,7 @@ def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
         "kernel": module.param(
             "kernel",
             _constrained(config.kernel_initializer, config.kernel_constraint),
-            config.kernel_shape(in_channels),
+            config.new_kernel_shape(in_channels, module.param_dtype),
             module.param_dtype,
         )
     }

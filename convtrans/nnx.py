@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from convtrans._src.checks import check_floating, is_int
+from convtrans._src.checks import check_module_options, check_size, floating_input, is_int
 from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding, check_config,
                                    check_conv_config)
 from convtrans._src import composition
@@ -77,8 +77,13 @@ class _Layer(nnx.Module):
         if not is_int(in_channels) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
         in_channels = int(in_channels)
+        check_size(in_channels, "in_channels")
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"rngs must be a flax.nnx.Rngs, e.g. nnx.Rngs(0), got {rngs!r}.")
+        if not any(stream in rngs for stream in ("params", "default")):
+            raise ValueError(f"rngs has no 'params' or 'default' stream to draw the weights from, got "
+                             f"{rngs!r}; e.g. nnx.Rngs(0) or nnx.Rngs(params=0).")
+        check_module_options(dtype, param_dtype, precision, weight_norm)
         if in_channels % config.groups:
             raise ValueError(f"groups={config.groups} must divide in_channels={in_channels}.")
         self.config = config
@@ -87,7 +92,7 @@ class _Layer(nnx.Module):
         self.param_dtype = param_dtype
         self.precision = precision
         self.kernel = _param(
-            config.kernel_initializer(rngs.params(), config.kernel_shape(in_channels), param_dtype),
+            config.kernel_initializer(rngs.params(), config.new_kernel_shape(in_channels, param_dtype), param_dtype),
             config.kernel_constraint,
         )
         self.bias = (
@@ -128,9 +133,7 @@ class _Layer(nnx.Module):
         stream = graph.active()
         if stream is not None and stream.mode == graph.PROBE:
             raise graph.Probed(self.in_channels, config.data_format)
-        x = jnp.asarray(x)
-        # Casting integer input (e.g. token ids or PCM codes) would hide the caller's bug.
-        check_floating(x.dtype)
+        x = floating_input(x)
         dtype = self.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
         if stream is not None:
             return self._stream(stream, params, x.astype(dtype))

@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
+import numpy as np
 import optax
 from flax import nnx, struct
 from flax.core import meta
@@ -52,11 +53,16 @@ class Constrained(struct.PyTreeNode, meta.AxisMetadata):
 
     Attributes:
       value: the parameter array.
-      constraint: ``w -> w'``, e.g. a :mod:`convtrans.constraints` object.
+      constraint: ``w -> w'``, e.g. a :mod:`convtrans.constraints` object (a Keras name or dict
+        is refused: resolve it with :func:`convtrans.constraints.get`, as :func:`with_constraint`
+        does).
     """
 
     value: Any
     constraint: Constraint = struct.field(pytree_node=False)
+
+    def __post_init__(self):
+        _check_constraint(self.constraint)
 
     def unbox(self) -> Any:
         return self.value
@@ -88,7 +94,14 @@ def with_constraint(init: Callable[..., Any], constraint: Any) -> Callable[..., 
     Like ``nn.with_partitioning``: ``nn.Dense(8, kernel_init=convtrans.with_constraint(
     nn.initializers.lecun_normal(), "max_norm"))`` makes :func:`keras_constraints` project that
     kernel too. ``constraint`` is a Keras name, Keras dict or :mod:`convtrans.constraints` object.
+
+    Raises:
+      TypeError: if ``init`` is not callable, or for a ``constraint`` that is no constraint.
+      ValueError: for ``constraint=None`` or an unknown constraint name.
     """
+    if not callable(init):
+        raise TypeError(f"init must be a callable initializer, (key, shape, dtype) -> array, e.g. "
+                        f"nn.initializers.lecun_normal(); got {init!r} of type {type(init).__name__}.")
     resolved = constraints.get(constraint, "constraint")
     if resolved is None:
         raise ValueError("constraint must not be None; use the initializer itself for no constraint.")
@@ -110,12 +123,23 @@ class _Sliced:
         return jax.vmap(self.constraint, in_axes=self.axis, out_axes=self.axis)(w)
 
 
+def _check_constraint(constraint: Any) -> Optional[Constraint]:
+    """A carried constraint, which must be callable (or None, for none): a Keras name would only
+    fail when the optimizer applies it."""
+    if constraint is not None and not callable(constraint):
+        raise TypeError(
+            f"constraint must be callable, w -> w' (e.g. convtrans.constraints.get({constraint!r:.60}) for a Keras "
+            f"name or dict, or use convtrans.with_constraint); got {constraint!r:.60} of type "
+            f"{type(constraint).__name__}.")
+    return constraint
+
+
 def _constraint_of(node: Any) -> Optional[Constraint]:
     """The constraint a parameter-tree node carries, if any (linen box or nnx variable)."""
     if isinstance(node, Constrained):
         return node.constraint
     if _is_nnx_variable(node):
-        return node.get_metadata().get("constraint")
+        return _check_constraint(node.get_metadata().get("constraint"))
     return None
 
 
@@ -140,16 +164,18 @@ def leaf_constraints(tree: Any) -> tuple[Optional[Constraint], ...]:
 class _Recorded:
     """Static (treedef-only) record of the constraints found at ``init``; holds no arrays."""
 
-    def __init__(self, constraints: tuple[Optional[Constraint], ...], paths: tuple[str, ...] = ()):
+    def __init__(self, constraints: tuple[Optional[Constraint], ...], paths: tuple[str, ...] = (),
+                 shapes: tuple[tuple[int, ...], ...] = ()):
         self.constraints = constraints
         self.paths = paths
+        self.shapes = shapes
 
     def __eq__(self, other: Any) -> bool:
         return (isinstance(other, _Recorded) and self.constraints == other.constraints
-                and self.paths == other.paths)
+                and self.paths == other.paths and self.shapes == other.shapes)
 
     def __hash__(self) -> int:
-        return hash((self.constraints, self.paths))
+        return hash((self.constraints, self.paths, self.shapes))
 
     def __repr__(self) -> str:
         return f"_Recorded({sum(c is not None for c in self.constraints)} constrained leaves)"
@@ -181,6 +207,20 @@ def _leaf_paths(tree: Any) -> tuple[str, ...]:
     """The key path of every array leaf, boxes seen through (``['conv']['kernel']``)."""
     leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
     return tuple(jax.tree_util.keystr(path).replace(".value", "") for path, _ in leaves)
+
+
+def _leaf_shapes(tree: Any) -> tuple[tuple[int, ...], ...]:
+    """The shape of every array leaf (``()`` for a scalar), boxes seen through."""
+    return tuple(tuple(leaf.shape) if hasattr(leaf, "shape") else np.shape(leaf) for leaf in jax.tree.leaves(tree))
+
+
+def _check_same_shapes(expected: tuple[tuple[int, ...], ...], got: tuple[tuple[int, ...], ...],
+                       paths: tuple[str, ...], what: str, reference: str) -> None:
+    """ValueError naming the first leaf of ``what`` whose shape is not that of ``reference``."""
+    for path, shape, reference_shape in zip(paths, got, expected):
+        if shape != reference_shape:
+            raise ValueError(f"{what}{path} has shape {shape}, but {reference} has {reference_shape} there; "
+                             "pass the same parameter tree.")
 
 
 def _check_same_paths(expected: tuple[str, ...], got: tuple[str, ...], what: str, reference: str) -> None:
@@ -218,9 +258,12 @@ def keras_constraints() -> optax.GradientTransformation:
     """
 
     def init_fn(params: Any) -> KerasConstraintsState:
-        return KerasConstraintsState(_Recorded(leaf_constraints(params), _leaf_paths(params)))
+        return KerasConstraintsState(_Recorded(leaf_constraints(params), _leaf_paths(params), _leaf_shapes(params)))
 
     def update_fn(updates: Any, state: KerasConstraintsState, params: Any = None):
+        if not isinstance(getattr(state, "recorded", None), _Recorded):
+            raise TypeError(f"state must be the state of keras_constraints() that tx.init(params) returned, got "
+                            f"{type(state).__name__}.")
         if params is None:
             raise ValueError(
                 "keras_constraints() needs the current params: call tx.update(updates, state, params)."
@@ -243,6 +286,10 @@ def keras_constraints() -> optax.GradientTransformation:
         param_paths = _leaf_paths(params)
         _check_same_paths(state.recorded.paths, param_paths, "params", "the tree tx.init saw")
         _check_same_paths(param_paths, _leaf_paths(updates), "updates", "params")
+        param_shapes = _leaf_shapes(params)
+        if state.recorded.shapes:
+            _check_same_shapes(state.recorded.shapes, param_shapes, param_paths, "params", "the tree tx.init saw")
+        _check_same_shapes(param_shapes, _leaf_shapes(updates), param_paths, "updates", "params")
         new_leaves = []
         for i, (u, w) in enumerate(zip(update_leaves, param_leaves)):
             constraint = boxed[i] if boxed[i] is not None else (recorded[i] if recorded else None)

@@ -177,7 +177,7 @@ def test_stream_step_and_finish_reject_a_state_not_made_by_init(state, kind):
 def test_stream_step_rejects_a_state_for_another_batch_size_or_config():
     with expect(ValueError, "state.carry", "(2, 1, 2)", "(1, 1, 2)", "batch"):
         streaming.step(PARAMS, streaming.init(CONFIG, 2), X, CONFIG)
-    with expect(ValueError, "state.carry", "(1, 7, 2)", "(1, 1, 2)"):
+    with expect(ValueError, "another layer", "kernel_size=9 in the state's config, 3 in config"):
         streaming.step(PARAMS, streaming.init(CONFIG.replace(kernel_size=9), 1), X, CONFIG)
 
 
@@ -485,3 +485,155 @@ def test_a_torch_tensor_as_input_is_refused_by_name():
     config = ct.Conv1DTransposeConfig(3, 4)
     with pytest.raises(TypeError, match=r"x is a torch.Tensor; pass a JAX or NumPy array"):
         ct.conv1d_transpose({"kernel": jnp.ones((4, 3, 2)), "bias": jnp.zeros(3)}, torch.ones(1, 5, 2), config)
+
+
+# --- sizes past what can be represented or allocated -----------------------------------------------
+
+HUGE = 2**62
+
+
+@pytest.mark.parametrize("field", ["filters", "kernel_size", "strides", "dilation_rate", "groups"])
+def test_a_size_past_max_size_is_refused_at_construction_naming_it(field):
+    fields = {"filters": 2, "kernel_size": 3, field: HUGE}
+    with expect(ValueError, f"{field}={HUGE}", "2**31 - 1"):
+        ct.Conv1DTransposeConfig(**fields)
+    with expect(ValueError, f"{field}={HUGE}", "2**31 - 1"):
+        ct.Conv1DConfig(**fields)
+    with expect(ValueError, f"{field}={HUGE}"):
+        ct.Conv1DTranspose(**fields)  # a linen module checks its arguments when it is made
+
+
+@pytest.mark.parametrize("padding, name", [((0, HUGE), "padding[1]"), (HUGE, "padding")])
+def test_a_padding_past_max_size_is_refused(padding, name):
+    with expect(ValueError, f"{name}={HUGE}", "2**31 - 1"):
+        ct.Conv1DTransposeConfig(2, 3, padding=padding)
+
+
+def test_a_kernel_span_past_max_size_names_kernel_size_and_dilation():
+    with expect(ValueError, "kernel_size=3", "dilation_rate=1073741824", "span", "2147483649"):
+        ct.Conv1DTransposeConfig(2, 3, dilation_rate=2**30)
+    with expect(ValueError, "filters=1099511627776"):
+        ct.Conv1DTransposeConfig.from_keras({"filters": 2**40, "kernel_size": 3})
+
+
+def test_linen_modules_check_their_arguments_when_made():
+    with expect(ValueError, "data_format"):
+        ct.Conv1D(2, 3, data_format="NCW")
+    with expect(ValueError, "combine='max'"):
+        ct.Parallel([ct.Conv1D(2, 3)], combine="max")
+    with expect(ValueError, "mode"):
+        ct.Pad1D(2, mode="circular")
+
+
+# Shapes no machine holds (petabytes and more), so the refusal does not depend on this one's memory.
+@pytest.mark.parametrize("make, fragments", [
+    (lambda: ct.Conv1DTranspose(2**31 - 1, 2**20).init(jax.random.PRNGKey(0), X),
+     ("the kernel", "(1048576, 2147483647, 4)", "kernel_size=1048576", "filters=2147483647")),
+    (lambda: ct.nnx.Conv1DTranspose(2**31 - 1, filters=2**20, kernel_size=3, rngs=__import__("flax").nnx.Rngs(0)),
+     ("the kernel", "2147483647 input channels")),
+    (lambda: ct.conv1d_transpose(PARAMS, X, CONFIG.replace(strides=2**31 - 1)),
+     ("the output", "strides=2147483647", "x of shape (1, 5, 4)")),
+    (lambda: jax.eval_shape(lambda x: ct.conv1d_transpose(PARAMS, x, CONFIG), jax.ShapeDtypeStruct((2**31 - 1, 2**30, 4), jnp.float32)),
+     ("the output", "(2147483647, 2147483649, 2)")),  # under tracing too
+    (lambda: streaming.init(CONFIG.replace(filters=2**31 - 1, kernel_size=2**20), 2**31 - 1),
+     ("the stream state's carry", "batch_size=2147483647", "filters=2147483647")),
+])
+def test_arrays_past_the_memory_are_refused_before_anything_is_allocated(make, fragments):
+    with expect(ValueError, *fragments, "more than"):
+        make()
+
+
+def test_a_huge_stride_is_computed_without_a_loop_over_its_phases():
+    # Every full-result position gets one product at most: input step i, tap j land at i*s + j.
+    config = ct.Conv1DTransposeConfig(1, 3, strides=2**16)
+    params = {"kernel": jnp.asarray([1.0, 2.0, 3.0]).reshape(3, 1, 1), "bias": jnp.zeros(1)}
+    x = jnp.asarray([1.0, 10.0]).reshape(1, 2, 1)
+    want = np.zeros(ct.output_length(config, 2))
+    want[[0, 1, 2, 2**16, 2**16 + 1, 2**16 + 2]] = [1, 2, 3, 10, 20, 30]
+    for implementation in ct.IMPLEMENTATIONS:
+        y, _ = ct.conv1d_transpose(params, x, config, implementation=implementation)
+        np.testing.assert_array_equal(np.asarray(y)[0, :, 0], want, err_msg=implementation)
+
+
+def test_a_dilation_far_past_the_stride_is_computed_per_tap():
+    config = ct.Conv1DTransposeConfig(1, 3, strides=2, dilation_rate=2**16, padding=(0, 0))
+    params = {"kernel": jnp.asarray([1.0, 2.0, 3.0]).reshape(3, 1, 1), "bias": jnp.zeros(1)}
+    x = jnp.asarray([1.0, 10.0]).reshape(1, 2, 1)
+    want = np.zeros(ct.output_length(config, 2))
+    for i, value in enumerate([1.0, 10.0]):
+        for j, tap in enumerate([1.0, 2.0, 3.0]):
+            want[i * 2 + j * 2**16] += value * tap
+    for implementation in ct.IMPLEMENTATIONS:
+        y, _ = ct.conv1d_transpose(params, x, config, implementation=implementation)
+        np.testing.assert_array_equal(np.asarray(y)[0, :, 0], want, err_msg=implementation)
+
+
+def test_a_stream_state_of_another_layer_with_the_same_carry_shape_is_refused():
+    other = CONFIG.replace(activation="relu")
+    assert streaming.init(other, 1).carry.shape == STATE.carry.shape
+    with expect(ValueError, "another layer", "activation='relu'"):
+        streaming.step(PARAMS, streaming.init(other, 1), X, CONFIG)
+    with expect(ValueError, "another layer"):
+        streaming.finish(PARAMS, streaming.init(other, 1), CONFIG)
+
+
+# --- nonsense values of the Keras objects ------------------------------------------------------------
+
+@pytest.mark.parametrize("identifier, fragments", [
+    ({"class_name": "L2", "config": {"l2": float("inf")}}, ("l2", "finite", "inf")),
+    ({"class_name": "L1L2", "config": {"l1": float("nan")}}, ("l1", "finite", "nan")),
+    ({"class_name": "L1", "config": {"l1": "0.1"}}, ("l1", "number", "'0.1'")),
+])
+def test_regularizer_factors_must_be_finite_numbers(identifier, fragments):
+    with expect(ValueError, "kernel_regularizer", *fragments):
+        ct.Conv1DTransposeConfig(2, 3, kernel_regularizer=identifier)
+
+
+@pytest.mark.parametrize("identifier, fragments", [
+    ({"class_name": "MinMaxNorm", "config": {"rate": float("nan")}}, ("rate", "finite")),
+    ({"class_name": "MinMaxNorm", "config": {"rate": 1.5}}, ("rate", "<= 1.0")),
+    ({"class_name": "MaxNorm", "config": {"max_value": float("inf")}}, ("max_value", "finite")),
+])
+def test_constraint_values_must_be_finite_and_in_range(identifier, fragments):
+    with expect(ValueError, "kernel_constraint", *fragments):
+        ct.Conv1DTransposeConfig(2, 3, kernel_constraint=identifier)
+
+
+@pytest.mark.parametrize("field, axis, rank", [
+    ("kernel_constraint", 3, 3), ("kernel_constraint", -4, 3), ("kernel_constraint", [0, 0], 3), ("bias_constraint", 1, 1),
+])
+def test_constraint_axes_must_name_distinct_axes_of_the_weight(field, axis, rank):
+    with expect(ValueError, field, "axis", f"rank-{rank}" if axis != [0, 0] else "twice"):
+        ct.Conv1DTransposeConfig(2, 3, **{field: {"class_name": "UnitNorm", "config": {"axis": axis}}})
+
+
+def test_a_constraint_applied_to_a_weight_of_too_low_a_rank_names_the_axis():
+    with expect(ValueError, "axis=2", "rank-1"):
+        ct.constraints.MaxNorm(axis=2)(jnp.ones(3))
+
+
+@pytest.mark.parametrize("field, identifier, fragments", [
+    ("kernel_initializer", "identity", ("Identity", "rank-2", "rank 3")),
+    ("bias_initializer", "orthogonal", ("Orthogonal", "rank >= 2", "rank 1")),
+    ("kernel_initializer", {"class_name": "RandomNormal", "config": {"stddev": -1}}, ("stddev", ">= 0")),
+    ("kernel_initializer", {"class_name": "RandomNormal", "config": {"mean": float("nan")}}, ("mean", "finite")),
+    ("kernel_initializer", {"class_name": "RandomUniform", "config": {"minval": 1, "maxval": 0}}, ("minval <= maxval",)),
+    ("kernel_initializer", {"class_name": "GlorotUniform", "config": {"seed": "7"}}, ("seed", "integer")),
+    ("kernel_initializer", {"class_name": "VarianceScaling", "config": {"mode": ["fan_in"]}}, ("mode",)),
+    ("kernel_initializer", {"class_name": "VarianceScaling", "config": {"output_axes": ["a"]}}, ("output_axes",)),
+    ("kernel_initializer", {"class_name": "Orthogonal", "config": {"gain": float("inf")}}, ("gain", "finite")),
+])
+def test_initializer_arguments_are_checked_when_the_config_is_made(field, identifier, fragments):
+    with expect(ValueError, field, *fragments):
+        ct.Conv1DTransposeConfig(2, 3, **{field: identifier})
+
+
+def test_an_unhashable_callable_is_refused_when_the_config_is_made():
+    class Unhashable:
+        __hash__ = None
+
+        def __call__(self, x):
+            return x
+
+    with expect(TypeError, "activation=", "unhashable", "jax.jit"):
+        ct.Conv1DTransposeConfig(2, 3, activation=Unhashable())

@@ -185,3 +185,72 @@ def test_winograd_phases_keep_a_nonfinite_sample_to_the_outputs_that_depend_on_i
         hit = dependents(config, kernel, index)
         np.testing.assert_array_equal(~np.isfinite(y), hit, err_msg=f"sample {index}")
         np.testing.assert_array_equal(y[~hit], clean[~hit])
+
+
+# --- a non-finite kernel entry ---------------------------------------------------------------------
+
+def _output_channel(config, tap_index):
+    """The output channel that kernel entry ``tap_index`` feeds."""
+    if isinstance(config, ct.Conv1DConfig):  # (k, in/g, filters)
+        return tap_index[2]
+    _, local, channel = tap_index  # (k, f/g, in): group of the input channel, then its filter
+    return channel // (IN_CHANNELS // config.groups) * (config.filters // config.groups) + local
+
+
+def _poisoned_channel_only(y, clean, channel, config):
+    """Every output of ``channel`` is non-finite; every other output equals the clean run's."""
+    y, clean = np.moveaxis(np.asarray(y), config.channel_axis, 0), np.moveaxis(np.asarray(clean), config.channel_axis, 0)
+    assert not np.isfinite(y[channel]).any(), f"channel {channel} has finite outputs"
+    others = np.arange(y.shape[0]) != channel
+    np.testing.assert_array_equal(y[others], clean[others])
+
+
+def _kernel_poisoned(config, value, tap_index):
+    rng = np.random.default_rng(3)
+    kernel = rng.standard_normal(config.kernel_shape(IN_CHANNELS)).astype(np.float32)
+    clean = {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(rng.standard_normal(FILTERS), jnp.float32)}
+    kernel[tap_index] = value
+    return {**clean, "kernel": jnp.asarray(kernel)}, clean
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_a_nonfinite_kernel_entry_poisons_its_whole_output_channel_in_every_implementation(name, value):
+    # The documented rule: whether a NaN tap also meets padding or inserted zeros is a detail of
+    # each plan, so the op makes the whole channel non-finite in all of them.
+    config, _, _, x = setup(name, np.random.default_rng(0))
+    plans = [*IMPLEMENTATIONS, *([ct.Plan.uniform("winograd")] if config.groups == 1 and name != "k2-s4-valid" else [])]
+    for tap_index in [(0, 1, 0), (config.kernel_size - 1, 0, IN_CHANNELS - 1)]:
+        poisoned_params, clean = _kernel_poisoned(config, value, tap_index)
+        for implementation in plans:
+            op = jax.jit(lambda p: ct.conv1d_transpose(p, jnp.asarray(x, jnp.float32), config,
+                                                       implementation=implementation)[0])
+            _poisoned_channel_only(op(poisoned_params), op(clean), _output_channel(config, tap_index), config)
+
+
+def test_a_nonfinite_kernel_entry_poisons_its_channel_in_streams_too():
+    config, _, _, x = setup("k5-s3-valid-op2-groups", np.random.default_rng(0))
+    tap_index = (4, 0, 3)
+    poisoned_params, clean = _kernel_poisoned(config, np.nan, tap_index)
+    channel = _output_channel(config, tap_index)
+    x = jnp.asarray(x, jnp.float32)
+
+    def streamed(params):
+        state = streaming.init(config, 2)
+        state, first = streaming.step(params, state, x[:, :4], config)
+        state, second = streaming.step(params, state, x[:, 4:], config)
+        return jnp.concatenate([first, second, streaming.finish(params, state, config)], axis=1)[:, streaming.latency(config):]
+
+    _poisoned_channel_only(streamed(poisoned_params), streamed(clean), channel, config)
+    chunked = lambda p: streaming.chunked_conv1d_transpose(p, x, config, 2)[0]  # noqa: E731
+    _poisoned_channel_only(chunked(poisoned_params), chunked(clean), channel, config)
+
+
+@pytest.mark.parametrize("padding", ["same", "causal", (2, 0)])
+def test_a_nonfinite_kernel_entry_poisons_its_whole_channel_in_conv1d(padding):
+    config = ct.Conv1DConfig(FILTERS, 3, strides=2, padding=padding, groups=2)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, STEPS, IN_CHANNELS)), jnp.float32)
+    tap_index = (0, 1, 3)
+    poisoned_params, clean = _kernel_poisoned(config, np.nan, tap_index)
+    op = jax.jit(lambda p: ct.conv1d(p, x, config)[0])
+    _poisoned_channel_only(op(poisoned_params), op(clean), _output_channel(config, tap_index), config)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -752,4 +753,6 @@ def test_the_bfloat16_bias_gradient_is_a_plain_float32_sum():
     x = jax.ShapeDtypeStruct((4, 512, 64), jnp.bfloat16)
     loss = lambda params, x: jnp.sum(ct.conv1d_transpose(params, x, config)[0].astype(jnp.float32) ** 2)
     text = jax.jit(jax.grad(loss)).lower(params, x).compile().as_text()
-    assert "reduce-window(" not in text
+    # Only float32 windowed sums (the kernel-sized one that keeps a NaN tap to its channel).
+    windowed = [line for line in text.splitlines() if "reduce-window(" in line]
+    assert all(re.search(r"= f32\[", line) for line in windowed), windowed

@@ -209,13 +209,13 @@ def _any_part(draw):
         return ct.Conv1D(CHANNELS, k, strides=s, padding=padding, dilation_rate=d)
     if kind == "transpose":
         padding = draw(st.sampled_from(["valid", "same", 0, 1]))
-        d = draw(st.integers(1, 2))
+        d = draw(st.integers(1, 2)) if s == 1 or not isinstance(padding, str) else 1
         return ct.Conv1DTranspose(CHANNELS, k, strides=s, padding=padding, dilation_rate=d)
     return ct.Pad1D((draw(st.integers(0, 2)), draw(st.integers(0, 2))),
                     mode=draw(st.sampled_from(["constant", "reflect", "replicate"])))
 
 
-@settings(max_examples=30, database=None)
+@settings(max_examples=20, database=None)
 @given(parts=st.lists(_any_part(), min_size=1, max_size=4), seed=st.integers(0, 2**16))
 def test_random_compositions_stream_exactly(parts, seed):
     model = nn.Sequential(parts)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from convtrans._src import dispatch
-from convtrans._src.checks import (check_array, check_channels, check_floating, check_floating_weight,
+from convtrans._src.checks import (check_allocation, check_array, check_count, check_channels, check_floating, check_floating_weight,
                                    check_input_rank, check_params_mapping, floating_dtype, is_symbolic)
 from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, check_config,
                                    check_conv_config)
@@ -88,6 +88,9 @@ def check_params(params: Any, config: LayerConfig, in_channels: int) -> None:
     """The ``{"kernel", "bias"}`` mapping a layer of ``in_channels`` inputs needs, or an error
     naming the key, the shape or the dtype that is wrong."""
     check_params_mapping(params)
+    for name, value in params.items():
+        if type(value).__module__.split(".")[0] == "torch" or isinstance(value, jax.ShapeDtypeStruct):
+            check_array(value, f"params[{name!r}]")
     expected = {"kernel": config.kernel_shape(in_channels)}
     if config.use_bias:
         expected["bias"] = (config.filters,)
@@ -119,9 +122,39 @@ def check_input(x: Any, config: LayerConfig) -> int:
     """Checks ``x`` against ``config`` (an array of rank >= 2, floating, channels divisible by
     ``groups``, a length the padding leaves an output for); returns its channel count."""
     check_array(x)
-    check_input_rank(tuple(x.shape), config.data_format)
+    shape = tuple(x.shape)
+    check_input_rank(shape, config.data_format)
     check_floating(x.dtype)
-    return _channels_and_length(tuple(x.shape), config)[0]
+    in_channels, _ = _channels_and_length(shape, config)
+    _check_working_memory(shape, x.dtype, in_channels, config)
+    return in_channels
+
+
+def _check_working_memory(shape: tuple[Any, ...], dtype: Any, in_channels: int, config: LayerConfig) -> None:
+    """ValueError unless the output and the largest temporaries a plan may make fit in memory:
+    the dilated kernel (the convolutions may spread its taps out) and, for a transposed
+    convolution, the stride-dilated input of the reference form."""
+    length = shape[config.time_axis]
+    out_shape = list(shape)
+    out_shape[config.time_axis] = _output_steps(config, length)
+    out_shape[config.channel_axis] = config.filters
+    arrays = {"the output": tuple(out_shape)}
+    if config.dilation_rate > 1:
+        arrays["the dilated kernel"] = (config.effective_kernel_size, in_channels // config.groups, config.filters)
+    if isinstance(config, Conv1DTransposeConfig) and config.strides > 1 and not is_symbolic(length):
+        dilated = list(shape)
+        dilated[config.time_axis] = (length - 1) * config.strides + 1
+        arrays["the stride-dilated input"] = tuple(dilated)
+    check_allocation(arrays, dtype,
+                     f"they come from x of shape {shape} and filters={config.filters}, kernel_size="
+                     f"{config.kernel_size}, strides={config.strides}, dilation_rate="
+                     f"{config.dilation_rate}, padding={config.padding!r}")
+
+
+def _output_steps(config: LayerConfig, length: Size) -> Size:
+    if isinstance(config, Conv1DConfig):
+        return geometry.conv_output_length(config, length)
+    return geometry.output_length(config, length)
 
 
 def _channels_and_length(shape: tuple[Any, ...], config: LayerConfig,
@@ -131,10 +164,7 @@ def _channels_and_length(shape: tuple[Any, ...], config: LayerConfig,
     in_channels = check_channels(shape, config.channel_axis, config.groups, config.data_format,
                                  argument=argument)
     length = shape[config.time_axis]
-    if isinstance(config, Conv1DConfig):
-        geometry.conv_output_length(config, length)
-    else:
-        geometry.output_length(config, length)
+    _output_steps(config, length)
     return in_channels, length
 
 
@@ -173,20 +203,42 @@ def regularization_terms(params: Params, y: jax.Array, config: Conv1DTransposeCo
     }
 
 
-def bias_and_activation(params: Params, z: jax.Array, config: Conv1DTransposeConfig) -> jax.Array:
+def _nonfinite_filters(kernel: jax.Array, config: LayerConfig, dtype: Any) -> jax.Array:
+    """``(filters,)``: 0 where every kernel entry feeding output channel ``f`` is finite, NaN
+    where one is not (``0 * x`` is NaN exactly for non-finite ``x``).
+
+    Added to the output, it makes the rule for a non-finite kernel the same in every plan and
+    form: the whole output channel is non-finite. Left to the convolutions, the reach of a NaN
+    tap would depend on whether a plan multiplies it by padding and inserted zeros, which the
+    reference does for some layers and the phase and GEMM forms do not.
+    """
+    zeros = lax.stop_gradient(kernel).astype(dtype) * 0
+    if isinstance(config, Conv1DConfig):  # (k, in/g, filters)
+        return zeros.sum((0, 1))
+    taps, per_group = kernel.shape[0], kernel.shape[1]  # (k, f/g, g * in/g): filter f = (g, f/g)
+    grouped = zeros.reshape(taps, per_group, config.groups, -1).sum((0, 3))
+    return grouped.T.reshape(config.filters)
+
+
+def bias_and_activation(params: Params, z: jax.Array, config: LayerConfig) -> jax.Array:
     """``activation(z + bias)`` for a kernel function's output ``z`` (bias cast to ``z.dtype``).
 
-    Shared with :mod:`convtrans.streaming`, which applies it chunk by chunk.
+    A non-finite entry of ``params["kernel"]`` makes every output of its channel NaN (see
+    :func:`_nonfinite_filters`). Shared with :mod:`convtrans.streaming`, which applies it chunk
+    by chunk.
     """
+    # Added in the accumulation dtype (float32 for 16-bit z) and rounded once, which is what
+    # a 16-bit add computes anyway; the point is the transpose: the bias gradient becomes a
+    # float32 sum (a bfloat16 one is a slow windowed reduction on XLA:CPU, and accumulates
+    # in 16 bits).
+    accumulate = accumulation_dtype(z.dtype)
+    shift = _nonfinite_filters(params["kernel"], config, accumulate) if "kernel" in params else None
     if config.use_bias:
-        # Added in the accumulation dtype (float32 for 16-bit z) and rounded once, which is what
-        # a 16-bit add computes anyway; the point is the transpose: the bias gradient becomes a
-        # float32 sum (a bfloat16 one is a slow windowed reduction on XLA:CPU, and accumulates
-        # in 16 bits).
-        accumulate = accumulation_dtype(z.dtype)
         bias = params["bias"].astype(accumulate)
-        bias = bias if config.data_format == "channels_last" else bias[:, None]
-        z = (z.astype(accumulate) + bias).astype(z.dtype)
+        shift = bias if shift is None else bias + shift
+    if shift is not None:
+        shift = shift if config.data_format == "channels_last" else shift[:, None]
+        z = (z.astype(accumulate) + shift).astype(z.dtype)
     return activations.get(config.activation)(z)
 
 
@@ -235,10 +287,14 @@ def conv1d_transpose(
 
 def _layer_shape(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any) -> tuple[int, Any]:
     check_config(config)
+    if isinstance(x_shape, (str, bytes)):
+        raise TypeError(f"x_shape must be a tuple of sizes, got {x_shape!r}.")
     try:
         shape = tuple(x_shape)
     except TypeError:
         raise TypeError(f"x_shape must be a tuple of sizes, got {x_shape!r}.") from None
+    shape = tuple(size if is_symbolic(size) else check_count(size, f"x_shape[{i}]", minimum=0)
+                  for i, size in enumerate(shape))
     check_input_rank(shape, config.data_format, argument="x_shape")
     floating_dtype(dtype)
     return _channels_and_length(shape, config, argument="x_shape")

@@ -10,7 +10,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from convtrans._src.checks import check_input_rank
+from convtrans._src.checks import check_allocation, check_input_rank, floating_input
 from convtrans._src.streaming import graph
 
 COMBINES = ("sum", "mean")
@@ -65,7 +65,7 @@ def parallel(x: jax.Array, branches: Sequence[Any], combine: str, key: Callable[
 def pad(x: Any, padding: Any, mode: str, data_format: str, key: Callable[[], str]) -> jax.Array:
     """``x`` padded along time by ``padding`` (see ``Pad1D``)."""
     left, right = graph.check_pad(padding, mode, data_format)
-    x = jnp.asarray(x)
+    x = floating_input(x)
     check_input_rank(tuple(x.shape), data_format)
     stream = graph.active()
     if stream is not None:
@@ -76,6 +76,10 @@ def pad(x: Any, padding: Any, mode: str, data_format: str, key: Callable[[], str
     if mode == "reflect" and x.shape[axis] <= max(left, right):
         raise ValueError(f"reflect padding by {(left, right)} needs more than {max(left, right)} "
                          f"steps, got x of shape {tuple(x.shape)}.")
+    padded = list(x.shape)
+    padded[axis] += left + right
+    check_allocation({"the padded signal": tuple(padded)}, x.dtype,
+                     f"it comes from x of shape {tuple(x.shape)} and padding={padding!r}")
     widths = [(0, 0)] * x.ndim
     widths[axis] = (left, right)
     return jnp.pad(x, widths, mode={"replicate": "edge"}.get(mode, mode))

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 import numpy as np
 
-from convtrans._src.checks import check_count, is_int
+from convtrans._src.checks import check_allocation, check_count, check_size, is_int
 from convtrans._src.geometry import effective_kernel_size
 from convtrans._src.keras import activations, constraints, initializers, regularizers
 
@@ -100,6 +100,14 @@ class _LayerFields:
         """Axis of the steps in inputs and outputs of any rank >= 2: -2 or -1."""
         return -2 if self.data_format == "channels_last" else -1
 
+    def new_kernel_shape(self, in_channels: int, dtype: Any) -> tuple[int, int, int]:
+        """:meth:`kernel_shape`, checked to be allocatable in ``dtype`` before a kernel is made."""
+        shape = self.kernel_shape(in_channels)
+        check_allocation({f"the kernel {self.kernel_layout}": shape}, dtype,
+                         f"it comes from kernel_size={self.kernel_size}, filters={self.filters}, "
+                         f"groups={self.groups} and {in_channels} input channels")
+        return shape
+
     def replace(self, **changes: Any) -> Any:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -170,6 +178,7 @@ class Conv1DTransposeConfig(_LayerFields):
                     f"output_padding={op} must be smaller than {rule}={limit}."
                 )
             object.__setattr__(self, "output_padding", op)
+        _check_hashable(self)
 
     kernel_layout = "(kernel_size, filters // groups, in_channels)"
 
@@ -194,7 +203,7 @@ class Conv1DTransposeConfig(_LayerFields):
         unknown = set(config) - fields - _IGNORED_KERAS_KEYS
         if unknown:
             raise ValueError(
-                f"config has keys {sorted(unknown)} that Keras's Conv1DTranspose does not take; "
+                f"config has keys {sorted(unknown, key=str)} that Keras's Conv1DTranspose does not take; "
                 f"expected a subset of {sorted(fields | _IGNORED_KERAS_KEYS)}."
             )
         missing = {"filters", "kernel_size"} - set(config)
@@ -248,6 +257,17 @@ class Conv1DTransposeConfig(_LayerFields):
         }
 
 
+def _check_hashable(config: Any) -> None:
+    """A config is a static argument of jax.jit, so every field must hash: an unhashable callable
+    would otherwise fail at the first jitted call, far from where it was given."""
+    for field in dataclasses.fields(config):
+        try:
+            hash(getattr(config, field.name))
+        except TypeError:
+            raise TypeError(f"{field.name}={getattr(config, field.name)!r} is unhashable; a config is a "
+                            "static argument of jax.jit, so its callables must be hashable.") from None
+
+
 def _validate_layer(config: Any, paddings: tuple[str, ...]) -> None:
     """Validates and normalizes, in place, the fields a convolution and a transposed
     convolution share (Keras's arguments and groups); ``paddings`` are the Keras modes allowed."""
@@ -267,6 +287,9 @@ def _validate_layer(config: Any, paddings: tuple[str, ...]) -> None:
             f"use_bias must be a bool, got {config.use_bias!r} of type {type(config.use_bias).__name__}."
         )
     store("use_bias", bool(config.use_bias))
+    check_size(config.effective_kernel_size,
+               f"the kernel's span (kernel_size - 1) * dilation_rate + 1 with kernel_size="
+               f"{config.kernel_size} and dilation_rate={config.dilation_rate}")
     if isinstance(config.padding, str) and config.strides > 1 and config.dilation_rate > 1:
         raise ValueError(
             f"strides={config.strides} and dilation_rate={config.dilation_rate} cannot both be > 1 "
@@ -285,6 +308,12 @@ def _validate_layer(config: Any, paddings: tuple[str, ...]) -> None:
         store(name, regularizers.get(getattr(config, name), name))
     for name in ("kernel_constraint", "bias_constraint"):
         store(name, constraints.get(getattr(config, name), name))
+    # The kernel has rank 3 and the bias rank 1: what cannot make or constrain them is refused now.
+    for name, rank in (("kernel_initializer", 3), ("bias_initializer", 1), ("kernel_constraint", 3),
+                       ("bias_constraint", 1)):
+        target = getattr(config, name)
+        if hasattr(target, "check_target"):
+            target.check_target(rank, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,6 +350,7 @@ class Conv1DConfig(_LayerFields):
 
     def __post_init__(self):
         _validate_layer(self, _CONV_PADDINGS)
+        _check_hashable(self)
 
     kernel_layout = "(kernel_size, in_channels // groups, filters)"
 

@@ -38,7 +38,8 @@ import jax
 import jax.numpy as jnp
 
 from convtrans._src.checks import is_symbolic
-from convtrans._src.geometry import ConvGeometry, Size, output_length, phase_groups
+from convtrans._src.geometry import (PHASE_LOOP_MAX_STRIDES, ConvGeometry, Size, output_length, phase_groups,
+                                     phases_share_taps)
 from convtrans._src.numerics import accumulation_dtype
 from convtrans._src.kernels.winograd import TAPS as WINOGRAD_TAPS
 from convtrans._src.plan import Plan
@@ -126,11 +127,18 @@ def platform_of(platform: Optional[str]) -> str:
     return platform.lower()
 
 
+def _phase_taps(config: ConvGeometry) -> list[int]:
+    """The taps of each phase group; none past :data:`PHASE_LOOP_MAX_STRIDES`, where no phase
+    form runs (see :func:`convtrans._src.kernels.polyphase._without_phase_loop`)."""
+    if config.strides > PHASE_LOOP_MAX_STRIDES:
+        return []
+    return [group.taps for group in phase_groups(config.kernel_size, config.strides, config.dilation_rate)]
+
+
 def _winograd_taps(config: ConvGeometry, groups: int) -> list[int]:
     if groups != 1:
         return []
-    return [group.taps for group in phase_groups(config.kernel_size, config.strides, config.dilation_rate)
-            if group.taps in WINOGRAD_TAPS]
+    return [taps for taps in _phase_taps(config) if taps in WINOGRAD_TAPS]
 
 
 def _winograd_bytes(config: ConvGeometry, filters: int, in_channels: int, length: int,
@@ -231,6 +239,7 @@ def _decide(config: Any, in_channels: int, length: Size, dtype: Any,
                 "; strides > 1: the reference's input tangent, which reverse mode turns into ONE "
                 "strided convolution over the cotangent where it lies")
             if (config.dilation_rate == 1 and config.kernel_size % config.strides != 0
+                    and phases_share_taps(config)
                     and per_group <= ZERO_PADDED_MAX_CHANNELS):
                 kernel_gradient = "zero_padded"
                 reasons["kernel_gradient"] += (
@@ -281,12 +290,15 @@ def check_plan(plan: Plan, config: Any) -> None:
     """ValueError when a forced ``plan`` names a form that cannot compute ``config``'s layer."""
     forms = {plan.forward, plan.input_gradient, plan.kernel_gradient}
     if "winograd" in forms:
-        taps = [group.taps for group in
-                phase_groups(config.kernel_size, config.strides, config.dilation_rate)]
+        taps = _phase_taps(config)
         if config.groups != 1:
             raise ValueError(
                 f"{plan} uses the winograd form, which computes groups=1 layers only; this layer "
                 f"has groups={config.groups}.")
+        if config.strides > PHASE_LOOP_MAX_STRIDES:
+            raise ValueError(
+                f"{plan} uses the winograd form, which computes phases; strides={config.strides} > "
+                f"PHASE_LOOP_MAX_STRIDES={PHASE_LOOP_MAX_STRIDES} goes to the reference instead.")
         if not set(taps) & set(WINOGRAD_TAPS):
             raise ValueError(
                 f"{plan} uses the winograd form, which needs a phase of 2 or 3 taps; this layer's "

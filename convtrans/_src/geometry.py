@@ -199,15 +199,33 @@ def phase_groups(kernel_size: int, strides: int, dilation_rate: int) -> tuple[Ph
     ``j * d = r (mod s)``, so their phase taps step by ``d / gcd(s, d)``. With ``d = 1`` there are
     at most two groups: phases ``r < k mod s`` with one tap more than the rest. A phase with no
     taps at all (``s > ke``) has ``taps = 0``: its outputs are zero.
+
+    Costs ``O(k + s)`` Python steps, so callers keep ``s`` to :data:`PHASE_LOOP_MAX_STRIDES`.
     """
     s, d = strides, dilation_rate
     step = d // math.gcd(s, d)
+    first_tap: dict[int, int] = {}
+    counts: dict[int, int] = {}
+    for j in range(kernel_size):
+        r = j * d % s
+        first_tap.setdefault(r, j * d // s)
+        counts[r] = counts.get(r, 0) + 1
     by_pattern: dict[tuple[int, int], list[int]] = {}
     for r in range(s):
-        taps = [j * d // s for j in range(kernel_size) if j * d % s == r]
-        by_pattern.setdefault((taps[0] if taps else 0, len(taps)), []).append(r)
+        by_pattern.setdefault((first_tap.get(r, 0), counts.get(r, 0)), []).append(r)
     return tuple(PhaseGroup(tuple(phases), first, taps, step)
                  for (first, taps), phases in sorted(by_pattern.items(), key=lambda kv: kv[1][0]))
+
+
+# The phase forms trace a few operations per phase; past this stride a layer goes to a form whose
+# Python work does not grow with the stride (a stride this large is far from any real upsampler).
+PHASE_LOOP_MAX_STRIDES = 4096
+
+
+def phases_share_taps(config: ConvGeometry) -> bool:
+    """Whether some phase has two taps or more (``s < ke``); otherwise every full-result position
+    receives at most one product and the phase forms would mostly compute zeros."""
+    return config.strides < effective_kernel_size(config.kernel_size, config.dilation_rate)
 
 
 # --- the forward convolution (Conv1D) -------------------------------------------------------

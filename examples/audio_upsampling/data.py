@@ -30,6 +30,8 @@ import numpy as np
 from scipy import signal
 from scipy.io import wavfile
 
+from examples.audio_upsampling import guards
+
 # Seeds of held-out data are offset far from any training seed a user would pick, so the two
 # streams of numpy.random.default_rng([seed, index]) never coincide.
 HELD_OUT_SEED_OFFSET = 1_000_003
@@ -179,8 +181,17 @@ class ProceduralDataset:
 
 
 def read_wav(path: str | pathlib.Path) -> tuple[np.ndarray, int]:
-    """``(samples, rate)``: float32 in [-1, 1], shape ``(n,)`` mono or ``(n, channels)``."""
-    rate, data = wavfile.read(str(path))
+    """``(samples, rate)``: float32 in [-1, 1], shape ``(n,)`` mono or ``(n, channels)``.
+
+    Any file that is missing, not a WAV, empty, at an impossible rate or holding NaN/Inf samples is
+    a ValueError naming it.
+    """
+    path = guards.existing_file(path, "a WAV file")
+    try:
+        rate, data = wavfile.read(str(path))
+    except Exception as error:  # scipy's parser raises anything from ValueError to ZeroDivisionError
+        raise ValueError(f"{path}: not a readable WAV file ({type(error).__name__}: {error}).") from error
+    _check_wav(path, rate, data)
     if data.dtype == np.uint8:
         audio = (data.astype(np.float32) - 128.0) / 128.0
     elif np.issubdtype(data.dtype, np.integer):
@@ -188,6 +199,25 @@ def read_wav(path: str | pathlib.Path) -> tuple[np.ndarray, int]:
     else:
         audio = data.astype(np.float32)
     return audio, int(rate)
+
+
+def _check_wav(path: pathlib.Path, rate: int, data: np.ndarray) -> None:
+    problem = guards.integer_problem(rate, 1, guards.MAX_RATE)
+    if problem:
+        raise ValueError(f"{path}: sample rate {rate!r} in the header; {problem} Hz.")
+    if data.ndim not in (1, 2) or data.size == 0:
+        raise ValueError(f"{path}: holds no samples (shape {data.shape}); expected audio.")
+    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
+        raise ValueError(f"{path}: samples of type {data.dtype}; expected integer or float PCM.")
+    if np.issubdtype(data.dtype, np.floating):
+        bad = np.flatnonzero(~np.isfinite(data.reshape(len(data), -1)).all(axis=1))
+        if bad.size:
+            raise ValueError(f"{path}: {bad.size} samples are NaN or infinite (the first at sample {bad[0]}); "
+                             "expected finite audio.")
+        # Values this far outside [-1, 1] overflow float32 inside the model (and the losses).
+        peak = float(np.max(np.abs(data)))
+        if peak > 1e6:
+            raise ValueError(f"{path}: peak sample {peak:g}; expected float audio in about [-1, 1].")
 
 
 def write_wav(path: str | pathlib.Path, audio: np.ndarray, rate: int) -> None:
@@ -215,12 +245,10 @@ class WavFolderDataset:
 
     def __init__(self, directory: str | pathlib.Path, seed: int, rate: int, factor: int, clip_length: int):
         _check_clip(clip_length, factor)
-        paths = sorted(pathlib.Path(directory).rglob("*.wav")) + sorted(pathlib.Path(directory).rglob("*.WAV"))
-        if not paths:
-            raise ValueError(f"data={str(directory)!r}: no .wav files found under this folder.")
+        paths = wav_files(directory)
         self.seed, self.rate, self.factor, self.clip_length = int(seed), int(rate), int(factor), int(clip_length)
         self.train_audio, self.held_audio = [], []
-        for path in dict.fromkeys(paths):
+        for path in paths:
             audio = load_mono(path, rate)
             split = int(len(audio) * 0.9)
             self.train_audio.append(audio[:split])
@@ -249,6 +277,21 @@ class WavFolderDataset:
             rng = np.random.default_rng([self.seed + HELD_OUT_SEED_OFFSET, i])
             rows.append(self._cut(self.held_audio[i % len(self.held_audio)], rng, length))
         return np.stack(rows).astype(np.float32)
+
+
+def wav_files(directory: str | pathlib.Path) -> list[pathlib.Path]:
+    """The ``*.wav`` files under ``directory`` (recursively; any case of the suffix), or a ValueError naming it."""
+    folder = pathlib.Path(directory)
+    if not folder.is_dir():
+        raise ValueError(f"data={str(directory)!r}: " + ("not a folder" if folder.exists() else "no such folder")
+                         + "; expected a folder of .wav files.")
+    # Both spellings, lower case first (the order data batches are drawn from); on case-insensitive
+    # file systems both globs find the same files.
+    found = sorted(folder.rglob("*.wav")) + sorted(folder.rglob("*.WAV"))
+    paths = [p for p in dict.fromkeys(found) if p.is_file()]
+    if not paths:
+        raise ValueError(f"data={str(directory)!r}: no .wav files found under this folder.")
+    return paths
 
 
 def _check_clip(length: int, factor: int) -> None:

@@ -8,6 +8,12 @@ The run folder gets ``checkpoints/`` (orbax), ``model.json`` (model settings, fo
 :mod:`.infer`), ``loss_history.json``, ``metrics.json``, ``loss.png``, ``spectrogram.png``,
 ``waveform.png`` and held-out example WAVs under ``examples/``.
 
+The run folder is the program's own: a fresh run needs a new or empty ``--out`` (or, with
+``--overwrite``, an earlier run of this program, of which only the run's own outputs are removed);
+``--resume`` needs a run whose ``model.json`` matches the flags and that has a checkpoint. Every flag
+and the folder are checked before anything is written (see :mod:`.guards`), and a run whose loss
+turns NaN or infinite stops with :class:`TrainingDiverged` naming the step.
+
 Training step: loss = ``l1_weight * L1(y, y_hat) + stft_weight * MRSTFT(y, y_hat) + sum(layer
 regularization terms)``, gradients clipped to a global norm, AdamW with linear warm-up and cosine
 decay, then :func:`convtrans.keras_constraints` projects the max-norm-constrained kernels.
@@ -23,9 +29,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import numbers
+import math
 import pathlib
-import shutil
 import sys
 import time
 from typing import Any, Optional
@@ -38,8 +43,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from scipy import signal
 
 import convtrans as ct
-from examples.audio_upsampling import checkpoints, data, losses, metrics
-from examples.audio_upsampling.model import Upsampler, stage_factors
+from examples.audio_upsampling import checkpoints, data, guards, losses, metrics
+from examples.audio_upsampling.model import Upsampler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +72,7 @@ class TrainConfig:
     eval_length: int = 16000
     checkpoint_every: int = 100
     resume: bool = False
+    overwrite: bool = False
     stop_after: Optional[int] = None
     devices: Optional[int] = None
     distributed: bool = False
@@ -107,7 +113,9 @@ _HELP = {
     "eval_length": "samples per held-out clip at the target rate",
     "checkpoint_every": "save an orbax checkpoint every this many steps (and at the end)",
     "resume": "continue from the last checkpoint in --out, at the same step and with the same data order "
-              "(without it, a run starts afresh and replaces --out's old checkpoints)",
+              "(the model settings must be the run's; without it, a run starts afresh in a new or empty --out)",
+    "overwrite": "start afresh in an --out that holds an earlier run of this program, removing that run's "
+                 "checkpoints and results (other files there are kept; any other non-empty folder is refused)",
     "stop_after": "stop after this step (the schedule still spans --steps), e.g. to split a run "
                   "into parts continued with --resume",
     "devices": "use only the first N devices for the data-parallel mesh (default: all; single-host runs)",
@@ -174,44 +182,148 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+_INTEGERS = {  # flag: smallest value (the largest is guards.MAX_INT unless _MAXIMA says otherwise)
+    "rate": 1, "factor": 2, "steps": 1, "batch_size": 1, "clip_length": 1, "channels": 1, "checkpoint_every": 1,
+    "eval_clips": 1, "eval_length": 1, "warmup_steps": 0, "seed": 0, "stop_after": 1, "devices": 1,
+    "num_processes": 1, "process_id": 0,
+}
+_MAXIMA = {"rate": guards.MAX_RATE, "channels": guards.MAX_CHANNELS}
+_POSITIVE = ("learning_rate", "clip_norm", "max_norm")
+_NON_NEGATIVE = ("weight_decay", "l1_weight", "stft_weight", "l2")
+_OPTIONAL = ("stop_after", "devices", "num_processes", "process_id")
+
+
 def _check(config: TrainConfig, n_available: int) -> int:
     """Validate every setting before anything runs; returns the number of devices to use.
 
-    A bad value must fail here, not after the training run (eval settings) or silently
-    (``--devices 0`` or ``-1`` would otherwise slice the device list).
+    A bad value must fail here, not after the training run (eval settings), half-way through it
+    (``--learning-rate inf`` trains to NaN) or silently (``--devices 0`` or ``-1`` would otherwise
+    slice the device list).
     """
-    for name in ("rate", "factor", "steps", "batch_size", "clip_length", "channels", "checkpoint_every",
-                 "eval_clips", "eval_length", "warmup_steps", "seed", "stop_after", "devices",
-                 "num_processes", "process_id"):
-        value = getattr(config, name)
-        minimum = 0 if name in ("warmup_steps", "seed", "process_id") else 1
-        if value is None and name in ("stop_after", "devices", "num_processes", "process_id"):
-            continue
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-            raise ValueError(f"{_flag(name)}={value!r}: expected an integer >= {minimum}.")
-    for name in ("learning_rate", "clip_norm", "max_norm"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-            raise ValueError(f"{_flag(name)}={value!r}: expected a number > 0.")
-    for name in ("weight_decay", "l1_weight", "stft_weight", "l2"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value >= 0:
-            raise ValueError(f"{_flag(name)}={value!r}: expected a number >= 0.")
-    stage_factors(config.factor)  # a power of two >= 2
+    _check_numbers(config)
+    _check_paths(config)
+    _check_combinations(config)
     if config.devices is not None and config.devices > n_available:
         raise ValueError(f"--devices={config.devices}: only {n_available} devices are available.")
+    n_devices = config.devices or n_available
+    if config.batch_size % n_devices:
+        raise ValueError(f"batch_size={config.batch_size} must be divisible by the {n_devices} devices of the mesh.")
+    return n_devices
+
+
+def _check_numbers(config: TrainConfig) -> None:
+    for name, minimum in _INTEGERS.items():
+        value = getattr(config, name)
+        if not (value is None and name in _OPTIONAL):
+            guards.refuse(_flag(name), value, guards.integer_problem(value, minimum, _MAXIMA.get(name, guards.MAX_INT)))
+    for name in _POSITIVE + _NON_NEGATIVE:
+        value = getattr(config, name)
+        guards.refuse(_flag(name), value, guards.number_problem(value, 0, inclusive=name in _NON_NEGATIVE))
+    guards.refuse("--factor", config.factor, guards.factor_problem(config.factor))
+    problem = guards.rate_problem(config.rate, config.factor, ("--rate", "--factor"))
+    if problem:
+        raise ValueError(problem + ".")
+    # A batch or the held-out set is one array: past int32 indexing XLA cannot address it.
+    for count, length in (("batch_size", "clip_length"), ("eval_clips", "eval_length")):
+        samples = getattr(config, count) * getattr(config, length)
+        if samples > guards.MAX_INT:
+            raise ValueError(f"{_flag(count)}={getattr(config, count)} times {_flag(length)}={getattr(config, length)} "
+                             f"is {samples} samples in one array; expected at most {guards.MAX_INT}.")
+
+
+def _check_paths(config: TrainConfig) -> None:
+    guards.refuse("--out", config.out, guards.path_problem(config.out))
+    if config.data is None:
+        return
+    guards.refuse("--data", config.data, guards.path_problem(config.data))
+    if guards.is_inside(pathlib.Path(config.out), pathlib.Path(config.data)):
+        raise ValueError(f"--out={config.out!r} is inside --data={config.data!r}: the run's example WAVs would "
+                         "become training data. Pick a run folder outside the data.")
+
+
+def _check_combinations(config: TrainConfig) -> None:
+    if config.resume and config.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: continue the run, or replace it.")
     if config.stop_after is not None and config.stop_after > config.steps:
         raise ValueError(f"--stop-after={config.stop_after}: expected at most --steps={config.steps}.")
     if config.eval_length % config.factor or config.eval_length < 1024:
         raise ValueError(f"--eval-length={config.eval_length}: expected a multiple of --factor={config.factor}, "
                          ">= 1024 (the STFT metrics' longest frame).")
-    n_devices = config.devices or n_available
-    if config.batch_size % n_devices:
-        raise ValueError(f"batch_size={config.batch_size} must be divisible by the {n_devices} devices of the mesh.")
     if config.clip_length < 1024 or config.clip_length % config.factor:
         raise ValueError(f"clip_length={config.clip_length}: expected a multiple of factor={config.factor}, >= 1024 "
                          "(the STFT loss's longest frame).")
-    return n_devices
+    cluster = [_flag(name) for name in ("coordinator", "num_processes", "process_id") if getattr(config, name) is not None]
+    if cluster and not config.distributed:
+        raise ValueError(f"{', '.join(cluster)} only apply with --distributed.")
+    if None not in (config.num_processes, config.process_id) and config.process_id >= config.num_processes:
+        raise ValueError(f"--process-id={config.process_id}: expected less than --num-processes={config.num_processes}.")
+
+
+class TrainingDiverged(FloatingPointError, ValueError):
+    """The loss or the parameters became NaN or infinite (the run stops; its last checkpoint is kept)."""
+
+
+def _plan_run_folder(config: TrainConfig, out: pathlib.Path) -> list[pathlib.Path]:
+    """Check ``--out`` for this run without changing it; returns what ``--overwrite`` must remove."""
+    if not config.resume:
+        return guards.fresh_run_folder(out, checkpoints.is_own_run(out), config.overwrite)
+    if not out.is_dir():
+        raise ValueError(f"--resume: --out={config.out!r} is not a run folder ("
+                         + ("not a folder)." if out.exists() else "no such folder)."))
+    recorded = checkpoints.read_model_settings(out, flag="--out")
+    given = {**config.model_settings(), "rate": config.rate}
+    step = guards.resumable_run_folder(out, given, recorded, checkpoints.saved_steps(out), _last_step(config))
+    _read_history(out / "loss_history.json", step)  # only to refuse a damaged one before anything runs
+    return []
+
+
+def _start_run_folder(config: TrainConfig, out: pathlib.Path, old_outputs: list[pathlib.Path]) -> None:
+    """The first writes of a run, after every check passed."""
+    guards.remove(old_outputs)
+    out.mkdir(parents=True, exist_ok=True)
+    if not config.resume:  # a resumed run's model.json already says the same
+        checkpoints.write_model_settings(out, {**config.model_settings(), "rate": config.rate})
+
+
+def _last_step(config: TrainConfig) -> int:
+    return min(config.steps, config.stop_after or config.steps)
+
+
+def _read_history(path: pathlib.Path, first: int) -> list[list[float]]:
+    """The losses of the first ``first`` steps from ``loss_history.json`` (none if it is missing)."""
+    if not path.exists():
+        return []
+    try:
+        history = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as error:  # unreadable, not UTF-8, not JSON
+        raise ValueError(f"{path}: cannot read the loss history ({error}).") from error
+    rows_ok = isinstance(history, list) and all(
+        isinstance(row, list) and len(row) == 3
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row)
+        for row in history)
+    if not rows_ok:
+        raise ValueError(f"{path}: expected a JSON list of [loss, l1, stft] rows of finite numbers.")
+    return history[:first]
+
+
+def _stop_if_diverged(step: int, loss: float, l1: float, stft: float, mngr) -> None:
+    """Raise :class:`TrainingDiverged` when step ``step``'s losses are not all finite."""
+    if not all(math.isfinite(v) for v in (loss, l1, stft)):
+        raise TrainingDiverged(f"training diverged at step {step}: loss={loss}, l1={l1}, stft={stft}. "
+                               + _diverged_advice(mngr))
+
+
+def _stop_if_parameters_diverged(step: int, params: Any, mngr) -> None:
+    # The loss of a step is computed before its update, so the last update's NaNs show only here.
+    if not all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(params)):
+        raise TrainingDiverged(f"training diverged at step {step}: the parameters became NaN or infinite. "
+                               + _diverged_advice(mngr))
+
+
+def _diverged_advice(mngr) -> str:
+    kept = mngr.latest_step()
+    saved = "no checkpoint was saved before" if kept is None else f"the checkpoint of step {kept} in {mngr.directory} is kept"
+    return f"Nothing of this step was saved; {saved}. Try a lower --learning-rate or --l2."
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -228,11 +340,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     replicated, by_batch = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
     is_main = jax.process_index() == 0
     out = pathlib.Path(config.out)
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        checkpoints.write_model_settings(out, {**config.model_settings(), "rate": config.rate})
-
+    old_outputs = _plan_run_folder(config, out) if is_main else []
+    # Read before the first write: a bad --data file must not leave a half-made run folder behind.
     dataset = make_dataset(config)
+    if is_main:
+        _start_run_folder(config, out, old_outputs)
+
     model = config.model()
     n_in = config.clip_length // config.factor
     params = model.init(jax.random.PRNGKey(config.seed), jnp.zeros((1, n_in)))["params"]
@@ -249,19 +362,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     step_fn = jax.jit(train_step, out_shardings=(replicated, replicated, replicated), donate_argnums=(0, 1))
 
-    if not config.resume and is_main and (out / "checkpoints").exists():
-        # A fresh run replaces the folder's old checkpoints (use --resume to continue them).
-        shutil.rmtree(out / "checkpoints")
-    mngr = checkpoints.manager(out)
     history_path = out / "loss_history.json"
-    history: list[list[float]] = []
-    first = 0
-    if config.resume and mngr.latest_step() is not None:
-        first = int(mngr.latest_step())
-        params, opt_state = checkpoints.restore(mngr, first, params, opt_state)
-        if history_path.exists():
-            history = json.loads(history_path.read_text())[:first]
-    last = min(config.steps, config.stop_after or config.steps)
+    last = _last_step(config)
 
     rows_per_process = config.batch_size // jax.process_count()
     rows = range(jax.process_index() * rows_per_process, (jax.process_index() + 1) * rows_per_process)
@@ -272,24 +374,30 @@ def train(config: TrainConfig) -> dict[str, Any]:
         return (jax.make_array_from_process_local_data(by_batch, x),
                 jax.make_array_from_process_local_data(by_batch, y))
 
-    bar = _progress(config, first, last)
-    tic = time.perf_counter()
-    for step in range(first, last):
-        x, y = batch(step)
-        params, opt_state, values = step_fn(params, opt_state, x, y)
-        loss, l1, stft = (float(v) for v in values)
-        history.append([loss, l1, stft])
-        elapsed = time.perf_counter() - tic
-        bar.set_postfix(loss=f"{loss:.4f}", l1=f"{l1:.4f}", stft=f"{stft:.3f}",
-                        clips_per_s=f"{(step + 1 - first) * config.batch_size / elapsed:.1f}")
-        bar.update(1)
-        if (step + 1) % config.checkpoint_every == 0 or step + 1 == last:
-            checkpoints.save(mngr, step + 1, params, opt_state)
-            if is_main:
-                history_path.write_text(json.dumps(history))
-    bar.close()
-    mngr.wait_until_finished()
-    mngr.close()
+    # Closed however the block ends, so an error is not buried under orbax's shutdown tracebacks.
+    with checkpoints.opened(out, create=True) as mngr:
+        first, params, opt_state, history = _restore(config, mngr, params, opt_state, history_path)
+        bar = _progress(config, first, last)
+        tic = time.perf_counter()
+        try:
+            for step in range(first, last):
+                x, y = batch(step)
+                params, opt_state, values = step_fn(params, opt_state, x, y)
+                loss, l1, stft = (float(v) for v in values)
+                _stop_if_diverged(step + 1, loss, l1, stft, mngr)
+                history.append([loss, l1, stft])
+                elapsed = time.perf_counter() - tic
+                bar.set_postfix(loss=f"{loss:.4f}", l1=f"{l1:.4f}", stft=f"{stft:.3f}",
+                                clips_per_s=f"{(step + 1 - first) * config.batch_size / elapsed:.1f}")
+                bar.update(1)
+                if (step + 1) % config.checkpoint_every == 0 or step + 1 == last:
+                    _stop_if_parameters_diverged(step + 1, params, mngr)
+                    checkpoints.save(mngr, step + 1, params, opt_state)
+                    if is_main:
+                        history_path.write_text(json.dumps(history))
+        finally:
+            bar.close()
+        mngr.wait_until_finished()
 
     host_params = jax.device_get(_unbox(params))
     result = evaluate(model, host_params, dataset, config)
@@ -306,6 +414,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
         print(format_table(result), flush=True)
     result.update(params=host_params, losses=np.asarray(history))
     return result
+
+
+def _restore(config: TrainConfig, mngr, params: Any, opt_state: Any, history_path: pathlib.Path):
+    """``(first step, params, opt_state, loss history)``: the checkpoint's with ``--resume``, else the start."""
+    if not config.resume:
+        return 0, params, opt_state, []
+    first = mngr.latest_step()
+    if first is None:  # checked on the main process already; another process may see another folder
+        raise ValueError(f"--resume: no checkpoint in {mngr.directory}; nothing to continue.")
+    params, opt_state = checkpoints.restore(mngr, int(first), params, opt_state)
+    return int(first), params, opt_state, _read_history(history_path, int(first))
 
 
 def _unbox(tree: Any) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from convtrans._src.keras.objects import KerasObject, check_axis, check_number, resolve
+from convtrans._src.keras.objects import KerasObject, check_axes_in_rank, check_axis, check_number, resolve
 
 EPSILON = 1e-7
 
@@ -21,9 +21,23 @@ class Constraint(KerasObject):
     def __call__(self, w: jnp.ndarray) -> jnp.ndarray:
         raise NotImplementedError
 
+    def check_target(self, rank: int, argument: str) -> None:
+        """ValueError if this constraint cannot apply to a weight of ``rank`` (``argument`` names
+        where it was given); the norm constraints check their axes."""
+        axis = getattr(self, "axis", None)
+        if axis is not None:
+            check_axes_in_rank(axis, rank, f"{argument}={type(self).__name__}")
+
 
 def _norms(w: jnp.ndarray, axis) -> jnp.ndarray:
     return jnp.sqrt(jnp.sum(jnp.square(w), axis=axis, keepdims=True))
+
+
+def _checked_norms(constraint: Constraint, w: jnp.ndarray) -> jnp.ndarray:
+    if not jnp.issubdtype(jnp.result_type(w), jnp.floating):
+        raise TypeError(f"{type(constraint).__name__} needs a floating weight, got dtype {jnp.result_type(w)}.")
+    constraint.check_target(jnp.ndim(w), "constraint")
+    return _norms(w, constraint.axis)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +50,7 @@ class MaxNorm(Constraint):
         object.__setattr__(self, "axis", check_axis(self.axis, "axis"))
 
     def __call__(self, w):
-        norms = _norms(w, self.axis)
+        norms = _checked_norms(self, w)
         desired = jnp.clip(norms, 0, self.max_value)
         return w * (desired / (EPSILON + norms))
 
@@ -51,7 +65,7 @@ class MinMaxNorm(Constraint):
     def __post_init__(self):
         object.__setattr__(self, "min_value", check_number(self.min_value, "min_value", minimum=0.0))
         object.__setattr__(self, "max_value", check_number(self.max_value, "max_value", minimum=0.0))
-        object.__setattr__(self, "rate", check_number(self.rate, "rate"))
+        object.__setattr__(self, "rate", check_number(self.rate, "rate", minimum=0.0, maximum=1.0))
         object.__setattr__(self, "axis", check_axis(self.axis, "axis"))
         if self.max_value < self.min_value:
             raise ValueError(
@@ -60,7 +74,7 @@ class MinMaxNorm(Constraint):
             )
 
     def __call__(self, w):
-        norms = _norms(w, self.axis)
+        norms = _checked_norms(self, w)
         desired = self.rate * jnp.clip(norms, self.min_value, self.max_value) + (1 - self.rate) * norms
         return w * (desired / (EPSILON + norms))
 
@@ -73,7 +87,7 @@ class UnitNorm(Constraint):
         object.__setattr__(self, "axis", check_axis(self.axis, "axis"))
 
     def __call__(self, w):
-        return w / (EPSILON + _norms(w, self.axis))
+        return w / (EPSILON + _checked_norms(self, w))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 from typing import Any, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from convtrans._src.keras.objects import KerasObject, check_number, resolve
+from convtrans._src.checks import check_allocation, check_count, floating_dtype
+from convtrans._src.keras.objects import KerasObject, check_axis, check_number, check_seed, resolve
 
 # Standard deviation of a unit normal truncated to [-2, 2].
 _TRUNCATED_STDDEV_FACTOR = 0.87962566103423978
@@ -23,6 +26,9 @@ def compute_fans(
     """``(fan_in, fan_out)`` of a weight of ``shape``, by Keras's rules."""
     shape = tuple(shape)
     if input_axes is not None and output_axes is not None:
+        for name, axes in (("input_axes", input_axes), ("output_axes", output_axes)):
+            if any(not -len(shape) <= a < len(shape) for a in axes):
+                raise ValueError(f"{name}={list(axes)} is out of range for a weight of shape {shape}.")
         return math.prod(shape[a] for a in input_axes), math.prod(shape[a] for a in output_axes)
     if not shape:
         return 1, 1
@@ -39,15 +45,44 @@ class Initializer(KerasObject):
     keras_module = "keras.initializers"
 
     def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+        """A weight of ``shape`` and floating ``dtype`` drawn with ``key``; errors name the argument."""
+        shape = _check_shape(shape)
+        dtype = floating_dtype(dtype, "dtype")
+        if not isinstance(key, (jax.Array, np.ndarray)):
+            raise TypeError(f"key must be a jax.random key, e.g. jax.random.key(0), got {type(key).__name__}.")
+        check_allocation({f"{type(self).__name__}'s weight": shape}, dtype, f"shape={shape}")
+        return self._sample(key, shape, dtype)
+
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         raise NotImplementedError
+
+    def check_target(self, rank: int, argument: str) -> None:
+        """ValueError if this initializer cannot make a weight of ``rank`` (``argument`` names
+        where it was given)."""
+
+
+def _check_shape(shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Sequence):
+        raise TypeError(f"shape must be a tuple of sizes, got {shape!r}.")
+    return tuple(check_count(size, f"shape[{i}]", minimum=0) for i, size in enumerate(shape))
 
 
 def _axes(value, argument):
     if value is None:
         return None
-    if isinstance(value, int):
-        return (value,)
-    return tuple(int(v) for v in value)
+    return (check_axis(value, argument),) if not isinstance(value, (list, tuple)) else check_axis(value, argument)
+
+
+def _check_fields(initializer: Initializer, **checks: Any) -> None:
+    """Validates and stores each named field with ``checks[name](value, name)``, and the seed."""
+    for name, check in checks.items():
+        object.__setattr__(initializer, name, check(getattr(initializer, name), name))
+    if hasattr(initializer, "seed"):
+        object.__setattr__(initializer, "seed", check_seed(initializer.seed))
+
+
+def _non_negative(value: Any, argument: str) -> float:
+    return check_number(value, argument, minimum=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,11 +98,11 @@ class VarianceScaling(Initializer):
         scale = check_number(self.scale, "scale")
         if not scale > 0:
             raise ValueError(f"VarianceScaling scale must be positive, got {self.scale!r}.")
-        if self.mode not in ("fan_in", "fan_out", "fan_avg"):
+        if not isinstance(self.mode, str) or self.mode not in ("fan_in", "fan_out", "fan_avg"):
             raise ValueError(
                 f"VarianceScaling mode={self.mode!r}; expected 'fan_in', 'fan_out' or 'fan_avg'."
             )
-        distribution = str(self.distribution).lower()
+        distribution = self.distribution.lower() if isinstance(self.distribution, str) else ""
         distribution = "truncated_normal" if distribution == "normal" else distribution
         if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
             raise ValueError(
@@ -78,6 +113,7 @@ class VarianceScaling(Initializer):
         object.__setattr__(self, "distribution", distribution)
         object.__setattr__(self, "input_axes", _axes(self.input_axes, "input_axes"))
         object.__setattr__(self, "output_axes", _axes(self.output_axes, "output_axes"))
+        object.__setattr__(self, "seed", check_seed(self.seed))
 
     def fan_scale(self, shape: Sequence[int]) -> float:
         """``scale / max(1, fan)`` for ``shape``: the variance the samples are drawn with."""
@@ -85,7 +121,7 @@ class VarianceScaling(Initializer):
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         return self.scale / max(1.0, fan)
 
-    def __call__(self, key, shape, dtype=jnp.float32):
+    def _sample(self, key, shape, dtype):
         shape = tuple(shape)
         scale = self.fan_scale(shape)
         if self.distribution == "truncated_normal":
@@ -129,7 +165,10 @@ class RandomNormal(Initializer):
     stddev: float = 0.05
     seed: Optional[int] = None
 
-    def __call__(self, key, shape, dtype=jnp.float32):
+    def __post_init__(self):
+        _check_fields(self, mean=check_number, stddev=_non_negative)
+
+    def _sample(self, key, shape, dtype):
         return self.mean + self.stddev * jax.random.normal(key, tuple(shape), dtype)
 
 
@@ -141,7 +180,10 @@ class TruncatedNormal(Initializer):
     stddev: float = 0.05
     seed: Optional[int] = None
 
-    def __call__(self, key, shape, dtype=jnp.float32):
+    def __post_init__(self):
+        _check_fields(self, mean=check_number, stddev=_non_negative)
+
+    def _sample(self, key, shape, dtype):
         return self.mean + self.stddev * jax.random.truncated_normal(key, -2.0, 2.0, tuple(shape), dtype)
 
 
@@ -151,7 +193,12 @@ class RandomUniform(Initializer):
     maxval: float = 0.05
     seed: Optional[int] = None
 
-    def __call__(self, key, shape, dtype=jnp.float32):
+    def __post_init__(self):
+        _check_fields(self, minval=check_number, maxval=check_number)
+        if self.minval > self.maxval:
+            raise ValueError(f"RandomUniform needs minval <= maxval, got minval={self.minval}, maxval={self.maxval}.")
+
+    def _sample(self, key, shape, dtype):
         return jax.random.uniform(key, tuple(shape), dtype, self.minval, self.maxval)
 
 
@@ -162,7 +209,14 @@ class Orthogonal(Initializer):
     gain: float = 1.0
     seed: Optional[int] = None
 
-    def __call__(self, key, shape, dtype=jnp.float32):
+    def __post_init__(self):
+        _check_fields(self, gain=check_number)
+
+    def check_target(self, rank: int, argument: str) -> None:
+        if rank < 2:
+            raise ValueError(f"{argument}=Orthogonal needs a weight of rank >= 2; this one has rank {rank}.")
+
+    def _sample(self, key, shape, dtype):
         shape = tuple(shape)
         if len(shape) < 2:
             raise ValueError(f"Orthogonal needs a weight of rank >= 2, got shape {shape}.")
@@ -181,7 +235,15 @@ class Identity(Initializer):
 
     gain: float = 1.0
 
-    def __call__(self, key, shape, dtype=jnp.float32):
+    def __post_init__(self):
+        _check_fields(self, gain=check_number)
+
+    def check_target(self, rank: int, argument: str) -> None:
+        if rank != 2:
+            raise ValueError(f"{argument}=Identity initializes rank-2 weights only (as in Keras); this "
+                             f"one has rank {rank}.")
+
+    def _sample(self, key, shape, dtype):
         shape = tuple(shape)
         if len(shape) != 2:
             raise ValueError(
@@ -197,19 +259,19 @@ class Constant(Initializer):
     def __post_init__(self):
         object.__setattr__(self, "value", check_number(self.value, "value"))
 
-    def __call__(self, key, shape, dtype=jnp.float32):
+    def _sample(self, key, shape, dtype):
         return jnp.full(tuple(shape), self.value, dtype)
 
 
 @dataclasses.dataclass(frozen=True)
 class Zeros(Initializer):
-    def __call__(self, key, shape, dtype=jnp.float32):
+    def _sample(self, key, shape, dtype):
         return jnp.zeros(tuple(shape), dtype)
 
 
 @dataclasses.dataclass(frozen=True)
 class Ones(Initializer):
-    def __call__(self, key, shape, dtype=jnp.float32):
+    def _sample(self, key, shape, dtype):
         return jnp.ones(tuple(shape), dtype)
 
 
@@ -250,7 +312,23 @@ def get(identifier: Any, argument: str = "initializer"):
         raise TypeError(f"{argument} must be an initializer, got None.")
     if isinstance(identifier, dict) and identifier.get("class_name") in ("STFT", "STFTInitializer"):
         raise ValueError(f"{argument}: Keras's STFT initializer is not supported by convtrans.")
-    return resolve(
+    initializer = resolve(
         identifier, argument=argument, registry=_REGISTRY, base=Initializer, kind="initializer",
         allow_callable=True,
     )
+    if not isinstance(initializer, Initializer):
+        _check_takes_key_shape_dtype(initializer, argument)
+    return initializer
+
+
+def _check_takes_key_shape_dtype(fn: Any, argument: str) -> None:
+    """TypeError now, rather than at the first ``init``, for a callable that cannot be called as
+    ``fn(key, shape, dtype)`` (flax's and jax.nn.initializers' signature)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins and C functions: nothing to check
+        return
+    try:
+        signature.bind(None, None, None)
+    except TypeError as error:
+        raise TypeError(f"{argument}={fn!r} cannot be called as init(key, shape, dtype): {error}.") from None

@@ -10,6 +10,8 @@ argument of ``jax.jit``.
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from typing import Any, ClassVar, Mapping
 
 
@@ -89,12 +91,15 @@ def resolve(
                 "{'class_name': ..., 'config': {...}}."
             )
         name = identifier["class_name"]
-        if name not in registry:
+        if not isinstance(name, str) or name not in registry:
             raise ValueError(
                 f"{argument} has class_name={name!r}, which is not a known {kind}; expected one "
                 f"of {sorted(k for k in registry if k[0].isupper())}."
             )
-        options = dict(identifier.get("config") or {})
+        options = identifier.get("config") or {}
+        if not isinstance(options, Mapping) or not all(isinstance(key, str) for key in options):
+            raise ValueError(f"{argument}: the config of {name} must be a dict of argument names, got {options!r}.")
+        options = dict(options)
         try:
             return registry[name](**options)
         except (TypeError, ValueError) as err:  # unknown keys or out-of-range values
@@ -107,20 +112,62 @@ def resolve(
     raise TypeError(f"{argument} must be {expected}; got {identifier!r} of type {type(identifier).__name__}.")
 
 
-def check_number(value: Any, argument: str, *, minimum: float | None = None) -> float:
-    """A real number (not bool) at least ``minimum``, as a Python float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-        raise TypeError(f"{argument} must be a number, got {value!r}.")
-    value = float(value)
+# NumPy's largest rank: no weight has an axis beyond it.
+MAX_RANK = 64
+
+
+def check_number(value: Any, argument: str, *, minimum: float | None = None,
+                 maximum: float | None = None) -> float:
+    """A finite real number (not bool) in ``[minimum, maximum]``, as a Python float."""
+    if (isinstance(value, (bool, complex)) or not isinstance(value, (int, float)) and not hasattr(value, "__float__")
+            or "complex" in type(value).__name__):
+        raise TypeError(f"{argument} must be a number (real), got {value!r}.")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ValueError(f"{argument} must be a finite number, got {value!r}.") from None
+    except (TypeError, ValueError):
+        raise TypeError(f"{argument} must be a number, got {value!r}.") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{argument} must be a finite number, got {value!r}.")
     if minimum is not None and not value >= minimum:
         raise ValueError(f"{argument} must be >= {minimum}, got {value!r}.")
+    if maximum is not None and not value <= maximum:
+        raise ValueError(f"{argument} must be <= {maximum}, got {value!r}.")
     return value
 
 
+def check_seed(seed: Any, argument: str = "seed") -> int | None:
+    """None or an integer (Keras's seeds), as an int."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{argument} must be None or an integer, got {seed!r}.")
+    return int(seed)
+
+
 def check_axis(axis: Any, argument: str) -> int | tuple[int, ...]:
-    """An int axis, or a list/tuple of them stored as a tuple."""
+    """An int axis, or a list/tuple of distinct ones stored as a tuple."""
     if isinstance(axis, (list, tuple)):
-        return tuple(check_axis(a, argument) for a in axis)  # type: ignore[misc]
-    if isinstance(axis, bool) or not isinstance(axis, int):
+        if not axis or any(isinstance(a, (list, tuple)) for a in axis):
+            raise ValueError(f"{argument} must be an int or a non-empty list of ints, got {axis!r}.")
+        axes = tuple(check_axis(a, argument) for a in axis)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{argument}={axis!r} names an axis twice.")
+        return axes  # type: ignore[return-value]
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"{argument} must be an int or a list of ints, got {axis!r}.")
-    return axis
+    if not -MAX_RANK <= axis < MAX_RANK:
+        raise ValueError(f"{argument}={axis!r} is out of range: an array has at most {MAX_RANK} axes "
+                         "(NumPy's limit).")
+    return int(axis)
+
+
+def check_axes_in_rank(axis: int | tuple[int, ...], rank: int, argument: str) -> None:
+    """ValueError unless every axis of ``axis`` names a distinct axis of a rank-``rank`` weight."""
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    if any(not -rank <= a < rank for a in axes):
+        raise ValueError(f"{argument}: axis={axis!r} is out of range for the rank-{rank} weight it "
+                         f"constrains; expected axes in [{-rank}, {rank - 1}].")
+    if len({a % rank for a in axes}) != len(axes):
+        raise ValueError(f"{argument}: axis={axis!r} names an axis twice.")

@@ -20,6 +20,14 @@ class Regularizer(KerasObject):
         raise NotImplementedError
 
 
+def _checked(x: Any) -> jnp.ndarray:
+    """``x`` as an array; TypeError unless floating (a penalty of a complex weight is not real)."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        raise TypeError(f"a regularizer needs a floating weight, got dtype {x.dtype}.")
+    return x
+
+
 @dataclasses.dataclass(frozen=True)
 class L1L2(Regularizer):
     """``l1 * sum(|x|) + l2 * sum(x ** 2)``; Keras's defaults are 0 for both."""
@@ -32,6 +40,7 @@ class L1L2(Regularizer):
         object.__setattr__(self, "l2", check_number(0.0 if self.l2 is None else self.l2, "l2", minimum=0.0))
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        x = _checked(x)
         penalty = jnp.zeros((), x.dtype)
         if self.l1:
             penalty = penalty + self.l1 * jnp.sum(jnp.abs(x))
@@ -50,6 +59,7 @@ class L1(Regularizer):
         object.__setattr__(self, "l1", check_number(self.l1, "l1", minimum=0.0))
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        x = _checked(x)
         return self.l1 * jnp.sum(jnp.abs(x))
 
 
@@ -63,6 +73,7 @@ class L2(Regularizer):
         object.__setattr__(self, "l2", check_number(self.l2, "l2", minimum=0.0))
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        x = _checked(x)
         return self.l2 * jnp.sum(jnp.square(x))
 
 

@@ -86,6 +86,26 @@ def _shift_add(z: jax.Array, row_step: int, first: int, stop: int) -> jax.Array:
     return total
 
 
+def _place_taps(z: jax.Array, config: Conv1DTransposeConfig, first: int, stop: int) -> jax.Array:
+    """Block rows ``[first, stop)`` of the full result, ``(B, rows, s, C)``, placing each tap's
+    products ``z[:, :, j]`` at block row ``i + j * d // s``, column ``j * d % s``.
+
+    For a dilation far larger than the stride, where most block rows of a tap span are empty:
+    the Python work and the passes over the output grow with the taps, not with ``ke / s``.
+    """
+    batch, n, taps, channels = z.shape
+    s, d = config.strides, config.dilation_rate
+    zero = jnp.zeros((), z.dtype)
+    total = jnp.zeros((batch, stop - first, s, channels), z.dtype)
+    for j, tap in enumerate(lax.split(z, [1] * taps, axis=2)):
+        row, column = divmod(j * d, s)
+        if row >= stop or row + n <= first:
+            continue
+        pads = [(0, 0, 0), (row - first, stop - n - row, 0), (column, s - 1 - column, 0), (0, 0, 0)]
+        total = total + lax.pad(tap, zero, pads)
+    return total
+
+
 def gemm_conv(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
               precision: Any = None) -> jax.Array:
     """The transposed convolution of ``x`` by ``kernel`` (no bias) as a GEMM and an overlap-add.
@@ -105,10 +125,13 @@ def gemm_conv(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
     else:
         q0, q1, start = output_blocks(config, steps)
         blocks_per_row = kernel_blocks(config)
-        z = taps_on_block_grid(z, 2, config)
-        # Reshapes only merge or only split axes: what explicitly sharded arrays allow.
-        z = z.reshape(batch, n, blocks_per_row * s * filters).reshape(batch, n, blocks_per_row, s * filters)
-        y = _shift_add(z, 1, q0, q1).reshape(batch, q1 - q0, s, filters)
+        if blocks_per_row > config.kernel_size:
+            y = _place_taps(z, config, q0, q1)
+        else:
+            z = taps_on_block_grid(z, 2, config)
+            # Reshapes only merge or only split axes: what explicitly sharded arrays allow.
+            z = z.reshape(batch, n, blocks_per_row * s * filters).reshape(batch, n, blocks_per_row, s * filters)
+            y = _shift_add(z, 1, q0, q1).reshape(batch, q1 - q0, s, filters)
         y = y.reshape(batch, (q1 - q0) * s, filters)
         y = lax.slice_in_dim(y, start, start + steps, axis=1)
     y = y.astype(x.dtype)

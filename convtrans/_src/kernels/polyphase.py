@@ -40,8 +40,9 @@ from convtrans._src.config import Conv1DTransposeConfig
 from convtrans._src.kernels.gemm import gemm_conv
 from convtrans._src.numerics import accumulation_dtype
 from convtrans._src.plan import Plan
-from convtrans._src.geometry import (OutputBlocks, PhaseGroup, kernel_blocks, output_blocks, output_length,
-                                     phase_column, phase_groups, transpose_pads)
+from convtrans._src.geometry import (PHASE_LOOP_MAX_STRIDES, OutputBlocks, PhaseGroup, kernel_blocks,
+                                     output_blocks, output_length, phase_column, phase_groups,
+                                     phases_share_taps, transpose_pads)
 from convtrans._src.kernels.layout import (conv_kernel_to_wio, dimension_numbers, grouped_kernel, pad_time,
                                            taps_on_block_grid)
 from convtrans._src.kernels.reference import lhs_dilation_conv
@@ -144,7 +145,20 @@ def _convolve_plain(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConf
     stacked-window products (:func:`_correlate`)."""
     if config.strides == 1:
         return _stride_one(x, kernel, config, precision, winograd, stacked)
+    if not phases_share_taps(config) or config.strides > PHASE_LOOP_MAX_STRIDES:
+        return _without_phase_loop(x, kernel, config, precision)
     return _phases(x, kernel, config, precision, winograd, stacked)
+
+
+def _without_phase_loop(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
+                        precision: Any) -> jax.Array:
+    """The layers the phase forms should not trace: with ``s >= ke`` every full-result position
+    receives at most one product, which the GEMM form places with no phase at all; a stride past
+    :data:`PHASE_LOOP_MAX_STRIDES` (and so a span ``ke`` larger still) goes to the reference,
+    whose single convolution does not grow in Python with the stride either."""
+    if not phases_share_taps(config):
+        return gemm_conv(x, kernel, config, precision)
+    return lhs_dilation_conv(x, kernel, config, precision)
 
 
 @functools.partial(_convolve.defjvp, symbolic_zeros=True)
@@ -319,6 +333,8 @@ def _phases_as_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfi
     instead of one per phase group.
     """
     s, k = config.strides, config.kernel_size
+    if not phases_share_taps(config) or s > PHASE_LOOP_MAX_STRIDES:
+        return _without_phase_loop(x, kernel, config, precision)
     whole = -(-k // s) * s
     padded = config.replace(kernel_size=whole)
     kernel = jnp.pad(kernel, ((0, whole - k), (0, 0), (0, 0)))

@@ -39,7 +39,7 @@ import numpy as np
 from jax import lax
 
 from convtrans._src.api import conv1d
-from convtrans._src.checks import is_int
+from convtrans._src.checks import check_count, is_int
 from convtrans._src.config import Conv1DConfig, Conv1DTransposeConfig
 from convtrans._src.geometry import conv_pads, output_length
 from convtrans._src.streaming import layer
@@ -211,7 +211,12 @@ def _along_time(values: jax.Array, ndim: int, axis: int) -> jax.Array:
 def _history_state(x: jax.Array, steps: int, axis: int) -> dict[str, np.ndarray]:
     """An empty history of ``steps`` time steps (zeros of ``x``'s shape), none when 0. (Initial
     states are NumPy arrays, concrete even while the streamer traces its set-up pass abstractly.)"""
-    return {"history": np.zeros(_time_shape(x, steps, axis), x.dtype)} if steps else {}
+    if not steps:
+        return {}
+    shape = _time_shape(x, steps, axis)
+    return {"history": layer.zero_state(shape, x.dtype, "a layer's stream history",
+                                        f"it comes from the chunks' shape {tuple(x.shape)} (batch_size "
+                                        f"and channels) and {steps} steps of history")}
 
 
 def _with_history(state: State, x: jax.Array, axis: int) -> jax.Array:
@@ -385,9 +390,10 @@ def conv_transpose(context: StreamContext, key: str, params: Any, x: jax.Array,
                  cursor.excess * s + output_length(config, probe) - probe * s, axis)
     _check_tail(context, x, key)
     state = context.enter(key, lambda: {
-        "carry": np.zeros(layer.state_shape(config, x.shape[:-2]), x.dtype), **_lead_state(cursor.latency, x.shape[:-2])})
+        "carry": layer.zero_state(layer.state_shape(config, x.shape[:-2]), x.dtype, f"the stream carry of {key!r}",
+                                  layer.state_cause(config, tuple(x.shape[:-2]))), **_lead_state(cursor.latency, x.shape[:-2])})
     x, lead = _masked_lead(x, state, axis)
-    stream = layer.StreamState(state["carry"], jnp.zeros((), jnp.int32))
+    stream = layer.StreamState(state["carry"], jnp.zeros((), jnp.int32), config)
     pieces = []
     if _time(x, axis):
         stream, y = layer.step(params, stream, x, config, precision=precision, implementation=implementation)
@@ -415,7 +421,7 @@ def check_pad(padding: Any, mode: Any, data_format: Any) -> tuple[int, int]:
     if (not isinstance(pair, (tuple, list)) or len(pair) != 2
             or not all(is_int(p) and p >= 0 for p in pair)):
         raise ValueError(f"padding must be an int >= 0 or a (left, right) pair of them, got {padding!r}.")
-    return int(pair[0]), int(pair[1])
+    return check_count(pair[0], "padding[0]", minimum=0), check_count(pair[1], "padding[1]", minimum=0)
 
 
 def pad(context: StreamContext, key: str, x: jax.Array, left: int, right: int, mode: str,

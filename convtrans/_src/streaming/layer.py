@@ -38,12 +38,15 @@ representable, e.g. small integers in float32).
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from collections.abc import Mapping
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from convtrans._src.config import Conv1DTransposeConfig, check_config
@@ -59,7 +62,7 @@ from convtrans._src.api import (
     regularization_terms,
     transposed_convolution,
 )
-from convtrans._src.checks import check_count, check_floating_weight, check_params_mapping, floating_dtype
+from convtrans._src.checks import check_allocation, check_count, check_floating_weight, check_params_mapping, floating_dtype
 from convtrans._src.kernels.layout import pad_time
 
 # Keras applies these to the last axis whatever the data format; for channels_first that is the
@@ -67,8 +70,10 @@ from convtrans._src.kernels.layout import pad_time
 _TIME_MIXING_ACTIVATIONS = frozenset({"softmax", "log_softmax", "sparsemax", "glu"})
 
 
-class StreamState(NamedTuple):
-    """What a stream carries between chunks (a pytree of two arrays).
+@functools.partial(jax.tree_util.register_dataclass, data_fields=["carry", "preroll"], meta_fields=["config"])
+@dataclasses.dataclass(frozen=True)
+class StreamState:
+    """What a stream carries between chunks: a pytree of two arrays, tagged with its layer.
 
     Attributes:
       carry: partial sums (no bias) of the next ``carry_length(config)`` full-result positions,
@@ -76,10 +81,13 @@ class StreamState(NamedTuple):
         for channels_first, in the stream's dtype.
       preroll: int32 scalar, how many leading zero samples of ``latency(config)`` are still to
         be emitted.
+      config: the layer the stream was made for (static pytree metadata, not a leaf): a state of
+        another layer is refused even when its carry has the same shape.
     """
 
     carry: jax.Array
     preroll: jax.Array
+    config: Optional[Conv1DTransposeConfig] = None
 
 
 def _hold(config: Conv1DTransposeConfig) -> int:
@@ -175,6 +183,21 @@ def state_shape(config: Conv1DTransposeConfig, batch_shape: tuple[int, ...]) -> 
     return (*batch_shape, config.filters, steps)
 
 
+def zero_state(shape: tuple[int, ...], dtype: Any, what: str, cause: str) -> np.ndarray:
+    """Zeros of ``shape`` for a stream state (``what``), checked to be allocatable first (``cause``
+    names the arguments the shape comes from). NumPy: initial states stay concrete while a
+    streamer traces its set-up pass abstractly."""
+    check_allocation({what: shape}, dtype, cause)
+    return np.zeros(shape, dtype)
+
+
+def state_cause(config: Conv1DTransposeConfig, batch_shape: tuple[int, ...]) -> str:
+    """The arguments a carry's shape comes from, in words."""
+    return (f"it comes from batch_size={batch_shape if len(batch_shape) != 1 else batch_shape[0]}, "
+            f"filters={config.filters} and carry_length={carry_length(config)} (from kernel_size="
+            f"{config.kernel_size}, strides={config.strides}, dilation_rate={config.dilation_rate})")
+
+
 def batch_shape_of(batch_size: Any) -> tuple[int, ...]:
     """``batch_size`` as the batch axes of the chunks: an int, or a tuple of ints (``()``: unbatched)."""
     if isinstance(batch_size, (tuple, list)):
@@ -201,8 +224,10 @@ def init(config: Conv1DTransposeConfig, batch_size: Union[int, tuple[int, ...]],
     batch_shape = batch_shape_of(batch_size)
     dtype = floating_dtype(dtype)
     return StreamState(
-        carry=jnp.zeros(state_shape(config, batch_shape), dtype),
+        carry=jnp.asarray(zero_state(state_shape(config, batch_shape), dtype, "the stream state's carry",
+                                     state_cause(config, batch_shape))),
         preroll=jnp.asarray(latency(config), jnp.int32),
+        config=config,
     )
 
 
@@ -216,6 +241,13 @@ def _check_state(state: Any, config: Conv1DTransposeConfig,
         )
     if not hasattr(state.carry, "shape") or not hasattr(state.carry, "dtype") or len(state.carry.shape) < 2:
         raise TypeError(f"state.carry must be an array of rank >= 2, got {type(state.carry).__name__}.")
+    preroll = state.preroll
+    if not hasattr(preroll, "shape") or not hasattr(preroll, "dtype") or preroll.dtype != jnp.int32 or preroll.shape != ():
+        described = f"{preroll.dtype} of shape {tuple(preroll.shape)}" if hasattr(preroll, "shape") else repr(preroll)
+        raise TypeError(f"state.preroll must be an int32 scalar array (from init()), got {described}.")
+    if state.config is not None and state.config != config:
+        raise ValueError(f"state was made for another layer: {_differences(state.config, config)}; "
+                         "start the stream with init() for this config.")
     if batch_shape is None:
         batch_shape = tuple(state.carry.shape[:-2])
     expected = state_shape(config, batch_shape)
@@ -230,6 +262,13 @@ def _check_state(state: Any, config: Conv1DTransposeConfig,
             f"x has dtype {dtype} but the stream was initialized for {state.carry.dtype}; pass "
             f"dtype={dtype} to init() or cast the chunks."
         )
+
+
+def _differences(made_for: Conv1DTransposeConfig, given: Conv1DTransposeConfig) -> str:
+    fields = [field.name for field in dataclasses.fields(given)
+              if getattr(made_for, field.name) != getattr(given, field.name)]
+    return ", ".join(f"{name}={getattr(made_for, name)!r} in the state's config, {getattr(given, name)!r} "
+                     "in config" for name in fields)
 
 
 def step(
@@ -278,7 +317,7 @@ def step(
     z, carry = _split_time(window, config, emitted)
     y, preroll = _emit(params, z, state.preroll, config)
     carry = carry.reshape(lead + carry.shape[1:])
-    return StreamState(carry=carry, preroll=preroll), y.reshape(lead + y.shape[1:])
+    return StreamState(carry=carry, preroll=preroll, config=config), y.reshape(lead + y.shape[1:])
 
 
 def finish(params: Params, state: StreamState, config: Conv1DTransposeConfig) -> jax.Array:
