@@ -18,8 +18,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from convtrans._src import dispatch
-from convtrans._src.checks import (check_allocation, check_array, check_count, check_channels, check_floating, check_floating_weight,
-                                   check_input_rank, check_params_mapping, floating_dtype, is_symbolic)
+from convtrans._src.checks import (check_allocation, check_array, check_channels, check_count, check_floating,
+                                   check_floating_weight, check_input_rank, check_params_mapping, floating_dtype,
+                                   is_symbolic)
 from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, check_config,
                                    check_conv_config)
 from convtrans._src.plan import Plan

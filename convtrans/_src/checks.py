@@ -96,7 +96,8 @@ def memory_limit_bytes() -> tuple[int, str]:
     devices = jax.devices()
     stats = [device.memory_stats() for device in devices] if devices[0].platform != "cpu" else []
     if stats and all(stat and "bytes_limit" in stat for stat in stats):
-        return sum(stat["bytes_limit"] for stat in stats), f"the memory of {len(devices)} {devices[0].platform} device(s)"
+        total = sum(stat["bytes_limit"] for stat in stats)
+        return total, f"the memory of {len(devices)} {devices[0].platform} device(s)"
     limit, source = _host_memory_bytes(), "the host's memory"
     left = _address_space_left()
     if left is not None and left < limit:

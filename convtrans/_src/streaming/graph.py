@@ -389,9 +389,11 @@ def conv_transpose(context: StreamContext, key: str, params: Any, x: jax.Array,
     out = Cursor(cursor.rate * s, cursor.latency * s + layer.latency(config),
                  cursor.excess * s + output_length(config, probe) - probe * s, axis)
     _check_tail(context, x, key)
+    batch_shape = tuple(x.shape[:-2])
     state = context.enter(key, lambda: {
-        "carry": layer.zero_state(layer.state_shape(config, x.shape[:-2]), x.dtype, f"the stream carry of {key!r}",
-                                  layer.state_cause(config, tuple(x.shape[:-2]))), **_lead_state(cursor.latency, x.shape[:-2])})
+        "carry": layer.zero_state(layer.state_shape(config, batch_shape), x.dtype, f"the stream carry of {key!r}",
+                                  layer.state_cause(config, batch_shape)),
+        **_lead_state(cursor.latency, batch_shape)})
     x, lead = _masked_lead(x, state, axis)
     stream = layer.StreamState(state["carry"], jnp.zeros((), jnp.int32), config)
     pieces = []

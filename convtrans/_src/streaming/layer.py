@@ -62,7 +62,8 @@ from convtrans._src.api import (
     regularization_terms,
     transposed_convolution,
 )
-from convtrans._src.checks import check_allocation, check_count, check_floating_weight, check_params_mapping, floating_dtype
+from convtrans._src.checks import (check_allocation, check_count, check_floating_weight, check_params_mapping,
+                                   floating_dtype)
 from convtrans._src.kernels.layout import pad_time
 
 # Keras applies these to the last axis whatever the data format; for channels_first that is the
@@ -242,7 +243,7 @@ def _check_state(state: Any, config: Conv1DTransposeConfig,
     if not hasattr(state.carry, "shape") or not hasattr(state.carry, "dtype") or len(state.carry.shape) < 2:
         raise TypeError(f"state.carry must be an array of rank >= 2, got {type(state.carry).__name__}.")
     preroll = state.preroll
-    if not hasattr(preroll, "shape") or not hasattr(preroll, "dtype") or preroll.dtype != jnp.int32 or preroll.shape != ():
+    if not (hasattr(preroll, "shape") and hasattr(preroll, "dtype")) or (preroll.dtype, preroll.shape) != (jnp.int32, ()):
         described = f"{preroll.dtype} of shape {tuple(preroll.shape)}" if hasattr(preroll, "shape") else repr(preroll)
         raise TypeError(f"state.preroll must be an int32 scalar array (from init()), got {described}.")
     if state.config is not None and state.config != config:
