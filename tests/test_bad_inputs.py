@@ -637,3 +637,18 @@ def test_an_unhashable_callable_is_refused_when_the_config_is_made():
 
     with expect(TypeError, "activation=", "unhashable", "jax.jit"):
         ct.Conv1DTransposeConfig(2, 3, activation=Unhashable())
+
+
+@pytest.mark.parametrize("precision", [None, "highest", jax.lax.Precision.HIGH, ("default", "highest"),
+                                       jax.lax.DotAlgorithmPreset.DEFAULT])
+def test_modules_accept_every_form_of_jax_precision(precision):
+    assert ct.Conv1DTranspose(2, 3, precision=precision).precision == precision
+
+
+@pytest.mark.parametrize("option, value, fragment", [
+    ("precision", "bogus", "precision='bogus'"), ("dtype", "bogus", "dtype"), ("param_dtype", jnp.int32, "param_dtype"),
+    ("weight_norm", "yes", "weight_norm"),
+])
+def test_module_options_are_checked_when_the_module_is_made(option, value, fragment):
+    with expect((ValueError, TypeError), fragment):
+        ct.Conv1DTranspose(2, 3, **{option: value})

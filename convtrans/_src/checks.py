@@ -155,12 +155,14 @@ def check_module_options(dtype: Any, param_dtype: Any, precision: Any, weight_no
     if dtype is not None:
         floating_dtype(dtype, "dtype")
     floating_dtype(param_dtype, "param_dtype")
+    algorithms = tuple(getattr(jax.lax, name) for name in ("DotAlgorithm", "DotAlgorithmPreset")
+                       if hasattr(jax.lax, name))
     single = (precision,) if not isinstance(precision, (tuple, list)) else tuple(precision)
     if len(single) not in (1, 2) or not all(
-            p is None or isinstance(p, jax.lax.Precision) or (isinstance(p, str) and p.lower() in _PRECISION_NAMES)
-            for p in single):
-        raise ValueError(f"precision={precision!r} is not a jax.lax.Precision; expected None, a "
-                         f"Precision, one of {_PRECISION_NAMES} or a pair of them.")
+            p is None or isinstance(p, (jax.lax.Precision, *algorithms))
+            or (isinstance(p, str) and p.lower() in _PRECISION_NAMES) for p in single):
+        raise ValueError(f"precision={precision!r} is not a jax.lax precision; expected None, a "
+                         f"Precision or dot algorithm, one of {_PRECISION_NAMES} or a pair of them.")
     if not isinstance(weight_norm, (bool, np.bool_)):
         raise TypeError(f"weight_norm must be True or False, got {weight_norm!r}.")
 
