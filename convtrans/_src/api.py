@@ -19,8 +19,8 @@ from jax import lax
 
 from convtrans._src import dispatch
 from convtrans._src.checks import (check_allocation, check_array, check_channels, check_count, check_floating,
-                                   check_floating_weight, check_input_rank, check_params_mapping, floating_dtype,
-                                   is_symbolic)
+                                   check_floating_weight, check_input_rank, check_not_foreign, check_params_mapping,
+                                   floating_dtype, is_symbolic)
 from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, check_config,
                                    check_conv_config)
 from convtrans._src.plan import Plan
@@ -90,8 +90,7 @@ def check_params(params: Any, config: LayerConfig, in_channels: int) -> None:
     naming the key, the shape or the dtype that is wrong."""
     check_params_mapping(params)
     for name, value in params.items():
-        if type(value).__module__.split(".")[0] == "torch" or isinstance(value, jax.ShapeDtypeStruct):
-            check_array(value, f"params[{name!r}]")
+        check_not_foreign(value, f"params[{name!r}]")
     expected = {"kernel": config.kernel_shape(in_channels)}
     if config.use_bias:
         expected["bias"] = (config.filters,)

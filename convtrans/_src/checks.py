@@ -124,14 +124,20 @@ def check_allocation(arrays: Mapping[str, tuple[Any, ...]], dtype: Any, cause: s
                          f"than {source} ({_format_bytes(limit)}); {cause}.")
 
 
-def check_array(x: Any, argument: str = "x") -> None:
-    """TypeError unless ``x`` is an array (a JAX or NumPy one, or a tracer)."""
+def check_not_foreign(x: Any, argument: str) -> None:
+    """TypeError for the array-likes JAX cannot take as they are: a torch tensor, or a
+    ``jax.ShapeDtypeStruct`` (a shape without values)."""
     if type(x).__module__.split(".")[0] == "torch":
         raise TypeError(f"{argument} is a torch.Tensor; pass a JAX or NumPy array, e.g. "
                         f"jnp.asarray({argument}.detach().cpu().numpy()).")
     if isinstance(x, jax.ShapeDtypeStruct):
         raise TypeError(f"{argument} is a jax.ShapeDtypeStruct, a shape without values; pass an "
                         "array, or trace the call with jax.eval_shape.")
+
+
+def check_array(x: Any, argument: str = "x") -> None:
+    """TypeError unless ``x`` is an array (a JAX or NumPy one, or a tracer)."""
+    check_not_foreign(x, argument)
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
         raise TypeError(f"{argument} must be an array, got {type(x).__name__}.")
 
