@@ -265,7 +265,7 @@ def conv1d_transpose(
     and ``y[t, f] = activation(F[t + c0, f] + bias[f])`` for ``0 <= t <
     output_length(config, n)``, where ``c0 = ke - 1 - left`` with ``left`` from
     :func:`convtrans.transpose_pads` (``F`` is zero outside its range, where ``output_padding``
-    or padding reaches). This is the gradient of Keras's ``Conv1D`` with respect to its input.
+    or padding reaches): the transpose of a strided convolution, whence the name.
 
     Args:
       params: ``{"kernel": (kernel_size, filters // groups, in_channels), "bias": (filters,)}``

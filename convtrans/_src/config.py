@@ -121,9 +121,9 @@ class Conv1DTransposeConfig(_LayerFields):
 
     Frozen and hashable: pass it as a static argument under ``jax.jit``. Every argument is
     validated (and normalized: 1-tuples to ints, names to objects) when the config is made; errors
-    name the argument. With ``n`` input steps, the output has
-    :func:`convtrans.output_length` ``(config, n)`` steps and ``filters`` channels, and the kernel
-    is ``(kernel_size, filters // groups, in_channels)``.
+    name the argument. With ``n`` input steps, the output has ``output_length(config, n)`` steps
+    (:func:`convtrans.output_length`) and ``filters`` channels, and the kernel is
+    ``(kernel_size, filters // groups, in_channels)``.
 
     Attributes:
       filters: number of output channels.

@@ -79,7 +79,8 @@ class MinMaxNorm(Constraint):
     with ``norm = sqrt(sum(w ** 2, axis, keepdims=True))`` (Keras name ``"min_max_norm"``).
 
     Attributes:
-      min_value, max_value: the norm's bounds, ``0 <= min_value <= max_value`` (0 and 1).
+      min_value: the norm's lower bound, ``>= 0`` (0).
+      max_value: the norm's upper bound, ``>= min_value`` (1).
       rate: in ``[0, 1]``; 1 (the default) projects onto the bounds, smaller rates move part way.
       axis: an axis or a tuple of axes the norm is taken over (0).
     """

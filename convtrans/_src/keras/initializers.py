@@ -119,7 +119,9 @@ class VarianceScaling(Initializer):
       mode: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"``.
       distribution: ``"truncated_normal"``, ``"normal"``, ``"untruncated_normal"`` or ``"uniform"``.
       seed: kept for Keras configs only; the randomness is the ``key``'s.
-      input_axes, output_axes: override the fan rule (Keras 3's arguments).
+      input_axes: the axes whose sizes multiply to ``fan_in`` (Keras 3); with ``output_axes``,
+        they override the fan rule of :func:`compute_fans`.
+      output_axes: the axes whose sizes multiply to ``fan_out`` (Keras 3).
     """
 
     scale: float = 1.0
@@ -246,7 +248,8 @@ class RandomUniform(Initializer):
     ``"random_uniform"``, ``"uniform"``).
 
     Attributes:
-      minval, maxval: the bounds, ``minval <= maxval``.
+      minval: the lower bound.
+      maxval: the upper bound, ``>= minval``.
       seed: kept for Keras configs only.
     """
 

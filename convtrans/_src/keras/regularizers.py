@@ -38,7 +38,8 @@ class L1L2(Regularizer):
     Returns a scalar of ``x``'s dtype; a zero coefficient's term is left out (not multiplied).
 
     Attributes:
-      l1, l2: the coefficients, >= 0.
+      l1: the coefficient of the absolute values, >= 0.
+      l2: the coefficient of the squares, >= 0.
     """
 
     l1: float = 0.0

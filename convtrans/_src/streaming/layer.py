@@ -294,7 +294,8 @@ def step(
         ``(*batch, in_channels, m)`` with the batch axes given to :func:`init`, in its dtype. The
         chunk size may change from call to call (each size compiles once under jit).
       config: the layer's configuration (static under jit).
-      precision, implementation: as for :func:`convtrans.conv1d_transpose`.
+      precision: as for :func:`convtrans.conv1d_transpose`.
+      implementation: as for :func:`convtrans.conv1d_transpose`.
 
     Returns:
       ``(state, y)`` with ``y`` of shape ``(*batch, m * strides, filters)`` (channels_first:
