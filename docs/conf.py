@@ -1,18 +1,22 @@
 """Sphinx configuration of convtrans's documentation site (``make docs``).
 
 Strict by design: the build runs as ``sphinx-build -W --keep-going -n``, so every warning,
-including every reference that does not resolve, fails it. Only two kinds of reference are let
+including every reference that does not resolve, fails it. Only these references are let
 through, each deliberately:
 
 - references to other packages (JAX, flax, optax, NumPy, Keras, PyTorch, the standard library),
   whose inventories are not fetched (the build is offline): ``nitpick_ignore_regex`` below names
-  those packages, and nothing under ``convtrans``;
-- type annotations in signatures that name convtrans's private types (``convtrans._src``): a
-  public object's signature may mention a private type alias or protocol. ``_annotation_targets``
-  links such a name to the public name of the same object where there is one, prints it as
-  plain text where the private object exists, and leaves anything else (a name that exists
-  nowhere) to fail the build. Docstring text gets no such help: a ``:func:`` or ``:class:`` that
-  names a missing or private convtrans object fails.
+  those packages and Python's builtins, and nothing under ``convtrans``;
+- type annotations in signatures that name convtrans's private types (``convtrans._src...`` or an
+  underscored name): a public object's signature may mention a private type alias, type variable
+  or protocol. ``_annotation_targets`` links such a name to the public name of the same object
+  where there is one, prints it as plain text where the private object exists, and leaves a name
+  that exists nowhere to fail the build. Pieces of annotations that are not names at all (flax
+  keeps its generated ``__init__``'s annotations as text) print as text.
+
+Docstring text gets no such help: a ``:func:``, ``:class:``, ``:mod:`` ... that names a convtrans
+object the reference does not document fails (a private path of a documented object, such as
+``convtrans._src.plan.Plan``, resolves to its public entry through autodoc's canonical names).
 """
 
 from __future__ import annotations
@@ -65,8 +69,9 @@ myst_enable_extensions = ["deflist"]
 
 nitpicky = True
 _EXTERNAL_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "np", "jnp", "keras", "tf_keras", "torch",
-                      "orbax", "scipy", "ml_dtypes", "typing", "typing_extensions", "collections", "types",
-                      "functools", "fractions", "dataclasses", "builtins", "enum", "abc", "os", "pathlib")
+                      "orbax", "scipy", "ml_dtypes", "chex", "jaxtyping", "typing", "typing_extensions",
+                      "collections", "types", "functools", "fractions", "dataclasses", "builtins", "enum", "abc",
+                      "os", "pathlib")
 _BUILTINS = ("int", "float", "complex", "str", "bytes", "bool", "dict", "list", "tuple", "set", "frozenset",
              "object", "type", "callable", "None", "Ellipsis", "NotImplemented", "TypeError", "ValueError",
              "RuntimeError", "KeyError", "Exception")
@@ -133,7 +138,8 @@ def _annotation_targets(app, env, node, contnode):
         # Not a name: the piece of an annotation Sphinx could not parse (flax's generated
         # dataclass __init__ holds annotations as text, e.g. "str | int | tuple[int, int]").
         return nodes.literal(text=target)
-    if not (target.startswith("convtrans._src.") or "." not in target):
+    private = target.startswith("convtrans.") and any(part.startswith("_") for part in target.split("."))
+    if not (private or "." not in target):
         return None
     obj = _private_object(target)
     if obj is None:
