@@ -155,15 +155,40 @@ def _annotation_targets(app, env, node, contnode):
     return nodes.literal(text=target.rpartition(".")[2])
 
 
+class _Source:
+    """A default value shown as the source text that names it (``jax.numpy.float32``)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
 def _class_signature(app, what, name, obj, options, signature, return_annotation):
-    """The signature of a class's own ``__init__`` where autodoc found only a metaclass's generic
-    ``(*args, **kwargs)`` (flax.nnx's modules are made through their metaclass)."""
-    if what != "class" or not signature or not signature.startswith("(*args") or "__init__" not in vars(obj):
+    """The signature users call a class with, where autodoc's is not it: flax.nnx's modules are
+    made through their metaclass (autodoc finds ``(*args, **kwargs)``), and flax.linen's generated
+    ``__init__`` ends in ``parent``, which users never pass and whose default is a sentinel
+    object. Defaults that are classes (``param_dtype=jnp.float32``) print by name."""
+    if what != "class" or not signature or "__init__" not in vars(obj):
         return None
+    import flax.linen as nn
     from sphinx.util.inspect import signature as signature_of
     from sphinx.util.inspect import stringify_signature
 
+    linen = issubclass(obj, nn.Module)
+    if not (linen or signature.startswith("(*args")):
+        return None
     own = signature_of(obj.__init__, bound_method=True)
+    parameters = []
+    for parameter in own.parameters.values():
+        if linen and parameter.name == "parent":
+            continue
+        if isinstance(parameter.default, type) and parameter.default is not parameter.empty:
+            parameter = parameter.replace(
+                default=_Source(f"{parameter.default.__module__}.{parameter.default.__qualname__}"))
+        parameters.append(parameter)
+    own = own.replace(parameters=parameters)
     return stringify_signature(own, show_return_annotation=False, unqualified_typehints=True), None
 
 
