@@ -65,7 +65,6 @@ add_module_names = False
 
 # Markdown pages: heading anchors make links such as design.md#nan-and-inf resolve.
 myst_heading_anchors = 4
-myst_enable_extensions = ["deflist"]
 
 nitpicky = True
 _EXTERNAL_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "np", "jnp", "keras", "tf_keras", "torch",
