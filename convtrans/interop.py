@@ -95,7 +95,7 @@ def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: 
 
     Raises:
       ValueError: for what Keras cannot express (groups, integer padding, Python callables; see
-        :meth:`Conv1DTransposeConfig.to_keras`) or params of the wrong shape.
+        :meth:`convtrans.Conv1DTransposeConfig.to_keras`) or params of the wrong shape.
     """
     import keras
 

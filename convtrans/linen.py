@@ -1,4 +1,8 @@
-"""``Conv1DTranspose`` as a ``flax.linen`` module: Keras's arguments, :func:`conv1d_transpose` inside.
+"""``Conv1DTranspose`` as a ``flax.linen`` module: Keras's arguments, :func:`convtrans.conv1d_transpose` inside.
+
+:class:`Conv1DTranspose` and :class:`Conv1D` are Keras's layers; :class:`Pad1D`, :class:`Residual`
+and :class:`Parallel` compose them into models that :class:`convtrans.streaming.Streamer` can run
+chunk by chunk. Every name here is also importable from :mod:`convtrans` itself.
 
 Parameters (Keras layout and names):
 
@@ -64,9 +68,11 @@ class Conv1DTranspose(nn.Module):
         over the kernel's first two axes. Constraints apply to ``v``, penalties to the kernel used.
 
     ``__call__(x)``: ``x`` is ``(..., steps, in_channels)`` (channels_last) or
-    ``(..., in_channels, steps)`` (channels_first), rank >= 2; returns
-    ``y = activation(conv_transpose(x, kernel) + bias)`` of length
-    ``convtrans.output_length(self.config, steps)``.
+    ``(..., in_channels, steps)`` (channels_first), rank >= 2, floating; returns
+    ``y = activation(conv_transpose(x, kernel) + bias)`` (the sum of
+    :func:`convtrans.conv1d_transpose`) of shape ``(..., output_length(self.config, steps),
+    filters)`` (channels_first: ``(..., filters, output_length)``) in ``dtype`` (None: ``x``'s
+    dtype promoted with ``param_dtype``).
     """
 
     filters: int
@@ -94,7 +100,7 @@ class Conv1DTranspose(nn.Module):
 
     @property
     def config(self) -> Conv1DTransposeConfig:
-        """The validated :class:`Conv1DTransposeConfig` of this layer."""
+        """The validated :class:`convtrans.Conv1DTransposeConfig` of this layer's arguments."""
         return Conv1DTransposeConfig(**{name: getattr(self, name) for name in _CONFIG_FIELDS})
 
     def __post_init__(self) -> None:
@@ -129,8 +135,10 @@ class Conv1D(nn.Module):
     ``(filters,)``, drawn, constrained and regularized as :class:`Conv1DTranspose`'s are.
 
     ``__call__(x)``: ``x`` is ``(..., steps, in_channels)`` (channels_last) or
-    ``(..., in_channels, steps)`` (channels_first), rank >= 2; returns
-    ``y = activation(conv(x, kernel) + bias)`` (see :func:`convtrans.conv1d`).
+    ``(..., in_channels, steps)`` (channels_first), rank >= 2, floating; returns
+    ``y = activation(conv(x, kernel) + bias)`` of shape ``(..., out_steps, filters)`` with
+    ``out_steps = (steps + left + right - ke) // strides + 1`` (see :func:`convtrans.conv1d`), in
+    ``dtype`` as for :class:`Conv1DTranspose`.
     """
 
     filters: int
@@ -156,7 +164,7 @@ class Conv1D(nn.Module):
 
     @property
     def config(self) -> Conv1DConfig:
-        """The validated :class:`Conv1DConfig` of this layer."""
+        """The validated :class:`convtrans.Conv1DConfig` of this layer's arguments."""
         return Conv1DConfig(**{name: getattr(self, name) for name in _CONV_FIELDS})
 
     def __post_init__(self) -> None:
@@ -179,6 +187,9 @@ class Conv1D(nn.Module):
 class Residual(nn.Module):
     """``x + layers(x)``: a skip connection around ``layers``.
 
+    ``__call__(x)`` returns an array of ``x``'s shape. Streamed, the skip path is delayed to line
+    up with ``layers``' latency.
+
     Attributes:
       layers: a module or callable, or a sequence of them applied in order (activations and
         other per-step functions included); their output must have ``x``'s shape.
@@ -199,6 +210,9 @@ class Parallel(nn.Module):
       branches: a sequence of modules or callables (each may itself be a sequence, applied in
         order); their outputs must share one shape.
       combine: ``"sum"`` or ``"mean"``.
+
+    ``__call__(x)`` returns ``sum_b branch_b(x)`` (``"mean"``: divided by the number of branches),
+    of the branches' common shape.
     """
 
     branches: Sequence[Any]

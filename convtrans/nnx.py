@@ -1,4 +1,8 @@
-"""``Conv1DTranspose`` as a ``flax.nnx`` module: Keras's arguments, :func:`conv1d_transpose` inside.
+"""``Conv1DTranspose`` as a ``flax.nnx`` module: Keras's arguments, :func:`convtrans.conv1d_transpose` inside.
+
+The same layers as :mod:`convtrans.linen` (:class:`Conv1DTranspose`, :class:`Conv1D`,
+:class:`Pad1D`, :class:`Residual`, :class:`Parallel`), as ``flax.nnx`` modules that take
+``in_channels`` and ``rngs`` when made.
 
 Parameters (Keras layout and names), both ``nnx.Param``:
 
@@ -45,7 +49,10 @@ from convtrans._src.streaming import graph
 
 
 class RegularizationLoss(nnx.Variable):
-    """A regularization penalty sown by a convtrans layer during its forward pass."""
+    """A regularization penalty sown by a convtrans layer during its forward pass: a scalar
+    (float32, or the parameters' dtype if wider) under the names ``kernel_regularization``,
+    ``bias_regularization`` and ``activity_regularization``; :func:`with_regularization_loss`
+    collects and sums them."""
 
 
 def with_regularization_loss(fn: Callable[..., Any]) -> Callable[..., tuple[Any, jax.Array]]:
@@ -107,7 +114,9 @@ class _Layer(nnx.Module):
 
     @property
     def params(self) -> dict[str, jax.Array]:
-        """``{"kernel": ..., "bias": ...}`` as arrays, the ``params`` of the pure function."""
+        """The arrays ``{"kernel": ..., "bias": ...}`` the pure function takes as ``params``, the kernel
+        in Keras's layout (with weight norm, the kernel ``g * v / ||v||`` it computes with) and the
+        ``(filters,)`` bias when there is one."""
         params = {"kernel": self.kernel[...]}
         if self.scale is not None:
             params["kernel"] = weight_norm_lib.kernel(params["kernel"], self.scale[...])
@@ -116,7 +125,8 @@ class _Layer(nnx.Module):
         return params
 
     def weight_regularization(self) -> jax.Array:
-        """Kernel plus bias penalty (Keras's weight losses), a float32 scalar; no forward pass."""
+        """Kernel plus bias penalty (Keras's weight losses), a float32 scalar (float64 for float64
+        parameters); no forward pass, so no activity term."""
         config, params = self.config, self.params
         total = jnp.zeros((), jnp.promote_types(params["kernel"].dtype, jnp.float32))
         if config.kernel_regularizer is not None:
@@ -151,12 +161,14 @@ class _Layer(nnx.Module):
 class Conv1DTranspose(_Layer):
     """Keras's ``Conv1DTranspose`` layer for flax.nnx.
 
+    ``filters``, ``kernel_size``, ``strides``, ``padding``, ``output_padding``, ``data_format``,
+    ``dilation_rate``, ``activation``, ``use_bias``, the initializers, regularizers and
+    constraints, and ``groups`` are those of :class:`convtrans.Conv1DTransposeConfig` (Keras's
+    names and defaults). Parameters: ``kernel`` ``(kernel_size, filters // groups, in_channels)``
+    and ``bias`` ``(filters,)`` (None without ``use_bias``), ``nnx.Param`` of ``param_dtype``.
+
     Args:
       in_channels: channels of the input (the kernel's last axis).
-      filters, kernel_size, strides, padding, output_padding, data_format, dilation_rate,
-        activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer,
-        bias_regularizer, activity_regularizer, kernel_constraint, bias_constraint, groups: as in
-        :class:`convtrans.Conv1DTransposeConfig` (Keras's names and defaults).
       dtype: dtype of the computation and the output; None promotes the input's and the
         parameters' dtypes. ``jnp.bfloat16`` gives bfloat16 outputs with float32 parameters.
       param_dtype: dtype of ``kernel`` and ``bias`` (float32).
@@ -169,8 +181,10 @@ class Conv1DTranspose(_Layer):
       rngs: ``nnx.Rngs``; the ``params`` stream draws the initial weights.
 
     ``model(x)``: ``x`` is ``(..., steps, in_channels)`` (channels_last) or
-    ``(..., in_channels, steps)`` (channels_first), rank >= 2; returns
-    ``activation(conv_transpose(x, kernel) + bias)``.
+    ``(..., in_channels, steps)`` (channels_first), rank >= 2, floating; returns
+    ``activation(conv_transpose(x, kernel) + bias)`` (:func:`convtrans.conv1d_transpose`) of shape
+    ``(..., output_length(config, steps), filters)`` in ``dtype`` (None: ``x``'s dtype promoted
+    with the parameters').
     """
 
     def __init__(
@@ -245,17 +259,22 @@ class Conv1DTranspose(_Layer):
 class Conv1D(_Layer):
     """Keras's ``Conv1D`` layer for flax.nnx.
 
+    ``filters``, ``kernel_size``, ``strides``, ``padding``, ``data_format``, ``dilation_rate``,
+    ``activation``, ``use_bias``, the initializers, regularizers and constraints, and ``groups``
+    are those of :class:`convtrans.Conv1DConfig` (Keras's names and defaults; ``padding`` also
+    ``"causal"`` or PyTorch-style integers).
+
     Args:
       in_channels: channels of the input (``groups`` must divide it).
-      filters, kernel_size, strides, padding, data_format, dilation_rate, activation, use_bias,
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-        activity_regularizer, kernel_constraint, bias_constraint, groups: as in
-        :class:`convtrans.Conv1DConfig` (Keras's names and defaults; ``padding`` also
-        ``"causal"`` or PyTorch-style integers).
-      dtype, param_dtype, precision, rngs: as for :class:`Conv1DTranspose`.
+      dtype: as for :class:`Conv1DTranspose`.
+      param_dtype: as for :class:`Conv1DTranspose`.
+      precision: as for :class:`Conv1DTranspose`.
+      weight_norm: as for :class:`Conv1DTranspose`, with one gain per filter, ``(filters,)``.
+      rngs: as for :class:`Conv1DTranspose`.
 
     Parameters: ``kernel`` ``(kernel_size, in_channels // groups, filters)`` and ``bias``
-    ``(filters,)``. ``model(x)``: :func:`convtrans.conv1d` with them.
+    ``(filters,)``. ``model(x)``: :func:`convtrans.conv1d` with them, ``(..., steps, in_channels)``
+    to ``(..., out_steps, filters)`` (channels_last).
     """
 
     def __init__(
@@ -324,7 +343,8 @@ def _stream_key(module: nnx.Module) -> Callable[[], str]:
 
 class Residual(nnx.Module):
     """``x + layers(x)``: a skip connection around ``layers`` (a module or callable, or a
-    sequence of them applied in order), as :class:`convtrans.Residual` is for linen."""
+    sequence of them applied in order), as :class:`convtrans.linen.Residual` is for linen; the
+    output has ``x``'s shape."""
 
     def __init__(self, layers: Any):
         self.layers = _layers(layers)
@@ -335,7 +355,7 @@ class Residual(nnx.Module):
 
 class Parallel(nnx.Module):
     """Branches fed the same input, summed (``combine="sum"``) or averaged (``"mean"``), as
-    :class:`convtrans.Parallel` is for linen."""
+    :class:`convtrans.linen.Parallel` is for linen; the branches' outputs share one shape."""
 
     def __init__(self, branches: Sequence[Any], combine: str = "sum"):
         composition.check_branches(branches, combine)
@@ -348,7 +368,7 @@ class Parallel(nnx.Module):
 
 class Pad1D(nnx.Module):
     """Time-axis padding (``"constant"``, ``"reflect"`` or ``"replicate"``), as
-    :class:`convtrans.Pad1D` is for linen."""
+    :class:`convtrans.linen.Pad1D` is for linen: ``steps`` becomes ``steps + left + right``."""
 
     def __init__(self, padding: Any, mode: str = "constant", data_format: str = "channels_last"):
         graph.check_pad(padding, mode, data_format)

@@ -65,26 +65,33 @@ class Constrained(struct.PyTreeNode, meta.AxisMetadata):
         _check_constraint(self.constraint)
 
     def unbox(self) -> Any:
+        """The parameter array (flax's ``AxisMetadata`` interface)."""
         return self.value
 
     def replace_boxed(self, val: Any) -> "Constrained":
+        """The same box around another value ``val`` (flax's ``AxisMetadata`` interface)."""
         return self.replace(value=val)
 
     # A constraint acts on the whole weight; under nn.vmap / nn.scan it acts on each slice.
     def add_axis(self, index: int, params: dict[Any, Any]) -> "Constrained":
+        """For ``nn.vmap`` / ``nn.scan`` stacking the parameter along axis ``index``: the constraint
+        then applies to each slice along that axis separately."""
         return self.replace(constraint=_Sliced(self.constraint, index))
 
     def remove_axis(self, index: int, params: dict[Any, Any]) -> "Constrained":
+        """The inverse of :meth:`add_axis`: the per-slice constraint on axis ``index`` unwrapped."""
         inner = self.constraint
         if isinstance(inner, _Sliced) and inner.axis == index:
             return self.replace(constraint=inner.constraint)
         return self
 
     def to_nnx_metadata(self) -> dict[str, Any]:
+        """``{"value": ..., "constraint": ...}``: the box as the metadata of an ``nnx.Param``."""
         return {"value": self.value, "constraint": self.constraint}
 
     @classmethod
     def from_nnx_metadata(cls, metadata: dict[str, Any]) -> "Constrained":
+        """The box of an ``nnx.Param``'s metadata, the inverse of :meth:`to_nnx_metadata`."""
         return cls(metadata["value"], metadata["constraint"])
 
 
@@ -152,7 +159,8 @@ def _is_carrier(node: Any) -> bool:
 
 
 def leaf_constraints(tree: Any) -> tuple[Optional[Constraint], ...]:
-    """One entry per array leaf of ``tree`` (in ``jax.tree.leaves`` order): its constraint or None."""
+    """One entry per array leaf of ``tree`` (in ``jax.tree.leaves`` order): its constraint (from a
+    :class:`Constrained` box or an nnx variable's ``constraint`` metadata) or None."""
     found: list[Optional[Constraint]] = []
     for node in jax.tree.leaves(tree, is_leaf=_is_carrier):
         constraint = _constraint_of(node)
@@ -188,7 +196,8 @@ class KerasConstraintsState(NamedTuple):
 
 
 def apply_constraints(params: Any) -> Any:
-    """``params`` with every :class:`Constrained` box (or nnx ``constraint`` variable) projected.
+    """``params`` with every :class:`Constrained` box (or nnx ``constraint`` variable) projected:
+    ``w <- constraint(w)``, the tree's structure, shapes and dtypes kept.
 
     Use it once after initialization if the initial weights must already satisfy the constraint
     (Keras does not do this: it constrains only after updates).

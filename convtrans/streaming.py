@@ -24,6 +24,20 @@ and :func:`finish`::
 Either way the played stream is ``latency`` zeros followed by exactly the whole-signal output, in
 memory that does not grow with the signal, and every step is a pure function of arrays (usable
 under ``jax.jit`` and as the body of ``jax.lax.scan``).
+
+The arithmetic of one layer (``s`` stride, ``d`` dilation, ``ke = (kernel_size - 1) * d + 1``,
+``(left, right)`` the pads of :func:`convtrans.transpose_pads`): input step ``i`` times tap ``j``
+lands at position ``i * s + j * d`` of the *full* result, and output step ``t`` is full position
+``t + c`` with ``c = ke - 1 - left``. Once ``n`` steps are in, full positions ``< n * s`` are
+final; ``[n * s, n * s + ke - s)`` still wait for later steps. When ``right < s - 1`` the last
+``hold = s - 1 - right`` final positions may still be cropped by the end of the signal, so a step
+holds them back. The state carries :func:`carry_length` ``= hold + max(ke - s, 0)`` partial sums;
+a step of ``m`` input steps adds its chunk's full result onto them and emits ``m * s`` samples,
+so the stream runs :func:`latency` ``= c + hold`` samples behind the output, and :func:`finish`
+emits the last :func:`tail_length` ``= max(right + 1 - s, 0)`` samples: ``n * s + tail_length``
+samples in all, ``latency + output_length(config, n)``. Each sample is the same sum of products as
+in the whole-signal evaluation, grouped differently where chunks overlap, so results agree to
+float rounding.
 """
 
 from convtrans._src.streaming.layer import (

@@ -8,9 +8,10 @@ import convtrans as ct
 README = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
 
 
-def test_readme_opens_with_the_two_setup_commands():
-    first_block = README.split("```bash", 1)[1].split("```", 1)[0]
-    assert "make demo" in first_block and "make test" in first_block
+def test_readme_opens_with_pip_install_then_the_two_setup_commands():
+    blocks = [block.split("```", 1)[0] for block in README.split("```bash")[1:]]
+    assert "pip install ." in blocks[0] and "pip install dist/convtrans-" in blocks[0]
+    assert "make demo" in blocks[1] and "make test" in blocks[1]
 
 
 def test_usage_example_runs_as_written():

@@ -80,7 +80,10 @@ IMPLEMENTATIONS: dict[str, KernelFn] = {
 
 def default_implementation(backend: Optional[str] = None) -> str:
     """The implementation :func:`conv1d_transpose` uses by default: ``"polyphase"`` on every
-    platform (its plan, chosen per platform, is what :func:`convtrans.plan` returns)."""
+    platform (its plan, chosen per platform, is what :func:`convtrans.plan` returns).
+
+    ``backend`` (``"cpu"``, ``"gpu"``, ``"tpu"``, ...; None for JAX's default) is checked to be a
+    known platform."""
     dispatch.platform_of(backend)
     return "polyphase"
 
@@ -250,7 +253,19 @@ def conv1d_transpose(
     precision: Any = None,
     implementation: Implementation = None,
 ) -> tuple[jax.Array, Aux]:
-    """Keras's ``Conv1DTranspose`` as a pure function: ``y = activation(conv(x) + bias)``.
+    """Keras's ``Conv1DTranspose`` as a pure function: ``y = activation(conv_transpose(x) + bias)``.
+
+    With ``n`` input steps, ``s = strides``, ``d = dilation_rate`` and ``ke = (kernel_size - 1) * d
+    + 1``, each input step ``i`` and tap ``j`` land at position ``i * s + j * d`` of the *full
+    result* (per group; ``W = params["kernel"]``)::
+
+        F[p, f] = sum over (i, j, c) with i * s + j * d = p  of  x[i, c] * W[j, f % (filters // groups), c]
+                  (c over the input channels of f's group),   0 <= p < (n - 1) * s + ke
+
+    and ``y[t, f] = activation(F[t + c0, f] + bias[f])`` for ``0 <= t <
+    output_length(config, n)``, where ``c0 = ke - 1 - left`` with ``left`` from
+    :func:`convtrans.transpose_pads` (``F`` is zero outside its range, where ``output_padding``
+    or padding reaches): the transpose of a strided convolution, whence the name.
 
     Args:
       params: ``{"kernel": (kernel_size, filters // groups, in_channels), "bias": (filters,)}``
@@ -258,7 +273,8 @@ def conv1d_transpose(
       x: ``(..., steps, in_channels)`` for channels_last or ``(..., in_channels, steps)`` for
         channels_first, floating, of rank >= 2: ``(steps, in_channels)`` is one example, and every
         axis before the last two is a batch axis. Batch axes and ``steps`` may be symbolic
-        (``jax.export``). The computation runs in ``x.dtype`` (parameters are cast).
+        (``jax.export``). The computation runs in ``x.dtype`` (parameters are cast); float16 and
+        bfloat16 products accumulate in float32 and are rounded once.
       config: the layer's configuration (hashable: pass it as a static argument under jit).
       precision: ``lax.Precision`` for the convolution.
       implementation: None (or ``"polyphase"``) runs the plan :func:`convtrans.plan` gives for the
@@ -266,13 +282,17 @@ def conv1d_transpose(
         Keras), ``"gemm"`` or a :class:`convtrans.Plan` forces that computation.
 
     Returns:
-      ``(y, aux)``: ``y`` of shape ``(..., output_length(config, steps), filters)`` (or channels
-      first), and ``aux``, a dict of scalar regularization terms with keys ``kernel``, ``bias``
-      and ``activity`` whose sum is Keras's ``sum(layer.losses)`` (the activity term divided by
-      the number of examples, the product of the batch axes).
+      ``(y, aux)``: ``y`` of shape ``(..., output_length(config, steps), filters)`` (channels
+      first: ``(..., filters, output_length(config, steps))``) and ``x``'s dtype, and ``aux``, a
+      dict of scalar regularization terms with keys ``kernel``, ``bias`` and ``activity`` (zero
+      where no regularizer is set; float32, or float64 for float64 parameters) whose sum is
+      Keras's ``sum(layer.losses)`` (the activity term divided by the number of examples, the
+      product of the batch axes).
 
     Raises:
-      ValueError: for a forced plan that cannot compute this layer, saying why.
+      ValueError: for a forced plan that cannot compute this layer, saying why; for parameters or
+        an input that do not fit ``config`` (wrong shapes, too short an input for the padding).
+      TypeError: for a non-floating input or parameters, or a config of the wrong type.
     """
     check_config(config)
     in_channels = check_input(x, config)
@@ -302,7 +322,8 @@ def _layer_shape(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any) -> tup
 
 def plan(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any = "float32",
          platform: Optional[str] = None) -> Plan:
-    """The :class:`Plan` that :func:`conv1d_transpose` runs for inputs of ``x_shape`` and ``dtype``.
+    """The :class:`~convtrans.Plan` that :func:`conv1d_transpose` runs for inputs of ``x_shape`` and
+    ``dtype``.
 
     A pure function of the layer, the input's channels and steps per example (the batch axes do
     not matter, so ``jax.vmap`` gets the plan of the batched call), the dtype and the platform;
@@ -321,8 +342,8 @@ def plan(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any = "float32",
 
 def explain(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any = "float32",
             platform: Optional[str] = None) -> str:
-    """:func:`plan`'s choice, one line per part of the plan with the reason and the threshold
-    that decided it (arguments as for :func:`plan`)."""
+    """:func:`plan`'s choice as text, one line per part of the plan with the reason and the
+    threshold that decided it (arguments as for :func:`plan`)."""
     in_channels, length = _layer_shape(config, x_shape, dtype)
     return dispatch.explain_plan(config, in_channels, length, dtype, dispatch.platform_of(platform))
 
@@ -336,8 +357,12 @@ def conv1d(
 ) -> tuple[jax.Array, Aux]:
     """Keras's ``Conv1D`` as a pure function: ``y = activation(conv(x) + bias)``.
 
-    ``y[..., t, o] = sum_{j, c} xp[..., t * s + j * d, c] W[j, c, o]`` per group, with ``xp`` the
-    input padded by :func:`convtrans._src.geometry.conv_pads` (zeros).
+    ``y[..., t, o] = activation(bias[o] + sum_{j, c} xp[..., t * s + j * d, c] W[j, c, o])``, ``c``
+    over the input channels of ``o``'s group, with ``xp`` the input padded with zeros by
+    ``(left, right)``: none for ``"valid"``; ``ke - 1`` on the left for ``"causal"``;
+    ``total = max((ceil(n / s) - 1) * s + ke - n, 0)`` split as ``left = total // 2``,
+    ``right = total - left`` for ``"same"`` (XLA's rule, so Keras's on JAX); the given pair for
+    integer padding. The output has ``(n + left + right - ke) // s + 1`` steps.
 
     Args:
       params: ``{"kernel": (kernel_size, in_channels // groups, filters), "bias": (filters,)}``
@@ -348,9 +373,13 @@ def conv1d(
       precision: ``lax.Precision`` for the convolution.
 
     Returns:
-      ``(y, aux)``: ``y`` of shape ``(..., conv_output_length(config, steps), filters)`` (or
-      channels first) in ``x.dtype``, and the regularization terms as for
+      ``(y, aux)``: ``y`` of shape ``(..., out_steps, filters)`` (channels first:
+      ``(..., filters, out_steps)``) in ``x.dtype``, and the regularization terms as for
       :func:`conv1d_transpose`.
+
+    Raises:
+      ValueError: for parameters or an input that do not fit ``config``, or an input shorter
+        than the kernel's span after padding.
     """
     check_conv_config(config)
     in_channels = check_input(x, config)

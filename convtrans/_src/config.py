@@ -87,17 +87,19 @@ class _LayerFields:
 
     @property
     def effective_kernel_size(self) -> int:
-        """``(kernel_size - 1) * dilation_rate + 1``."""
+        """The span of the dilated kernel, ``ke = (kernel_size - 1) * dilation_rate + 1``."""
         return effective_kernel_size(self.kernel_size, self.dilation_rate)
 
     @property
     def channel_axis(self) -> int:
-        """Axis of the channels in inputs and outputs of any rank >= 2: -1 or -2."""
+        """The channels' axis in inputs and outputs of any rank >= 2 (-1 for channels_last, -2 for
+        channels_first)."""
         return -1 if self.data_format == "channels_last" else -2
 
     @property
     def time_axis(self) -> int:
-        """Axis of the steps in inputs and outputs of any rank >= 2: -2 or -1."""
+        """The time axis in inputs and outputs of any rank >= 2 (-2 for channels_last, -1 for
+        channels_first)."""
         return -2 if self.data_format == "channels_last" else -1
 
     def new_kernel_shape(self, in_channels: int, dtype: Any) -> tuple[int, int, int]:
@@ -117,6 +119,12 @@ class _LayerFields:
 class Conv1DTransposeConfig(_LayerFields):
     """The arguments of a 1-D transposed convolution, in Keras's names and with its defaults.
 
+    Frozen and hashable: pass it as a static argument under ``jax.jit``. Every argument is
+    validated (and normalized: 1-tuples to ints, names to objects) when the config is made; errors
+    name the argument. With ``n`` input steps, the output has ``output_length(config, n)`` steps
+    (:func:`convtrans.output_length`) and ``filters`` channels, and the kernel is
+    ``(kernel_size, filters // groups, in_channels)``.
+
     Attributes:
       filters: number of output channels.
       kernel_size: taps of the kernel (int or 1-tuple).
@@ -133,16 +141,23 @@ class Conv1DTransposeConfig(_LayerFields):
       activation: a Keras activation name, None (linear) or a callable (Keras's own activation
         functions are stored by name).
       use_bias: whether a bias of shape ``(filters,)`` is added before the activation.
-      kernel_initializer, bias_initializer: Keras names, Keras config dicts or objects,
-        :mod:`convtrans.initializers` objects or ``jax.nn.initializers`` callables.
-      kernel_regularizer, bias_regularizer, activity_regularizer: None, ``"l1"``, ``"l2"``,
-        ``"l1l2"``, Keras dicts or objects, or :mod:`convtrans.regularizers` objects.
-      kernel_constraint, bias_constraint: None, Keras names, dicts or objects, or
-        :mod:`convtrans.constraints` objects.
+      kernel_initializer: draws the kernel (``"glorot_uniform"``): a Keras name, config dict or
+        object, a :mod:`convtrans.initializers` object or a ``jax.nn.initializers`` callable
+        ``(key, shape, dtype) -> array``.
+      bias_initializer: draws the bias (``"zeros"``), given as ``kernel_initializer`` is.
+      kernel_regularizer: penalty of the kernel: None, ``"l1"``, ``"l2"``, ``"l1l2"``, a Keras
+        dict or object, or a :mod:`convtrans.regularizers` object.
+      bias_regularizer: penalty of the bias, given as ``kernel_regularizer`` is.
+      activity_regularizer: penalty of the output ``y``, divided by the number of examples.
+      kernel_constraint: projection of the kernel after each update: None, a Keras name, dict or
+        object, or a :mod:`convtrans.constraints` object.
+      bias_constraint: projection of the bias, given as ``kernel_constraint`` is.
+      groups: split channels into this many independent groups (PyTorch's ``groups``); it must
+        divide ``filters`` and ``in_channels``, and the kernel is
+        ``(kernel_size, filters // groups, in_channels)``.
 
-      Keras objects are converted to this package's equivalents through their ``get_config``.
-      groups: split channels into this many independent groups (PyTorch's ``groups``); the kernel
-        is ``(kernel_size, filters // groups, in_channels)``.
+    Keras objects (initializers, regularizers, constraints) are converted to this package's
+    equivalents through their ``get_config``.
     """
 
     filters: int
@@ -321,7 +336,9 @@ class Conv1DConfig(_LayerFields):
     """The arguments of Keras's ``Conv1D`` (a 1-D convolution), in its names and with its defaults.
 
     The fields are those of :class:`Conv1DTransposeConfig` without ``output_padding``, validated
-    the same way, except:
+    the same way (frozen and hashable too). With ``n`` input steps the output has
+    ``(n + left + right - ke) // strides + 1`` steps (``ceil(n / strides)`` for ``"same"``; see
+    :func:`convtrans.conv1d`). The differences:
 
     Attributes:
       padding: ``"valid"``, ``"same"`` or ``"causal"`` (Keras, any case: ``"causal"`` pads

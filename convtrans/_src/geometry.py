@@ -56,7 +56,12 @@ def effective_kernel_size(kernel_size: int, dilation_rate: int) -> int:
 
 
 def transpose_pads(config: ConvGeometry) -> TransposePads:
-    """The ``(left, right)`` pads of the s-dilated input that define ``config``'s output.
+    """The ``(left, right)`` pads of the s-dilated input that define ``config``'s output: a named
+    tuple of two ints (negative values crop).
+
+    The output is a stride-1 convolution of ``pad_(left, right)(dilate_s(x))`` with the flipped
+    kernel, so output step ``t`` is position ``t + ke - 1 - left`` of the full result (see
+    :func:`convtrans.conv1d_transpose`).
 
     Keras modes (what ``keras.layers.Conv1DTranspose`` computes on every backend):
 

@@ -13,9 +13,25 @@ CORRELATIONS = ("convolution", "stacked_product")
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """The form of each part of a layer's computation (the forms: :mod:`convtrans._src.dispatch`).
+    """The form of each part of a layer's computation; :func:`convtrans.plan` gives the default
+    plan of a layer and :func:`convtrans.explain` its reasons. Pass one as ``implementation`` to
+    force it. The forms are described in the design document ("The dispatch plan").
 
     The default, ``Plan()``, is the plain polyphase convolution throughout.
+
+    Attributes:
+      forward: the form of the output: ``"lhs_dilation"`` (the reference), ``"polyphase"``,
+        ``"winograd"`` or ``"gemm"``.
+      input_gradient: the form of the tangent in ``x`` (and so of the input gradient), one of the
+        same four.
+      kernel_gradient: the form of the tangent in the kernel (and of the kernel gradient): one of
+        the four, or ``"zero_padded"``.
+      correlation: how the forward pass's stride-1 correlations run: ``"convolution"`` or
+        ``"stacked_product"`` (bfloat16 on CPU: one product of stacked shifted windows,
+        accumulated in float32).
+
+    Raises:
+      ValueError: for an unknown form name.
     """
 
     forward: str = "polyphase"

@@ -11,47 +11,79 @@ Activation = Callable[[jax.Array], jax.Array]
 
 
 def linear(x):
+    """``x`` itself: the identity (Keras's ``linear``, the activation of ``activation=None``)."""
     return x
 
 
 def hard_sigmoid(x):
+    """``relu6(x + 3) / 6``, i.e. ``clip(x / 6 + 0.5, 0, 1)`` (Keras 3; not TF 2.x's ``0.2 * x + 0.5``).
+
+    Elementwise: same shape and dtype as ``x``.
+    """
     return jax.nn.relu6(x + 3.0) / 6.0
 
 
 def hard_silu(x):
+    """``x * hard_sigmoid(x) = x * relu6(x + 3) / 6`` (Keras's ``hard_silu``, alias ``hard_swish``).
+
+    Elementwise: same shape and dtype as ``x``.
+    """
     return x * hard_sigmoid(x)
 
 
 def hard_shrink(x, threshold=0.5):
+    """``x`` where ``|x| > threshold``, else 0. Elementwise: same shape and dtype as ``x``."""
     return jnp.where(jnp.abs(x) > threshold, x, jnp.zeros_like(x))
 
 
 def soft_shrink(x, threshold=0.5):
+    """``x - threshold`` where ``x > threshold``, ``x + threshold`` where ``x < -threshold``, else 0.
+
+    Elementwise: same shape and dtype as ``x``.
+    """
     return jnp.where(x > threshold, x - threshold, jnp.where(x < -threshold, x + threshold, jnp.zeros_like(x)))
 
 
 def tanh_shrink(x):
+    """``x - tanh(x)``. Elementwise: same shape and dtype as ``x``."""
     return x - jnp.tanh(x)
 
 
 def leaky_relu(x, negative_slope=0.2):
+    """``x`` where ``x >= 0``, else ``negative_slope * x``; Keras's default slope is 0.2 (jax's and
+    PyTorch's 0.01, HiFi-GAN's 0.1). Elementwise: same shape and dtype as ``x``.
+    """
     return jax.nn.leaky_relu(x, negative_slope)
 
 
 def mish(x):
+    """``x * tanh(softplus(x))`` with ``softplus(x) = log(1 + exp(x))``. Elementwise: same shape and
+    dtype as ``x``.
+    """
     return x * jnp.tanh(jax.nn.softplus(x))
 
 
 def squareplus(x, b=4.0):
+    """``(x + sqrt(x ** 2 + b)) / 2``, a smooth ReLU (Keras's default ``b=4``). Elementwise: same
+    shape and dtype as ``x``.
+    """
     # jax.nn's jitted function is what Keras calls; a hand-written eager copy can differ by ulps.
     return jax.nn.squareplus(x, b)
 
 
 def sparse_plus(x):
+    """0 for ``x <= -1``, ``(x + 1) ** 2 / 4`` for ``-1 < x < 1``, ``x`` for ``x >= 1``.
+
+    Elementwise: same shape and dtype as ``x``.
+    """
     return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, x, jnp.square(x + 1.0) / 4.0))
 
 
 def sparse_sigmoid(x):
+    """0 for ``x <= -1``, ``(x + 1) / 2`` for ``-1 < x < 1``, 1 for ``x >= 1``.
+
+    Elementwise: same shape and dtype as ``x``.
+    """
     return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, jnp.ones_like(x), 0.5 * (x + 1.0)))
 
 
@@ -63,6 +95,9 @@ def sparsemax(x, axis=-1):
     the ``k``-th cumulative sum; the two agree when the support has one element, and otherwise
     Keras's outputs need not sum to 1 (``[0.5, 0.4, -1]`` gives ``[0.3, 0.2, 0]``). We follow
     Keras, so ported models give the same outputs.
+
+    ``y = max(x - tau, 0)`` along ``axis``, with ``tau`` as above and the support the ``k``
+    largest entries ``z_(i)`` with ``z_(i) > (cumsum_i - 1) / i``. Same shape and dtype as ``x``.
     """
     z = jnp.moveaxis(x, axis, -1)
     z_sorted = -jnp.sort(-z, axis=-1)
@@ -75,7 +110,12 @@ def sparsemax(x, axis=-1):
 
 
 def glu(x, axis=-1):
-    """Keras's gated linear unit: the first half of ``axis`` times the sigmoid of the second."""
+    """Keras's gated linear unit: ``a * sigmoid(b)`` where ``a, b`` are the first and second halves of
+    ``axis``, so that axis halves: ``(..., 2 * c)`` gives ``(..., c)`` (for ``axis=-1``).
+
+    Raises:
+      ValueError: if ``x.shape[axis]`` is odd.
+    """
     if x.shape[axis] % 2:
         raise ValueError(f"activation 'glu' splits axis {axis} in two halves, but it has {x.shape[axis]} "
                          "entries (odd); use an even number of filters.")
@@ -83,7 +123,9 @@ def glu(x, axis=-1):
 
 
 def threshold(x, threshold, default_value):
-    """``x`` where ``x > threshold``, else ``default_value`` (Keras's ``threshold``)."""
+    """``x`` where ``x > threshold``, else ``default_value`` (Keras's ``threshold``); same shape and
+    dtype as ``x``. It needs both arguments, so pass it as
+    ``functools.partial(threshold, threshold=..., default_value=...)``, not by name."""
     return jnp.where(x > threshold, x, jnp.asarray(default_value, x.dtype))
 
 
@@ -123,7 +165,16 @@ ACTIVATIONS: dict[str, Activation] = {
 
 
 def validate(activation, argument: str = "activation"):
-    """The stored form of an activation: a known name (None -> "linear") or a callable."""
+    """The stored form of an activation: a known name (None -> ``"linear"``) or a callable.
+
+    Keras's own functions (``keras.activations.relu``) become their names, so that configs holding
+    them still serialize to Keras.
+
+    Raises:
+      ValueError: for a name that is not in :data:`ACTIVATIONS`, or ``"threshold"`` (which needs
+        arguments).
+      TypeError: for anything that is neither a name, None nor a callable.
+    """
     if activation is None:
         return "linear"
     if isinstance(activation, str):
@@ -154,6 +205,7 @@ def validate(activation, argument: str = "activation"):
 
 
 def get(activation) -> Activation:
-    """The function for a stored activation (a name or a callable)."""
+    """The function ``x -> y`` for an activation name (looked up in :data:`ACTIVATIONS`), None
+    (:func:`linear`) or a callable (returned as is); validated as by :func:`validate`."""
     activation = validate(activation)
     return ACTIVATIONS[activation] if isinstance(activation, str) else activation

@@ -14,11 +14,16 @@ EPSILON = 1e-7
 
 @dataclasses.dataclass(frozen=True)
 class Constraint(KerasObject):
-    """A projection ``w -> w'`` of the same shape and dtype."""
+    """A projection ``w -> w'`` of the same shape and dtype, applied after each optimizer update.
+
+    Subclasses are frozen dataclasses (hashable, so a config holding one can be a static argument
+    of ``jax.jit``) that serialize to Keras with :meth:`to_keras`.
+    """
 
     keras_module = "keras.constraints"
 
     def __call__(self, w: jnp.ndarray) -> jnp.ndarray:
+        """The projected weight: ``w``'s shape and floating dtype."""
         raise NotImplementedError
 
     def check_target(self, rank: int, argument: str) -> None:
@@ -42,6 +47,17 @@ def _checked_norms(constraint: Constraint, w: jnp.ndarray) -> jnp.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class MaxNorm(Constraint):
+    """Caps the L2 norm over ``axis``: ``w * clip(norm, 0, max_value) / (EPSILON + norm)``.
+
+    ``norm = sqrt(sum(w ** 2, axis, keepdims=True))``. With the default ``axis=0`` and the
+    ``(kernel_size, filters // groups, in_channels)`` kernel, each (filter, input channel) pair's
+    taps are scaled so that their norm is at most ``max_value`` (Keras name ``"max_norm"``).
+
+    Attributes:
+      max_value: the largest norm allowed, >= 0 (2 by default).
+      axis: an axis or a tuple of axes the norm is taken over.
+    """
+
     max_value: float = 2.0
     axis: int | tuple[int, ...] = 0
 
@@ -57,6 +73,18 @@ class MaxNorm(Constraint):
 
 @dataclasses.dataclass(frozen=True)
 class MinMaxNorm(Constraint):
+    """Moves the L2 norm over ``axis`` into ``[min_value, max_value]``, by ``rate``:
+
+    ``w * (rate * clip(norm, min_value, max_value) + (1 - rate) * norm) / (EPSILON + norm)``
+    with ``norm = sqrt(sum(w ** 2, axis, keepdims=True))`` (Keras name ``"min_max_norm"``).
+
+    Attributes:
+      min_value: the norm's lower bound, ``>= 0`` (0).
+      max_value: the norm's upper bound, ``>= min_value`` (1).
+      rate: in ``[0, 1]``; 1 (the default) projects onto the bounds, smaller rates move part way.
+      axis: an axis or a tuple of axes the norm is taken over (0).
+    """
+
     min_value: float = 0.0
     max_value: float = 1.0
     rate: float = 1.0
@@ -81,6 +109,13 @@ class MinMaxNorm(Constraint):
 
 @dataclasses.dataclass(frozen=True)
 class UnitNorm(Constraint):
+    """Scales to unit L2 norm over ``axis``: ``w / (EPSILON + sqrt(sum(w ** 2, axis, keepdims=True)))``
+    (Keras name ``"unit_norm"``).
+
+    Attributes:
+      axis: an axis or a tuple of axes the norm is taken over (0).
+    """
+
     axis: int | tuple[int, ...] = 0
 
     def __post_init__(self):
@@ -92,6 +127,8 @@ class UnitNorm(Constraint):
 
 @dataclasses.dataclass(frozen=True)
 class NonNeg(Constraint):
+    """Clips negative entries to zero: ``max(w, 0)``, elementwise (Keras name ``"non_neg"``)."""
+
     def __call__(self, w):
         return jnp.maximum(w, 0)
 
@@ -109,5 +146,12 @@ _REGISTRY = {
 
 
 def get(identifier: Any, argument: str = "constraint") -> Constraint | None:
-    """A :class:`Constraint` from None, a name, a Keras config dict or a Constraint."""
+    """A :class:`Constraint` from None (returned as None), a Keras name (``"max_norm"``,
+    ``"min_max_norm"``, ``"unit_norm"``, ``"non_neg"`` or the class names), a Keras config dict
+    ``{"class_name": ..., "config": {...}}``, a Keras constraint object, or a Constraint.
+
+    Raises:
+      ValueError: for an unknown name or class name, or a config the class does not take.
+      TypeError: for anything else; ``argument`` names where it was given.
+    """
     return resolve(identifier, argument=argument, registry=_REGISTRY, base=Constraint, kind="constraint")

@@ -23,7 +23,19 @@ def compute_fans(
     input_axes: Optional[Sequence[int]] = None,
     output_axes: Optional[Sequence[int]] = None,
 ) -> tuple[int, int]:
-    """``(fan_in, fan_out)`` of a weight of ``shape``, by Keras's rules."""
+    """``(fan_in, fan_out)`` of a weight of ``shape``, by Keras's rules.
+
+    - rank 0: ``(1, 1)``; rank 1: ``(shape[0], shape[0])``;
+    - rank >= 2: ``fan_in = shape[-2] * r`` and ``fan_out = shape[-1] * r`` with
+      ``r = prod(shape[:-2])`` (the receptive field): for the transposed-convolution kernel
+      ``(kernel_size, filters // groups, in_channels)``, ``fan_in = kernel_size * filters // groups``
+      and ``fan_out = kernel_size * in_channels``;
+    - with both ``input_axes`` and ``output_axes`` given (Keras 3): the products of those axes'
+      sizes.
+
+    Raises:
+      ValueError: for an axis out of range.
+    """
     shape = tuple(shape)
     if input_axes is not None and output_axes is not None:
         for name, axes in (("input_axes", input_axes), ("output_axes", output_axes)):
@@ -40,7 +52,13 @@ def compute_fans(
 
 @dataclasses.dataclass(frozen=True)
 class Initializer(KerasObject):
-    """``init(key, shape, dtype=float32) -> array`` with Keras's distribution."""
+    """``init(key, shape, dtype=float32) -> array`` with Keras's distribution.
+
+    The signature of ``jax.nn.initializers``: ``key`` is a ``jax.random`` key, ``shape`` a tuple
+    of sizes, ``dtype`` a floating dtype (float32 by default); the result has that shape and
+    dtype. Subclasses are frozen dataclasses (hashable) that serialize to Keras with
+    :meth:`to_keras`.
+    """
 
     keras_module = "keras.initializers"
 
@@ -87,6 +105,25 @@ def _non_negative(value: Any, argument: str) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class VarianceScaling(Initializer):
+    """Samples with variance ``v = scale / max(1, fan)``, ``fan`` chosen by ``mode`` from
+    :func:`compute_fans` (``fan_avg = (fan_in + fan_out) / 2``):
+
+    - ``"truncated_normal"`` (also ``"normal"``): normal cut at two standard deviations, with
+      stddev ``sqrt(v) / 0.87962566103423978`` so that the truncated distribution has variance
+      ``v``;
+    - ``"untruncated_normal"``: normal with stddev ``sqrt(v)``;
+    - ``"uniform"``: uniform on ``[-sqrt(3 * v), sqrt(3 * v)]``.
+
+    Attributes:
+      scale: ``> 0``.
+      mode: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"``.
+      distribution: ``"truncated_normal"``, ``"normal"``, ``"untruncated_normal"`` or ``"uniform"``.
+      seed: kept for Keras configs only; the randomness is the ``key``'s.
+      input_axes: the axes whose sizes multiply to ``fan_in`` (Keras 3); with ``output_axes``,
+        they override the fan rule of :func:`compute_fans`.
+      output_axes: the axes whose sizes multiply to ``fan_out`` (Keras 3).
+    """
+
     scale: float = 1.0
     mode: str = "fan_in"
     distribution: str = "truncated_normal"
@@ -140,6 +177,7 @@ def _variance_scaling_family(name: str, scale: float, mode: str, distribution: s
         VarianceScaling.__init__(self, scale, mode, distribution, seed, input_axes, output_axes)
 
     def get_config(self):
+        """The Keras config: ``seed``, ``input_axes`` and ``output_axes`` (the rest is fixed)."""
         return {
             "seed": self.seed,
             "input_axes": None if self.input_axes is None else list(self.input_axes),
@@ -161,6 +199,15 @@ LecunNormal = _variance_scaling_family("LecunNormal", 1.0, "fan_in", "truncated_
 
 @dataclasses.dataclass(frozen=True)
 class RandomNormal(Initializer):
+    """Normal samples ``mean + stddev * N(0, 1)`` (Keras's defaults 0 and 0.05; names
+    ``"random_normal"``, ``"normal"``).
+
+    Attributes:
+      mean: the mean.
+      stddev: the standard deviation, >= 0.
+      seed: kept for Keras configs only.
+    """
+
     mean: float = 0.0
     stddev: float = 0.05
     seed: Optional[int] = None
@@ -174,7 +221,15 @@ class RandomNormal(Initializer):
 
 @dataclasses.dataclass(frozen=True)
 class TruncatedNormal(Initializer):
-    """Normal cut at two standard deviations, without variance correction (as Keras)."""
+    """``mean + stddev * t`` with ``t`` a unit normal cut to ``[-2, 2]``, without variance
+    correction (as Keras: the samples' stddev is about ``0.88 * stddev``; name
+    ``"truncated_normal"``).
+
+    Attributes:
+      mean: the mean (0).
+      stddev: the untruncated standard deviation, >= 0 (0.05).
+      seed: kept for Keras configs only.
+    """
 
     mean: float = 0.0
     stddev: float = 0.05
@@ -189,6 +244,15 @@ class TruncatedNormal(Initializer):
 
 @dataclasses.dataclass(frozen=True)
 class RandomUniform(Initializer):
+    """Uniform samples on ``[minval, maxval)`` (Keras's defaults -0.05 and 0.05; names
+    ``"random_uniform"``, ``"uniform"``).
+
+    Attributes:
+      minval: the lower bound.
+      maxval: the upper bound, ``>= minval``.
+      seed: kept for Keras configs only.
+    """
+
     minval: float = -0.05
     maxval: float = 0.05
     seed: Optional[int] = None
@@ -204,7 +268,17 @@ class RandomUniform(Initializer):
 
 @dataclasses.dataclass(frozen=True)
 class Orthogonal(Initializer):
-    """Orthogonal rows or columns of the ``(prod(shape[:-1]), shape[-1])`` matrix, times ``gain``."""
+    """Orthogonal rows or columns of the ``(prod(shape[:-1]), shape[-1])`` matrix, times ``gain``.
+
+    The QR decomposition of a normal matrix, signs fixed by ``R``'s diagonal (so the result is
+    uniformly distributed over orthogonal matrices), reshaped to ``shape`` (rank >= 2). For the
+    ``(kernel_size, filters // groups, in_channels)`` kernel the matrix is
+    ``(kernel_size * filters // groups, in_channels)``.
+
+    Attributes:
+      gain: the factor (1).
+      seed: kept for Keras configs only.
+    """
 
     gain: float = 1.0
     seed: Optional[int] = None
@@ -254,6 +328,12 @@ class Identity(Initializer):
 
 @dataclasses.dataclass(frozen=True)
 class Constant(Initializer):
+    """Every entry ``value`` (name ``"constant"``).
+
+    Attributes:
+      value: a real number (0).
+    """
+
     value: float = 0.0
 
     def __post_init__(self):
@@ -265,12 +345,16 @@ class Constant(Initializer):
 
 @dataclasses.dataclass(frozen=True)
 class Zeros(Initializer):
+    """Every entry 0 (names ``"zeros"``, ``"zero"``): the default ``bias_initializer``."""
+
     def _sample(self, key, shape, dtype):
         return jnp.zeros(tuple(shape), dtype)
 
 
 @dataclasses.dataclass(frozen=True)
 class Ones(Initializer):
+    """Every entry 1 (names ``"ones"``, ``"one"``)."""
+
     def _sample(self, key, shape, dtype):
         return jnp.ones(tuple(shape), dtype)
 
@@ -306,8 +390,16 @@ _REGISTRY.update(
 
 
 def get(identifier: Any, argument: str = "initializer"):
-    """An initializer from a Keras name, a Keras config dict, an :class:`Initializer` or any
-    ``jax.nn.initializers``-style callable ``(key, shape, dtype) -> array``."""
+    """An initializer from a Keras name (``"glorot_uniform"``, ``"he_normal"``, ``"zeros"``, ...
+    or a class name), a Keras config dict ``{"class_name": ..., "config": {...}}``, a Keras
+    initializer object, an :class:`Initializer`, or any ``jax.nn.initializers``-style callable
+    ``(key, shape, dtype) -> array`` (returned as is).
+
+    Raises:
+      TypeError: for None, or a callable that cannot be called as ``init(key, shape, dtype)``.
+      ValueError: for an unknown name, a config the class does not take, or Keras's STFT
+        initializer.
+    """
     if identifier is None:
         raise TypeError(f"{argument} must be an initializer, got None.")
     if isinstance(identifier, dict) and identifier.get("class_name") in ("STFT", "STFTInitializer"):

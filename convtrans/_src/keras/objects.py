@@ -22,6 +22,7 @@ class KerasObject:
     keras_module: ClassVar[str] = ""
 
     def get_config(self) -> dict[str, Any]:
+        """The object's arguments by name (tuples as lists), as Keras's ``get_config`` gives them."""
         return {
             f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
             for f in dataclasses.fields(self)

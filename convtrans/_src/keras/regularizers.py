@@ -12,11 +12,13 @@ from convtrans._src.keras.objects import KerasObject, as_keras_dict, check_numbe
 
 @dataclasses.dataclass(frozen=True)
 class Regularizer(KerasObject):
-    """A penalty ``array -> scalar``."""
+    """A penalty ``array -> scalar``: a frozen dataclass (hashable, so configs holding one stay
+    static arguments of ``jax.jit``) that serializes to Keras with :meth:`to_keras`."""
 
     keras_module = "keras.regularizers"
 
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+        """The penalty of ``x`` (any shape, floating): a scalar of ``x``'s dtype."""
         raise NotImplementedError
 
 
@@ -30,7 +32,15 @@ def _checked(x: Any) -> jnp.ndarray:
 
 @dataclasses.dataclass(frozen=True)
 class L1L2(Regularizer):
-    """``l1 * sum(|x|) + l2 * sum(x ** 2)``; Keras's defaults are 0 for both."""
+    """``l1 * sum(|x|) + l2 * sum(x ** 2)``, summed over every entry of ``x``; Keras's defaults are
+    0 for both (name ``"l1l2"``; ``"l1_l2"`` is TF 2.x's ``L1L2(0.01, 0.01)``).
+
+    Returns a scalar of ``x``'s dtype; a zero coefficient's term is left out (not multiplied).
+
+    Attributes:
+      l1: the coefficient of the absolute values, >= 0.
+      l2: the coefficient of the squares, >= 0.
+    """
 
     l1: float = 0.0
     l2: float = 0.0
@@ -51,7 +61,12 @@ class L1L2(Regularizer):
 
 @dataclasses.dataclass(frozen=True)
 class L1(Regularizer):
-    """``l1 * sum(|x|)`` (Keras default ``l1=0.01``)."""
+    """``l1 * sum(|x|)`` over every entry of ``x`` (Keras default ``l1=0.01``, name ``"l1"``); a
+    scalar of ``x``'s dtype.
+
+    Attributes:
+      l1: the coefficient, >= 0.
+    """
 
     l1: float = 0.01
 
@@ -65,7 +80,12 @@ class L1(Regularizer):
 
 @dataclasses.dataclass(frozen=True)
 class L2(Regularizer):
-    """``l2 * sum(x ** 2)`` (Keras default ``l2=0.01``)."""
+    """``l2 * sum(x ** 2)`` over every entry of ``x`` (Keras default ``l2=0.01``, name ``"l2"``); a
+    scalar of ``x``'s dtype (no factor 1/2, unlike ``tf.nn.l2_loss``).
+
+    Attributes:
+      l2: the coefficient, >= 0.
+    """
 
     l2: float = 0.01
 
@@ -89,7 +109,15 @@ _REGISTRY = {
 
 
 def get(identifier: Any, argument: str = "regularizer") -> Regularizer | None:
-    """A :class:`Regularizer` from None, a name, a Keras config dict or object, or a Regularizer."""
+    """A :class:`Regularizer` from None (returned as None), a name (``"l1"``, ``"l2"``, ``"l1l2"``,
+    ``"l1_l2"`` or a class name), a Keras config dict ``{"class_name": ..., "config": {...}}``, a
+    Keras regularizer object, or a Regularizer.
+
+    Raises:
+      ValueError: for an unknown name, a config the class does not take, or Keras's
+        ``OrthogonalRegularizer`` (it needs a rank-2 weight).
+      TypeError: for anything else; ``argument`` names where it was given.
+    """
     identifier = as_keras_dict(identifier)
     name = identifier.get("class_name") if isinstance(identifier, dict) else identifier
     if isinstance(name, str) and name in ("OrthogonalRegularizer", "orthogonal_regularizer"):

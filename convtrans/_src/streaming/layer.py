@@ -97,14 +97,18 @@ def _hold(config: Conv1DTransposeConfig) -> int:
 
 
 def carry_length(config: Conv1DTransposeConfig) -> int:
-    """Time steps of the carried partial sums: ``hold + max(ke - s, 0)`` (see the module doc)."""
+    """Time steps of the carried partial sums: ``hold + max(ke - s, 0)``, with
+    ``hold = max(s - 1 - right, 0)``, ``ke`` the dilated kernel's span and ``right`` the right pad
+    of :func:`convtrans.transpose_pads`."""
     _check_config(config)
     ke = effective_kernel_size(config.kernel_size, config.dilation_rate)
     return _hold(config) + max(ke - config.strides, 0)
 
 
 def latency(config: Conv1DTransposeConfig) -> int:
-    """Zero samples the stream emits before output step 0: ``full_result_offset + hold``."""
+    """Zero samples the stream emits before output step 0: ``c + hold``, with ``c = ke - 1 - left``
+    the full-result position of output step 0 and ``hold = max(s - 1 - right, 0)`` (``(left,
+    right)`` from :func:`convtrans.transpose_pads`)."""
     _check_config(config)
     return full_result_offset(config) + _hold(config)
 
@@ -208,7 +212,7 @@ def batch_shape_of(batch_size: Any) -> tuple[int, ...]:
 
 def init(config: Conv1DTransposeConfig, batch_size: Union[int, tuple[int, ...]],
          dtype: Any = jnp.float32) -> StreamState:
-    """The state of a stream that has seen nothing yet.
+    """The state of a stream of ``config`` that has seen nothing yet.
 
     Args:
       config: the layer's configuration.
@@ -290,7 +294,8 @@ def step(
         ``(*batch, in_channels, m)`` with the batch axes given to :func:`init`, in its dtype. The
         chunk size may change from call to call (each size compiles once under jit).
       config: the layer's configuration (static under jit).
-      precision, implementation: as for :func:`convtrans.conv1d_transpose`.
+      precision: as for :func:`convtrans.conv1d_transpose`.
+      implementation: as for :func:`convtrans.conv1d_transpose`.
 
     Returns:
       ``(state, y)`` with ``y`` of shape ``(*batch, m * strides, filters)`` (channels_first:

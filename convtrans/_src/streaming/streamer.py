@@ -21,7 +21,7 @@ _MAX_CHUNK_RETRIES = 64
 
 
 class Streamer:
-    """Streams a flax.linen model built from convtrans's parts, one chunk at a time.
+    """Streams a flax.linen (or flax.nnx) model built from convtrans's parts, one chunk at a time.
 
     The parts that mix time steps (:class:`convtrans.Conv1D`, :class:`convtrans.Conv1DTranspose`,
     :class:`convtrans.Pad1D`) keep the samples they still need between chunks; the parts that
@@ -41,7 +41,9 @@ class Streamer:
       chunk_multiple: chunks hold a multiple of this many input steps (the strided Conv1Ds'
         downsampling, as far as the model does not upsample before them).
       rate: output samples per input step (e.g. 256 for a HiFi-GAN V1 generator), a Fraction.
-      in_channels, data_format: what the chunks look like.
+      in_channels: the chunks' channels.
+      data_format: the chunks' layout, ``"channels_last"`` ``(*batch, m, in_channels)`` or
+        ``"channels_first"`` ``(*batch, in_channels, m)``.
       batch_shape: the chunks' batch axes.
       dtype: the chunks' and the outputs' dtype.
 
@@ -67,8 +69,8 @@ class Streamer:
             state, as it is now) or an ``nnx.State`` of it.
           batch_size: signals streamed together, or the tuple of the chunks' batch axes (``()``:
             unbatched chunks).
-          in_channels, data_format: the input's channels and layout; by default those of the
-            model's first convolution.
+          in_channels: the input's channels; by default those of the model's first convolution.
+          data_format: the input's layout; by default that of the model's first convolution.
           dtype: the chunks' floating dtype.
           jit: compile :meth:`step` and :meth:`finish` (one compile per chunk size); False runs
             them op by op.
