@@ -34,6 +34,10 @@ test: $(VENV)/.installed-test+example+bench
 bench: $(VENV)/.installed-test+example+bench
 	$(BIN)/python -m benchmarks.run
 
+docs: $(VENV)/.installed-docs
+	$(BIN)/python -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
+	@echo "site: docs/_build/html/index.html"
+
 # A second environment with every direct dependency at its declared lower bound.
 LOWEST := .venv-lowest
 LOWEST_TESTS := tests/test_config.py tests/test_conv1d.py tests/test_linen.py tests/test_nnx.py \
@@ -54,4 +58,4 @@ test-lowest: $(LOWEST)/.installed
 	$(LOWEST)/bin/python -m pytest -q -n 2 $(LOWEST_TESTS) -k "$(LOWEST_DESELECT)"
 
 clean:
-	rm -rf $(VENV) $(LOWEST) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LOWEST) runs .pytest_cache .hypothesis docs/_build
