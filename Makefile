@@ -34,6 +34,13 @@ test: $(VENV)/.installed-test+example+bench
 bench: $(VENV)/.installed-test+example+bench
 	$(BIN)/python -m benchmarks.run
 
+lint: $(VENV)/.installed-lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/pyright
+	$(BIN)/mypy tests/typing/public_api_usage.py
+	$(BIN)/python .ci/verify_types.py
+
 docs: $(VENV)/.installed-docs
 	$(BIN)/python -m sphinx -W --keep-going -n -q -b html docs docs/_build/html
 	@echo "site: docs/_build/html/index.html"
