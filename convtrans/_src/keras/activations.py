@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Union
 
 import jax
 import jax.numpy as jnp
@@ -10,52 +10,52 @@ import jax.numpy as jnp
 Activation = Callable[[jax.Array], jax.Array]
 
 
-def linear(x):
+def linear(x: jax.Array) -> jax.Array:
     return x
 
 
-def hard_sigmoid(x):
+def hard_sigmoid(x: jax.Array) -> jax.Array:
     return jax.nn.relu6(x + 3.0) / 6.0
 
 
-def hard_silu(x):
+def hard_silu(x: jax.Array) -> jax.Array:
     return x * hard_sigmoid(x)
 
 
-def hard_shrink(x, threshold=0.5):
+def hard_shrink(x: jax.Array, threshold: float = 0.5) -> jax.Array:
     return jnp.where(jnp.abs(x) > threshold, x, jnp.zeros_like(x))
 
 
-def soft_shrink(x, threshold=0.5):
+def soft_shrink(x: jax.Array, threshold: float = 0.5) -> jax.Array:
     return jnp.where(x > threshold, x - threshold, jnp.where(x < -threshold, x + threshold, jnp.zeros_like(x)))
 
 
-def tanh_shrink(x):
+def tanh_shrink(x: jax.Array) -> jax.Array:
     return x - jnp.tanh(x)
 
 
-def leaky_relu(x, negative_slope=0.2):
+def leaky_relu(x: jax.Array, negative_slope: float = 0.2) -> jax.Array:
     return jax.nn.leaky_relu(x, negative_slope)
 
 
-def mish(x):
+def mish(x: jax.Array) -> jax.Array:
     return x * jnp.tanh(jax.nn.softplus(x))
 
 
-def squareplus(x, b=4.0):
+def squareplus(x: jax.Array, b: float = 4.0) -> jax.Array:
     # jax.nn's jitted function is what Keras calls; a hand-written eager copy can differ by ulps.
     return jax.nn.squareplus(x, b)
 
 
-def sparse_plus(x):
+def sparse_plus(x: jax.Array) -> jax.Array:
     return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, x, jnp.square(x + 1.0) / 4.0))
 
 
-def sparse_sigmoid(x):
+def sparse_sigmoid(x: jax.Array) -> jax.Array:
     return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, jnp.ones_like(x), 0.5 * (x + 1.0)))
 
 
-def sparsemax(x, axis=-1):
+def sparsemax(x: jax.Array, axis: int = -1) -> jax.Array:
     """Keras's ``sparsemax`` along ``axis``, exactly as every Keras 3 backend computes it.
 
     Keras takes the threshold as ``tau = (sum of the sorted cumulative sums over the support - 1)
@@ -74,7 +74,7 @@ def sparsemax(x, axis=-1):
     return jnp.moveaxis(jnp.maximum(z - tau, 0.0), -1, axis)
 
 
-def glu(x, axis=-1):
+def glu(x: jax.Array, axis: int = -1) -> jax.Array:
     """Keras's gated linear unit: the first half of ``axis`` times the sigmoid of the second."""
     if x.shape[axis] % 2:
         raise ValueError(f"activation 'glu' splits axis {axis} in two halves, but it has {x.shape[axis]} "
@@ -82,7 +82,7 @@ def glu(x, axis=-1):
     return jax.nn.glu(x, axis)
 
 
-def threshold(x, threshold, default_value):
+def threshold(x: jax.Array, threshold: float, default_value: float) -> jax.Array:
     """``x`` where ``x > threshold``, else ``default_value`` (Keras's ``threshold``)."""
     return jnp.where(x > threshold, x, jnp.asarray(default_value, x.dtype))
 
@@ -122,7 +122,7 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-def validate(activation, argument: str = "activation"):
+def validate(activation: Union[str, Activation, None], argument: str = "activation") -> Union[str, Activation]:
     """The stored form of an activation: a known name (None -> "linear") or a callable."""
     if activation is None:
         return "linear"
@@ -153,7 +153,7 @@ def validate(activation, argument: str = "activation"):
     )
 
 
-def get(activation) -> Activation:
+def get(activation: Union[str, Activation, None]) -> Activation:
     """The function for a stored activation (a name or a callable)."""
     activation = validate(activation)
     return ACTIVATIONS[activation] if isinstance(activation, str) else activation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Protocol, Sequence, Union, cast
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,12 @@ def compute_fans(
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
+class InitializerFn(Protocol):
+    """What flax and ``jax.nn.initializers`` call an initializer: ``init(key, shape, dtype)``."""
+
+    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = ..., /) -> jax.Array: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Initializer(KerasObject):
     """``init(key, shape, dtype=float32) -> array`` with Keras's distribution."""
@@ -67,7 +73,7 @@ def _check_shape(shape: Any) -> tuple[int, ...]:
     return tuple(check_count(size, f"shape[{i}]", minimum=0) for i, size in enumerate(shape))
 
 
-def _axes(value, argument):
+def _axes(value: Any, argument: str) -> Any:
     if value is None:
         return None
     return (check_axis(value, argument),) if not isinstance(value, (list, tuple)) else check_axis(value, argument)
@@ -78,7 +84,7 @@ def _check_fields(initializer: Initializer, **checks: Any) -> None:
     for name, check in checks.items():
         object.__setattr__(initializer, name, check(getattr(initializer, name), name))
     if hasattr(initializer, "seed"):
-        object.__setattr__(initializer, "seed", check_seed(initializer.seed))
+        object.__setattr__(initializer, "seed", check_seed(getattr(initializer, "seed")))
 
 
 def _non_negative(value: Any, argument: str) -> float:
@@ -94,7 +100,7 @@ class VarianceScaling(Initializer):
     input_axes: Optional[tuple[int, ...]] = None
     output_axes: Optional[tuple[int, ...]] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         scale = check_number(self.scale, "scale")
         if not scale > 0:
             raise ValueError(f"VarianceScaling scale must be positive, got {self.scale!r}.")
@@ -121,7 +127,7 @@ class VarianceScaling(Initializer):
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         return self.scale / max(1.0, fan)
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         shape = tuple(shape)
         scale = self.fan_scale(shape)
         if self.distribution == "truncated_normal":
@@ -133,30 +139,67 @@ class VarianceScaling(Initializer):
         return jax.random.uniform(key, shape, dtype, -limit, limit)
 
 
-def _variance_scaling_family(name: str, scale: float, mode: str, distribution: str) -> type:
+@dataclasses.dataclass(frozen=True, init=False)
+class _VarianceScalingPreset(VarianceScaling):
     """A named VarianceScaling preset whose Keras config is ``seed``/``input_axes``/``output_axes``."""
 
-    def __init__(self, seed=None, input_axes=None, output_axes=None):
-        VarianceScaling.__init__(self, scale, mode, distribution, seed, input_axes, output_axes)
+    # (scale, mode, distribution) of the preset.
+    _preset: ClassVar[tuple[float, str, str]]
 
-    def get_config(self):
+    def __init__(self, seed: Optional[int] = None, input_axes: Optional[Sequence[int]] = None,
+                 output_axes: Optional[Sequence[int]] = None) -> None:
+        scale, mode, distribution = self._preset
+        # The axes are stored as tuples by __post_init__, whatever sequence is given.
+        VarianceScaling.__init__(self, scale, mode, distribution, seed, cast(Any, input_axes), cast(Any, output_axes))
+
+    def get_config(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
             "input_axes": None if self.input_axes is None else list(self.input_axes),
             "output_axes": None if self.output_axes is None else list(self.output_axes),
         }
 
-    doc = f"``VarianceScaling(scale={scale}, mode={mode!r}, distribution={distribution!r})``."
-    cls = type(name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config, "__doc__": doc})
-    return dataclasses.dataclass(frozen=True, init=False)(cls)
+
+@dataclasses.dataclass(frozen=True, init=False)
+class GlorotUniform(_VarianceScalingPreset):
+    """``VarianceScaling(scale=1.0, mode='fan_avg', distribution='uniform')``."""
+
+    _preset = (1.0, "fan_avg", "uniform")
 
 
-GlorotUniform = _variance_scaling_family("GlorotUniform", 1.0, "fan_avg", "uniform")
-GlorotNormal = _variance_scaling_family("GlorotNormal", 1.0, "fan_avg", "truncated_normal")
-HeUniform = _variance_scaling_family("HeUniform", 2.0, "fan_in", "uniform")
-HeNormal = _variance_scaling_family("HeNormal", 2.0, "fan_in", "truncated_normal")
-LecunUniform = _variance_scaling_family("LecunUniform", 1.0, "fan_in", "uniform")
-LecunNormal = _variance_scaling_family("LecunNormal", 1.0, "fan_in", "truncated_normal")
+@dataclasses.dataclass(frozen=True, init=False)
+class GlorotNormal(_VarianceScalingPreset):
+    """``VarianceScaling(scale=1.0, mode='fan_avg', distribution='truncated_normal')``."""
+
+    _preset = (1.0, "fan_avg", "truncated_normal")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class HeUniform(_VarianceScalingPreset):
+    """``VarianceScaling(scale=2.0, mode='fan_in', distribution='uniform')``."""
+
+    _preset = (2.0, "fan_in", "uniform")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class HeNormal(_VarianceScalingPreset):
+    """``VarianceScaling(scale=2.0, mode='fan_in', distribution='truncated_normal')``."""
+
+    _preset = (2.0, "fan_in", "truncated_normal")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class LecunUniform(_VarianceScalingPreset):
+    """``VarianceScaling(scale=1.0, mode='fan_in', distribution='uniform')``."""
+
+    _preset = (1.0, "fan_in", "uniform")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class LecunNormal(_VarianceScalingPreset):
+    """``VarianceScaling(scale=1.0, mode='fan_in', distribution='truncated_normal')``."""
+
+    _preset = (1.0, "fan_in", "truncated_normal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,10 +208,10 @@ class RandomNormal(Initializer):
     stddev: float = 0.05
     seed: Optional[int] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_fields(self, mean=check_number, stddev=_non_negative)
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return self.mean + self.stddev * jax.random.normal(key, tuple(shape), dtype)
 
 
@@ -180,10 +223,10 @@ class TruncatedNormal(Initializer):
     stddev: float = 0.05
     seed: Optional[int] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_fields(self, mean=check_number, stddev=_non_negative)
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return self.mean + self.stddev * jax.random.truncated_normal(key, -2.0, 2.0, tuple(shape), dtype)
 
 
@@ -193,12 +236,12 @@ class RandomUniform(Initializer):
     maxval: float = 0.05
     seed: Optional[int] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_fields(self, minval=check_number, maxval=check_number)
         if self.minval > self.maxval:
             raise ValueError(f"RandomUniform needs minval <= maxval, got minval={self.minval}, maxval={self.maxval}.")
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jax.random.uniform(key, tuple(shape), dtype, self.minval, self.maxval)
 
 
@@ -209,14 +252,14 @@ class Orthogonal(Initializer):
     gain: float = 1.0
     seed: Optional[int] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_fields(self, gain=check_number)
 
     def check_target(self, rank: int, argument: str) -> None:
         if rank < 2:
             raise ValueError(f"{argument}=Orthogonal needs a weight of rank >= 2; this one has rank {rank}.")
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         shape = tuple(shape)
         if len(shape) < 2:
             raise ValueError(f"Orthogonal needs a weight of rank >= 2, got shape {shape}.")
@@ -235,7 +278,7 @@ class Identity(Initializer):
 
     gain: float = 1.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_fields(self, gain=check_number)
 
     def check_target(self, rank: int, argument: str) -> None:
@@ -243,7 +286,7 @@ class Identity(Initializer):
             raise ValueError(f"{argument}=Identity initializes rank-2 weights only (as in Keras); this "
                              f"one has rank {rank}.")
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         shape = tuple(shape)
         if len(shape) != 2:
             raise ValueError(
@@ -256,22 +299,22 @@ class Identity(Initializer):
 class Constant(Initializer):
     value: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "value", check_number(self.value, "value"))
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jnp.full(tuple(shape), self.value, dtype)
 
 
 @dataclasses.dataclass(frozen=True)
 class Zeros(Initializer):
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jnp.zeros(tuple(shape), dtype)
 
 
 @dataclasses.dataclass(frozen=True)
 class Ones(Initializer):
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jnp.ones(tuple(shape), dtype)
 
 
@@ -305,7 +348,7 @@ _REGISTRY.update(
 )
 
 
-def get(identifier: Any, argument: str = "initializer"):
+def get(identifier: Any, argument: str = "initializer") -> Union[Initializer, InitializerFn]:
     """An initializer from a Keras name, a Keras config dict, an :class:`Initializer` or any
     ``jax.nn.initializers``-style callable ``(key, shape, dtype) -> array``."""
     if identifier is None:
