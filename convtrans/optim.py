@@ -31,7 +31,7 @@ directly. Other flax layers' weights can be constrained too, with :func:`with_co
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, cast
+from typing import Any, Callable, NamedTuple, Optional, ParamSpec, TypeVar, cast
 
 import jax
 import numpy as np
@@ -89,7 +89,11 @@ class Constrained(struct.PyTreeNode, meta.AxisMetadata[Any]):
         return cls(metadata["value"], metadata["constraint"])
 
 
-def with_constraint(init: Callable[..., Any], constraint: Any) -> Callable[..., Constrained]:
+_P = ParamSpec("_P")
+_Tree = TypeVar("_Tree")
+
+
+def with_constraint(init: Callable[_P, Any], constraint: Any) -> Callable[_P, Constrained]:
     """Wrap a flax initializer so that its weight is boxed with a Keras ``constraint``.
 
     Like ``nn.with_partitioning``: ``nn.Dense(8, kernel_init=convtrans.with_constraint(
@@ -107,7 +111,7 @@ def with_constraint(init: Callable[..., Any], constraint: Any) -> Callable[..., 
     if resolved is None:
         raise ValueError("constraint must not be None; use the initializer itself for no constraint.")
 
-    def boxed_init(*args: Any, **kwargs: Any) -> Constrained:
+    def boxed_init(*args: _P.args, **kwargs: _P.kwargs) -> Constrained:
         return Constrained(init(*args, **kwargs), resolved)
 
     return boxed_init
@@ -188,7 +192,7 @@ class KerasConstraintsState(NamedTuple):
     recorded: _Recorded
 
 
-def apply_constraints(params: Any) -> Any:
+def apply_constraints(params: _Tree) -> _Tree:
     """``params`` with every :class:`Constrained` box (or nnx ``constraint`` variable) projected.
 
     Use it once after initialization if the initial weights must already satisfy the constraint

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any, ClassVar, Mapping, Optional, TypeVar, Union, cast
 
 import numpy as np
+from jax.typing import DTypeLike
 
 from convtrans._src.checks import check_allocation, check_count, check_size, is_int
 from convtrans._src.geometry import effective_kernel_size
@@ -111,7 +112,7 @@ class _LayerFields:
         """Axis of the steps in inputs and outputs of any rank >= 2: -2 or -1."""
         return -2 if self.data_format == "channels_last" else -1
 
-    def new_kernel_shape(self, in_channels: int, dtype: Any) -> tuple[int, int, int]:
+    def new_kernel_shape(self, in_channels: int, dtype: DTypeLike) -> tuple[int, int, int]:
         """:meth:`kernel_shape`, checked to be allocatable in ``dtype`` before a kernel is made."""
         shape = self.kernel_shape(in_channels)
         check_allocation({f"the kernel {self.kernel_layout}": shape}, dtype,

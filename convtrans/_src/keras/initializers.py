@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Optional, Protocol, Sequence, Union, cast
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from convtrans._src.checks import check_allocation, check_count, floating_dtype
 from convtrans._src.keras.objects import KerasObject, check_axis, check_number, check_seed, resolve
@@ -50,7 +51,7 @@ class Initializer(KerasObject):
 
     keras_module = "keras.initializers"
 
-    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> jax.Array:
         """A weight of ``shape`` and floating ``dtype`` drawn with ``key``; errors name the argument."""
         shape = _check_shape(shape)
         dtype = floating_dtype(dtype, "dtype")
