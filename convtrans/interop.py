@@ -25,18 +25,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence, TypeVar, Union, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
 from flax.core import meta
 
 from convtrans._src import weight_norm as weight_norm_lib
-from convtrans._src.checks import check_array, check_count, check_floating_weight, check_params_mapping
-from convtrans._src.config import Conv1DTransposeConfig, check_config
+from convtrans._src.checks import check_array as _check_array
+from convtrans._src.checks import check_count as _check_count
+from convtrans._src.checks import check_floating_weight as _check_floating_weight
+from convtrans._src.checks import check_params_mapping as _check_params_mapping
+from convtrans._src.config import Conv1DTransposeConfig, check_config as _check_config
 
-Params = dict[str, jax.Array]
+_Params = dict[str, jax.Array]
+_Tree = TypeVar("_Tree")
 
 
 def _as_numpy(value: Any) -> np.ndarray:
@@ -60,7 +65,7 @@ def _is_keras_conv1d_transpose(layer: Any) -> bool:
     return type(layer).__name__ == "Conv1DTranspose" and hasattr(layer, "get_config") and hasattr(layer, "get_weights")
 
 
-def from_keras(layer: Any) -> tuple[Conv1DTransposeConfig, Params]:
+def from_keras(layer: Any) -> tuple[Conv1DTransposeConfig, _Params]:
     """``(config, params)`` of a built ``keras.layers.Conv1DTranspose`` (Keras 3 or tf.keras).
 
     The config carries the layer's activation, initializers, regularizers and constraints; the
@@ -99,11 +104,11 @@ def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: 
     """
     import keras
 
-    check_config(config)
+    _check_config(config)
     keras_config = config.to_keras()
     if name is not None:
         keras_config["name"] = name
-    check_params_mapping(params)
+    _check_params_mapping(params)
     params = meta.unbox(dict(params))
     if "kernel" not in params:
         raise ValueError(
@@ -112,7 +117,7 @@ def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: 
         )
     kernel = np.asarray(params["kernel"])
     # Keras would silently drop an imaginary part or turn integers into floats.
-    check_floating_weight(kernel, "params['kernel']")
+    _check_floating_weight(kernel, "params['kernel']")
     in_channels = kernel.shape[-1]
     expected = config.kernel_shape(in_channels)
     if kernel.shape != expected:
@@ -125,7 +130,7 @@ def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: 
         if "bias" not in params:
             raise ValueError(f"params lacks 'bias'; config.use_bias is True (shape ({config.filters},)).")
         bias = np.asarray(params["bias"])
-        check_floating_weight(bias, "params['bias']")
+        _check_floating_weight(bias, "params['bias']")
         weights.append(bias)
     layer.set_weights(weights)
     return layer
@@ -138,7 +143,7 @@ def _keras_layers(layer: Any):
         yield from _keras_layers(child)
 
 
-def keras_model_params(model: Any) -> dict[str, tuple[Conv1DTransposeConfig, Params]]:
+def keras_model_params(model: Any) -> dict[str, tuple[Conv1DTransposeConfig, _Params]]:
     """``{layer name: (config, params)}`` for every Conv1DTranspose layer of a Keras model."""
     found = {}
     for layer in _keras_layers(model):
@@ -147,7 +152,7 @@ def keras_model_params(model: Any) -> dict[str, tuple[Conv1DTransposeConfig, Par
     return found
 
 
-def load_keras_weights(model: Any, params: Any, *, strict: bool = True) -> Any:
+def load_keras_weights(model: Any, params: _Tree, *, strict: bool = True) -> _Tree:
     """``params`` (a linen ``params`` or variables tree) with the weights of ``model``'s
     Conv1DTranspose layers.
 
@@ -177,7 +182,8 @@ def load_keras_weights(model: Any, params: Any, *, strict: bool = True) -> Any:
                 loaded[key] += 1
             else:
                 out[key] = visit(child, path + (key,))
-        return type(node)(out) if not isinstance(node, dict) else out
+        # A Mapping other than dict (e.g. flax's FrozenDict) is rebuilt as its own type.
+        return cast(Any, type(node))(out) if not isinstance(node, dict) else out
 
     new_params = visit(params, ())
     ambiguous = sorted(name for name, count in loaded.items() if count > 1)
@@ -192,7 +198,7 @@ def load_keras_weights(model: Any, params: Any, *, strict: bool = True) -> Any:
     return new_params
 
 
-def _fill(target: Mapping[str, Any], source: Params, path: tuple[str, ...]) -> dict[str, Any]:
+def _fill(target: Mapping[str, Any], source: _Params, path: tuple[str, ...]) -> dict[str, Any]:
     out = dict(target)
     if set(source) != {k for k in target if k in ("kernel", "bias")}:
         raise ValueError(
@@ -225,7 +231,7 @@ def _single(value: Any, argument: str, minimum: Optional[int] = None) -> int:
     if isinstance(value, str):
         raise ValueError(f"{argument}={value!r}: ConvTranspose1d takes integers only (no 'same'/'valid').")
     # int() would turn 2.5 into 2 and True into 1: a silently different layer.
-    return check_count(value, argument, minimum=minimum)
+    return _check_count(value, argument, minimum=minimum)
 
 
 def _flag(value: Any, argument: str) -> bool:
@@ -246,7 +252,7 @@ def _floating(value: Any, argument: str, shape: Optional[tuple[int, ...]] = None
     if array.dtype == object or value is None or isinstance(value, (str, bytes)):
         raise TypeError(f"{argument} must be a floating array or tensor, got {value!r:.80} of type "
                         f"{type(value).__name__}.")
-    check_floating_weight(array, argument)
+    _check_floating_weight(array, argument)
     if shape is not None and tuple(array.shape) != tuple(shape):
         raise ValueError(f"{argument} has shape {tuple(array.shape)}, expected {tuple(shape)}.")
     return array
@@ -303,7 +309,7 @@ def _torch_config(**fields: Any) -> Conv1DTransposeConfig:
 
 
 # torch.nn.utils.weight_norm's keys (g, v) and those of torch.nn.utils.parametrizations.weight_norm.
-WEIGHT_NORM_KEYS = (("weight_g", "weight_v"),
+_WEIGHT_NORM_KEYS = (("weight_g", "weight_v"),
                     ("parametrizations.weight.original0", "parametrizations.weight.original1"))
 
 
@@ -318,7 +324,7 @@ def _norm64(v: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return np.sqrt(np.sum(v64 * v64, axis=axes, keepdims=True))
 
 
-def fold_weight_norm(g: Any, v: Any) -> np.ndarray:
+def fold_weight_norm(g: npt.ArrayLike, v: npt.ArrayLike) -> np.ndarray:
     """PyTorch's weight norm folded into one weight: ``w = g * v / ||v||``, the norm taken over
     every axis where ``g`` has size 1 (all but ``dim`` for ``weight_norm(module, dim)``; all for
     ``dim=None``). Computed in float64 and rounded once to ``v``'s dtype.
@@ -345,13 +351,13 @@ def _torch_weight(state_dict: Mapping[str, Any], prefix: str) -> np.ndarray:
     to be floating."""
     if prefix + "weight" in state_dict:
         return _floating(state_dict[prefix + "weight"], f"state_dict[{prefix + 'weight'!r}]")
-    for g_key, v_key in WEIGHT_NORM_KEYS:
+    for g_key, v_key in _WEIGHT_NORM_KEYS:
         g_key, v_key = prefix + g_key, prefix + v_key
         if g_key in state_dict and v_key in state_dict:
             return _fold_weight_norm(state_dict[g_key], state_dict[v_key],
                                      f"state_dict[{g_key!r}]", f"state_dict[{v_key!r}]")
     found = sorted(key for key in state_dict if key.startswith(prefix))
-    expected = [repr(prefix + "weight")] + [f"{prefix + g!r} and {prefix + v!r}" for g, v in WEIGHT_NORM_KEYS]
+    expected = [repr(prefix + "weight")] + [f"{prefix + g!r} and {prefix + v!r}" for g, v in _WEIGHT_NORM_KEYS]
     raise ValueError(f"state_dict has no weight for {prefix or 'the layer'!r}: expected {', or '.join(expected)}; "
                      f"the keys there are {found[:12]}{' ...' if len(found) > 12 else ''}.")
 
@@ -370,7 +376,7 @@ def from_torch_state_dict(
     padding_mode: str = "zeros",
     *,
     prefix: str = "",
-) -> tuple[Conv1DTransposeConfig, Params]:
+) -> tuple[Conv1DTransposeConfig, _Params]:
     """``(config, params)`` from a ``ConvTranspose1d`` state dict and its constructor arguments.
 
     The arguments are ``torch.nn.ConvTranspose1d``'s, with its defaults; ``prefix`` selects the
@@ -395,8 +401,8 @@ def from_torch_state_dict(
         raise TypeError(f"prefix must be a str, the layer's key prefix in state_dict (e.g. 'decoder.up1.'), got "
                         f"{prefix!r} of type {type(prefix).__name__}.")
     in_channels = _single(in_channels, "in_channels", minimum=1)
-    out_channels = check_count(out_channels, "out_channels")
-    groups = check_count(groups, "groups")
+    out_channels = _check_count(out_channels, "out_channels")
+    groups = _check_count(groups, "groups")
     kernel_size = _single(kernel_size, "kernel_size")
     config = _torch_config(
         filters=out_channels,
@@ -430,7 +436,7 @@ def from_torch_state_dict(
     return config, params
 
 
-def from_torch(module: Any) -> tuple[Conv1DTransposeConfig, Params]:
+def from_torch(module: Any) -> tuple[Conv1DTransposeConfig, _Params]:
     """``(config, params)`` of a ``torch.nn.ConvTranspose1d``; see :func:`from_torch_state_dict`."""
     import torch
 
@@ -442,7 +448,9 @@ def from_torch(module: Any) -> tuple[Conv1DTransposeConfig, Params]:
         module.out_channels,
         module.kernel_size,
         stride=module.stride,
-        padding=module.padding,
+        # ConvTranspose1d's padding is an int tuple; torch types the attribute for every _ConvNd,
+        # where Conv1d's may also be a str.
+        padding=cast("tuple[int, ...]", module.padding),
         output_padding=module.output_padding,
         groups=module.groups,
         bias=module.bias is not None,
@@ -485,7 +493,7 @@ def _torch_modules(state_dict: Mapping[str, Any]) -> dict[tuple[str, ...], dict[
         path, leaf = flax_name(key)
         modules.setdefault(path, {})[leaf] = (key, value)
     for path, leaves in modules.items():
-        for g_key, v_key in WEIGHT_NORM_KEYS:
+        for g_key, v_key in _WEIGHT_NORM_KEYS:
             if g_key in leaves and v_key in leaves:
                 (g_name, g), (v_name, v) = leaves.pop(g_key), leaves.pop(v_key)
                 g, v = _floating(g, f"state_dict[{g_name!r}]"), _floating(v, f"state_dict[{v_name!r}]")
@@ -604,7 +612,7 @@ def _set(tree: Mapping[str, Any], path: tuple[str, ...], leaf: str, value: Any) 
 
 
 def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str, Any], *,
-                          strict: bool = True, flax_conv_transpose: Sequence[str] = ()) -> Any:
+                          strict: bool = True, flax_conv_transpose: Sequence[str] = ()) -> dict[str, Any]:
     """``variables`` (a linen ``params`` tree, or a variables dict with ``params`` and
     ``batch_stats``) filled from a whole PyTorch model's ``state_dict``, by name.
 
@@ -646,7 +654,7 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
             own_scale = "kernel" in node and "scale" in node
             if collection == "params" and (own_scale or path in wrapped) and "weight" in source:
                 kernel = _unbox(node["kernel"])
-                check_array(kernel, f"variables at {'/'.join(path + ('kernel',))}")
+                _check_array(kernel, f"variables at {'/'.join(path + ('kernel',))}")
                 key, v, g = _weight_normed_from_torch(source, tuple(kernel.shape), "/".join(path + ("kernel",)))
                 out[collection] = _set(out[collection], path, "kernel", jnp.asarray(v, kernel.dtype))
                 scale_path, scale_leaf = (path, "scale") if own_scale else wrapped[path]
@@ -657,7 +665,7 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
             for flax_leaf, torch_leaf in _leaf_pairs(node, collection).items():
                 target = _unbox(node[flax_leaf])
                 where = "/".join(path + (flax_leaf,))
-                check_array(target, f"variables at {where}")
+                _check_array(target, f"variables at {where}")
                 if torch_leaf not in source:
                     missing.append(f"{collection}/{where} {tuple(target.shape)}")
                     continue
@@ -753,9 +761,9 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
             value = named_value(path, (_BATCH_STATS[leaf],), key)[1]
         elif leaf == "bias":
             value = named_value(path, ("bias",), key)[1]
-        elif leaf == "weight" or any(leaf in pair for pair in WEIGHT_NORM_KEYS):
+        elif leaf == "weight" or any(leaf in pair for pair in _WEIGHT_NORM_KEYS):
             name, weight = named_value(path, ("kernel", "embedding", "scale"), key)
-            pair = next((p for p in WEIGHT_NORM_KEYS if leaf in p), None)
+            pair = next((p for p in _WEIGHT_NORM_KEYS if leaf in p), None)
             weight_shape = shape if pair is None else tuple(like[key.replace(leaf, pair[1])].shape)
             scale, as_direction = None, False
             if name == "kernel":
@@ -770,7 +778,7 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
                 if scale is not None and not as_direction:
                     weight = np.asarray(weight_norm_lib.kernel(jnp.asarray(weight), jnp.asarray(scale)))
                 weight = _kernel_to_torch(weight, weight_shape, key, "/".join(path) in transposed)
-            if pair is not None and leaf == pair[0] and as_direction:
+            if pair is not None and leaf == pair[0] and as_direction and scale is not None:
                 value = scale.reshape(shape)
             elif pair is not None and leaf == pair[0]:  # g = ||weight||, so that g and v give weight
                 value = _norm64(weight, _norm_axes(shape, weight.ndim)).reshape(shape)

@@ -26,19 +26,28 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union, cast
 
 import flax.linen as nn
 from flax.core import meta
 import jax
 import jax.numpy as jnp
+from jax import lax
+from jax.typing import DTypeLike
 
-from convtrans._src.checks import (check_built_channels, check_channels, check_input_rank, check_module_options,
-                                   floating_input)
-from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding, check_config,
-                                   check_conv_config)
-from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d, conv1d_transpose
+from convtrans._src.checks import check_built_channels as _check_built_channels
+from convtrans._src.checks import check_channels as _check_channels
+from convtrans._src.checks import check_input_rank as _check_input_rank
+from convtrans._src.checks import check_module_options as _check_module_options
+from convtrans._src.checks import floating_input as _floating_input
+from convtrans._src.config import Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding
+from convtrans._src.config import check_config as _check_config
+from convtrans._src.config import check_conv_config as _check_conv_config
+from convtrans._src.api import REGULARIZATION_KEYS as _REGULARIZATION_KEYS
+from convtrans._src.api import Implementation, conv1d, conv1d_transpose
 from convtrans._src import composition
+from convtrans._src.composition import Layers
+from convtrans._src.keras.activations import Activation
 from convtrans._src import weight_norm as weight_norm_lib
 from convtrans._src.streaming import graph
 from convtrans.optim import with_constraint
@@ -76,13 +85,13 @@ class Conv1DTranspose(nn.Module):
     """
 
     filters: int
-    kernel_size: Any
-    strides: Any = 1
+    kernel_size: Union[int, Sequence[int]]
+    strides: Union[int, Sequence[int]] = 1
     padding: Padding = "valid"
     output_padding: Optional[int] = None
     data_format: str = "channels_last"
-    dilation_rate: Any = 1
-    activation: Any = None
+    dilation_rate: Union[int, Sequence[int]] = 1
+    activation: Union[str, Activation, None] = None
     use_bias: bool = True
     kernel_initializer: Any = "glorot_uniform"
     bias_initializer: Any = "zeros"
@@ -92,9 +101,9 @@ class Conv1DTranspose(nn.Module):
     kernel_constraint: Any = None
     bias_constraint: Any = None
     groups: int = 1
-    dtype: Optional[Any] = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
+    dtype: Optional[DTypeLike] = None
+    param_dtype: DTypeLike = jnp.float32
+    precision: lax.PrecisionLike = None
     implementation: Implementation = None
     weight_norm: bool = False
 
@@ -105,13 +114,13 @@ class Conv1DTranspose(nn.Module):
 
     def __post_init__(self) -> None:
         self.config  # noqa: B018 - builds the config: every argument is checked at construction
-        check_module_options(self.dtype, self.param_dtype, self.precision, self.weight_norm)
+        _check_module_options(self.dtype, self.param_dtype, self.precision, self.weight_norm)
         super().__post_init__()
 
     @classmethod
     def from_config(cls, config: Conv1DTransposeConfig, **kwargs: Any) -> "Conv1DTranspose":
         """A module with ``config``'s arguments; ``kwargs`` adds ``dtype``, ``name``, etc."""
-        check_config(config)
+        _check_config(config)
         fields = {name: getattr(config, name) for name in _CONFIG_FIELDS}
         return cls(**fields, **kwargs)
 
@@ -142,12 +151,12 @@ class Conv1D(nn.Module):
     """
 
     filters: int
-    kernel_size: Any
-    strides: Any = 1
+    kernel_size: Union[int, Sequence[int]]
+    strides: Union[int, Sequence[int]] = 1
     padding: Padding = "valid"
     data_format: str = "channels_last"
-    dilation_rate: Any = 1
-    activation: Any = None
+    dilation_rate: Union[int, Sequence[int]] = 1
+    activation: Union[str, Activation, None] = None
     use_bias: bool = True
     kernel_initializer: Any = "glorot_uniform"
     bias_initializer: Any = "zeros"
@@ -157,9 +166,9 @@ class Conv1D(nn.Module):
     kernel_constraint: Any = None
     bias_constraint: Any = None
     groups: int = 1
-    dtype: Optional[Any] = None
-    param_dtype: Any = jnp.float32
-    precision: Any = None
+    dtype: Optional[DTypeLike] = None
+    param_dtype: DTypeLike = jnp.float32
+    precision: lax.PrecisionLike = None
     weight_norm: bool = False
 
     @property
@@ -169,13 +178,13 @@ class Conv1D(nn.Module):
 
     def __post_init__(self) -> None:
         self.config  # noqa: B018 - builds the config: every argument is checked at construction
-        check_module_options(self.dtype, self.param_dtype, self.precision, self.weight_norm)
+        _check_module_options(self.dtype, self.param_dtype, self.precision, self.weight_norm)
         super().__post_init__()
 
     @classmethod
     def from_config(cls, config: Conv1DConfig, **kwargs: Any) -> "Conv1D":
         """A module with ``config``'s arguments; ``kwargs`` adds ``dtype``, ``name``, etc."""
-        check_conv_config(config)
+        _check_conv_config(config)
         return cls(**{name: getattr(config, name) for name in _CONV_FIELDS}, **kwargs)
 
     @nn.compact
@@ -195,7 +204,7 @@ class Residual(nn.Module):
         other per-step functions included); their output must have ``x``'s shape.
     """
 
-    layers: Any
+    layers: Layers
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -215,7 +224,7 @@ class Parallel(nn.Module):
     of the branches' common shape.
     """
 
-    branches: Sequence[Any]
+    branches: Sequence[Layers]
     combine: str = "sum"
 
     def __post_init__(self) -> None:
@@ -237,7 +246,7 @@ class Pad1D(nn.Module):
     ``steps > max(left, right)``.
     """
 
-    padding: Any
+    padding: Union[int, tuple[int, int]]
     mode: str = "constant"
     data_format: str = "channels_last"
 
@@ -265,12 +274,12 @@ def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
         kernel = module.get_variable("params", "kernel")
         raise graph.Probed(None if kernel is None else config.kernel_in_channels(meta.unbox(kernel).shape),
                            config.data_format)
-    x = floating_input(x)
-    check_input_rank(tuple(x.shape), config.data_format)
-    in_channels = check_channels(tuple(x.shape), config.channel_axis, config.groups, config.data_format)
+    x = _floating_input(x)
+    _check_input_rank(tuple(x.shape), config.data_format)
+    in_channels = _check_channels(tuple(x.shape), config.channel_axis, config.groups, config.data_format)
     if module.has_variable("params", "kernel"):
         built = tuple(meta.unbox(module.get_variable("params", "kernel")).shape)
-        check_built_channels(built, config.kernel_in_channels(built), in_channels, tuple(x.shape),
+        _check_built_channels(built, config.kernel_in_channels(built), in_channels, tuple(x.shape),
                              config.data_format)
     params = {
         "kernel": module.param(
@@ -302,14 +311,16 @@ def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
     y, aux = apply(params, x.astype(dtype), config)
     if not module.is_initializing():
         regularizers = (config.kernel_regularizer, config.bias_regularizer, config.activity_regularizer)
-        for key, regularizer in zip(REGULARIZATION_KEYS, regularizers):
+        for key, regularizer in zip(_REGULARIZATION_KEYS, regularizers):
             if regularizer is not None and (key != "bias" or config.use_bias):
                 module.sow("losses", f"{key}_regularization", aux[key])
     return y
 
 
-def _constrained(init, constraint):
-    return init if constraint is None else with_constraint(init, constraint)
+def _constrained(init: Callable[..., jax.Array], constraint: Any) -> Callable[..., jax.Array]:
+    # Flax's param() opens the Constrained box that with_constraint's initializer makes, so the
+    # layer sees the array.
+    return init if constraint is None else cast("Callable[..., jax.Array]", with_constraint(init, constraint))
 
 
 __all__ = ["Conv1D", "Conv1DTranspose", "Pad1D", "Parallel", "Residual"]

@@ -33,29 +33,42 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Sequence
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Generic, Optional, ParamSpec, TypeVar, Union, cast
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax import lax
+from jax.typing import DTypeLike
 
-from convtrans._src.checks import check_module_options, check_size, floating_input, is_int
-from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding, check_config,
-                                   check_conv_config)
+from convtrans._src.checks import check_module_options as _check_module_options
+from convtrans._src.checks import check_size as _check_size
+from convtrans._src.checks import floating_input as _floating_input
+from convtrans._src.checks import is_int as _is_int
+from convtrans._src.config import Conv1DConfig, Conv1DTransposeConfig, Padding
+from convtrans._src.config import check_config as _check_config
+from convtrans._src.config import check_conv_config as _check_conv_config
 from convtrans._src import composition
+from convtrans._src.composition import Layers
+from convtrans._src.keras.activations import Activation
 from convtrans._src import weight_norm as weight_norm_lib
-from convtrans._src.api import REGULARIZATION_KEYS, Implementation, conv1d, conv1d_transpose
+from convtrans._src.api import REGULARIZATION_KEYS as _REGULARIZATION_KEYS
+from convtrans._src.api import Implementation, conv1d, conv1d_transpose
 from convtrans._src.streaming import graph
 
 
-class RegularizationLoss(nnx.Variable):
+class RegularizationLoss(nnx.Variable[Any]):
     """A regularization penalty sown by a convtrans layer during its forward pass: a scalar
     (float32, or the parameters' dtype if wider) under the names ``kernel_regularization``,
     ``bias_regularization`` and ``activity_regularization``; :func:`with_regularization_loss`
     collects and sums them."""
 
 
-def with_regularization_loss(fn: Callable[..., Any]) -> Callable[..., tuple[Any, jax.Array]]:
+_P = ParamSpec("_P")
+_Out = TypeVar("_Out")
+
+
+def with_regularization_loss(fn: Callable[_P, _Out]) -> Callable[_P, tuple[_Out, jax.Array]]:
     """``fn(model, *args) -> out`` becomes ``(model, *args) -> (out, penalty)``.
 
     ``penalty`` is the sum (float32 scalar, 0 if none) of every :class:`RegularizationLoss` that the
@@ -66,31 +79,41 @@ def with_regularization_loss(fn: Callable[..., Any]) -> Callable[..., tuple[Any,
     captured = nnx.capture(fn, RegularizationLoss)
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> tuple[Any, jax.Array]:
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> tuple[_Out, jax.Array]:
         out, losses = captured(*args, **kwargs)
         return out, sum(jax.tree.leaves(losses), jnp.zeros((), jnp.float32))
 
     return wrapper
 
 
-class _Layer(nnx.Module):
+_LayerConfigT = TypeVar("_LayerConfigT", Conv1DTransposeConfig, Conv1DConfig)
+
+
+class _Layer(nnx.Module, Generic[_LayerConfigT]):
     """What convtrans's nnx layers share: Keras-initialized ``kernel`` and ``bias`` parameters, the
     weight penalties, and a forward pass that sows its penalties under ``nnx.capture``."""
 
-    config: LayerConfig
+    config: _LayerConfigT
+    in_channels: int
+    dtype: Optional[DTypeLike]
+    param_dtype: DTypeLike
+    precision: lax.PrecisionLike
+    kernel: nnx.Param[jax.Array]
+    bias: Optional[nnx.Param[jax.Array]]
+    scale: Optional[nnx.Param[jax.Array]]
 
-    def _build(self, config: LayerConfig, in_channels: Any, dtype: Any, param_dtype: Any,
-               precision: Any, rngs: Any, weight_norm: bool = False) -> None:
-        if not is_int(in_channels) or in_channels < 1:
+    def _build(self, config: _LayerConfigT, in_channels: Any, dtype: Optional[DTypeLike], param_dtype: DTypeLike,
+               precision: lax.PrecisionLike, rngs: Any, weight_norm: bool = False) -> None:
+        if not _is_int(in_channels) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
         in_channels = int(in_channels)
-        check_size(in_channels, "in_channels")
+        _check_size(in_channels, "in_channels")
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"rngs must be a flax.nnx.Rngs, e.g. nnx.Rngs(0), got {rngs!r}.")
         if not any(stream in rngs for stream in ("params", "default")):
             raise ValueError(f"rngs has no 'params' or 'default' stream to draw the weights from, got "
                              f"{rngs!r}; e.g. nnx.Rngs(0) or nnx.Rngs(params=0).")
-        check_module_options(dtype, param_dtype, precision, weight_norm)
+        _check_module_options(dtype, param_dtype, precision, weight_norm)
         if in_channels % config.groups:
             raise ValueError(f"groups={config.groups} must divide in_channels={in_channels}.")
         self.config = config
@@ -143,14 +166,14 @@ class _Layer(nnx.Module):
         stream = graph.active()
         if stream is not None and stream.mode == graph.PROBE:
             raise graph.Probed(self.in_channels, config.data_format)
-        x = floating_input(x)
+        x = _floating_input(x)
         dtype = self.dtype or jnp.result_type(x.dtype, *(p.dtype for p in params.values()))
         if stream is not None:
             return self._stream(stream, params, x.astype(dtype))
         y, aux = self._apply(params, x.astype(dtype))
         regularizers = (config.kernel_regularizer, config.bias_regularizer, config.activity_regularizer)
         capturing = hasattr(self, "__captures__")
-        for key, regularizer in zip(REGULARIZATION_KEYS, regularizers):
+        for key, regularizer in zip(_REGULARIZATION_KEYS, regularizers):
             # Sow only under nnx.capture: outside it, flax's sow mutates the module (deprecated).
             if capturing and regularizer is not None and (key != "bias" or config.use_bias):
                 self.sow(RegularizationLoss, f"{key}_regularization", aux[key])
@@ -158,7 +181,7 @@ class _Layer(nnx.Module):
 
 
 
-class Conv1DTranspose(_Layer):
+class Conv1DTranspose(_Layer[Conv1DTransposeConfig]):
     """Keras's ``Conv1DTranspose`` layer for flax.nnx.
 
     ``filters``, ``kernel_size``, ``strides``, ``padding``, ``output_padding``, ``data_format``,
@@ -187,17 +210,19 @@ class Conv1DTranspose(_Layer):
     with the parameters').
     """
 
+    implementation: Implementation
+
     def __init__(
         self,
         in_channels: int,
         filters: int,
-        kernel_size: Any,
-        strides: Any = 1,
+        kernel_size: Union[int, Sequence[int]],
+        strides: Union[int, Sequence[int]] = 1,
         padding: Padding = "valid",
         output_padding: Optional[int] = None,
         data_format: str = "channels_last",
-        dilation_rate: Any = 1,
-        activation: Any = None,
+        dilation_rate: Union[int, Sequence[int]] = 1,
+        activation: Union[str, Activation, None] = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
@@ -208,16 +233,17 @@ class Conv1DTranspose(_Layer):
         bias_constraint: Any = None,
         groups: int = 1,
         *,
-        dtype: Optional[Any] = None,
-        param_dtype: Any = jnp.float32,
-        precision: Any = None,
+        dtype: Optional[DTypeLike] = None,
+        param_dtype: DTypeLike = jnp.float32,
+        precision: lax.PrecisionLike = None,
         implementation: Implementation = None,
         weight_norm: bool = False,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
+        # The config takes a 1-element sequence for an int size (Keras's form) and stores the int.
         config = Conv1DTransposeConfig(
-            filters=filters, kernel_size=kernel_size, strides=strides, padding=padding,
-            output_padding=output_padding, data_format=data_format, dilation_rate=dilation_rate,
+            filters=filters, kernel_size=cast(int, kernel_size), strides=cast(int, strides), padding=padding,
+            output_padding=output_padding, data_format=data_format, dilation_rate=cast(int, dilation_rate),
             activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
             bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
             bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
@@ -233,14 +259,14 @@ class Conv1DTranspose(_Layer):
         in_channels: int,
         *,
         rngs: nnx.Rngs,
-        dtype: Optional[Any] = None,
-        param_dtype: Any = jnp.float32,
-        precision: Any = None,
+        dtype: Optional[DTypeLike] = None,
+        param_dtype: DTypeLike = jnp.float32,
+        precision: lax.PrecisionLike = None,
         implementation: Implementation = None,
         weight_norm: bool = False,
     ) -> "Conv1DTranspose":
         """A module with ``config``'s arguments and freshly initialized weights."""
-        check_config(config)
+        _check_config(config)
         fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
         return cls(
             in_channels, **fields, dtype=dtype, param_dtype=param_dtype, precision=precision,
@@ -256,7 +282,7 @@ class Conv1DTranspose(_Layer):
                                     precision=self.precision, implementation=self.implementation)
 
 
-class Conv1D(_Layer):
+class Conv1D(_Layer[Conv1DConfig]):
     """Keras's ``Conv1D`` layer for flax.nnx.
 
     ``filters``, ``kernel_size``, ``strides``, ``padding``, ``data_format``, ``dilation_rate``,
@@ -281,12 +307,12 @@ class Conv1D(_Layer):
         self,
         in_channels: int,
         filters: int,
-        kernel_size: Any,
-        strides: Any = 1,
+        kernel_size: Union[int, Sequence[int]],
+        strides: Union[int, Sequence[int]] = 1,
         padding: Padding = "valid",
         data_format: str = "channels_last",
-        dilation_rate: Any = 1,
-        activation: Any = None,
+        dilation_rate: Union[int, Sequence[int]] = 1,
+        activation: Union[str, Activation, None] = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
@@ -297,15 +323,16 @@ class Conv1D(_Layer):
         bias_constraint: Any = None,
         groups: int = 1,
         *,
-        dtype: Optional[Any] = None,
-        param_dtype: Any = jnp.float32,
-        precision: Any = None,
+        dtype: Optional[DTypeLike] = None,
+        param_dtype: DTypeLike = jnp.float32,
+        precision: lax.PrecisionLike = None,
         weight_norm: bool = False,
         rngs: nnx.Rngs,
-    ):
+    ) -> None:
+        # The config takes a 1-element sequence for an int size (Keras's form) and stores the int.
         config = Conv1DConfig(
-            filters=filters, kernel_size=kernel_size, strides=strides, padding=padding,
-            data_format=data_format, dilation_rate=dilation_rate, activation=activation,
+            filters=filters, kernel_size=cast(int, kernel_size), strides=cast(int, strides), padding=padding,
+            data_format=data_format, dilation_rate=cast(int, dilation_rate), activation=activation,
             use_bias=use_bias, kernel_initializer=kernel_initializer,
             bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
             bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
@@ -315,10 +342,10 @@ class Conv1D(_Layer):
 
     @classmethod
     def from_config(cls, config: Conv1DConfig, in_channels: int, *, rngs: nnx.Rngs,
-                    dtype: Optional[Any] = None, param_dtype: Any = jnp.float32,
-                    precision: Any = None, weight_norm: bool = False) -> "Conv1D":
+                    dtype: Optional[DTypeLike] = None, param_dtype: DTypeLike = jnp.float32,
+                    precision: lax.PrecisionLike = None, weight_norm: bool = False) -> "Conv1D":
         """A module with ``config``'s arguments and freshly initialized weights."""
-        check_conv_config(config)
+        _check_conv_config(config)
         fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
         return cls(in_channels, **fields, dtype=dtype, param_dtype=param_dtype, precision=precision,
                    weight_norm=weight_norm, rngs=rngs)
@@ -338,7 +365,8 @@ def _layers(layers: Any) -> Any:
 
 
 def _stream_key(module: nnx.Module) -> Callable[[], str]:
-    return lambda: graph.active().key_of(module)
+    # Called only inside a stream pass, where a context is active.
+    return lambda: cast(graph.StreamContext, graph.active()).key_of(module)
 
 
 class Residual(nnx.Module):
@@ -346,7 +374,9 @@ class Residual(nnx.Module):
     sequence of them applied in order), as :class:`convtrans.linen.Residual` is for linen; the
     output has ``x``'s shape."""
 
-    def __init__(self, layers: Any):
+    layers: Layers
+
+    def __init__(self, layers: Layers) -> None:
         self.layers = _layers(layers)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -357,7 +387,10 @@ class Parallel(nnx.Module):
     """Branches fed the same input, summed (``combine="sum"``) or averaged (``"mean"``), as
     :class:`convtrans.linen.Parallel` is for linen; the branches' outputs share one shape."""
 
-    def __init__(self, branches: Sequence[Any], combine: str = "sum"):
+    branches: Sequence[Layers]
+    combine: str
+
+    def __init__(self, branches: Sequence[Layers], combine: str = "sum") -> None:
         composition.check_branches(branches, combine)
         self.branches = _layers(branches)
         self.combine = combine
@@ -370,7 +403,12 @@ class Pad1D(nnx.Module):
     """Time-axis padding (``"constant"``, ``"reflect"`` or ``"replicate"``), as
     :class:`convtrans.linen.Pad1D` is for linen: ``steps`` becomes ``steps + left + right``."""
 
-    def __init__(self, padding: Any, mode: str = "constant", data_format: str = "channels_last"):
+    padding: Union[int, tuple[int, int]]
+    mode: str
+    data_format: str
+
+    def __init__(self, padding: Union[int, tuple[int, int]], mode: str = "constant",
+                 data_format: str = "channels_last") -> None:
         graph.check_pad(padding, mode, data_format)
         self.padding, self.mode, self.data_format = padding, mode, data_format
 
@@ -378,7 +416,7 @@ class Pad1D(nnx.Module):
         return composition.pad(x, self.padding, self.mode, self.data_format, _stream_key(self))
 
 
-def _param(value: jax.Array, constraint: Any) -> nnx.Param:
+def _param(value: jax.Array, constraint: Any) -> nnx.Param[jax.Array]:
     return nnx.Param(value) if constraint is None else nnx.Param(value, constraint=constraint)
 
 

@@ -31,7 +31,7 @@ directly. Other flax layers' weights can be constrained too, with :func:`with_co
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional, ParamSpec, TypeVar, cast
 
 import jax
 import numpy as np
@@ -41,10 +41,11 @@ from flax.core import meta
 
 from convtrans._src.keras import constraints
 
-Constraint = Callable[[jax.Array], jax.Array]
+# What a constraint is to this module: ``w -> w'`` (a convtrans.constraints object, or any such function).
+_ConstraintFn = Callable[[jax.Array], jax.Array]
 
 
-class Constrained(struct.PyTreeNode, meta.AxisMetadata):
+class Constrained(struct.PyTreeNode, meta.AxisMetadata[Any]):
     """A parameter boxed with the Keras constraint applied to it after each optimizer update.
 
     The array is the only pytree child, so ``jax.tree.map``, ``jax.grad`` and optax treat the box
@@ -59,9 +60,9 @@ class Constrained(struct.PyTreeNode, meta.AxisMetadata):
     """
 
     value: Any
-    constraint: Constraint = struct.field(pytree_node=False)
+    constraint: _ConstraintFn = struct.field(pytree_node=False)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_constraint(self.constraint)
 
     def unbox(self) -> Any:
@@ -95,7 +96,11 @@ class Constrained(struct.PyTreeNode, meta.AxisMetadata):
         return cls(metadata["value"], metadata["constraint"])
 
 
-def with_constraint(init: Callable[..., Any], constraint: Any) -> Callable[..., Constrained]:
+_P = ParamSpec("_P")
+_Tree = TypeVar("_Tree")
+
+
+def with_constraint(init: Callable[_P, Any], constraint: Any) -> Callable[_P, Constrained]:
     """Wrap a flax initializer so that its weight is boxed with a Keras ``constraint``.
 
     Like ``nn.with_partitioning``: ``nn.Dense(8, kernel_init=convtrans.with_constraint(
@@ -113,7 +118,7 @@ def with_constraint(init: Callable[..., Any], constraint: Any) -> Callable[..., 
     if resolved is None:
         raise ValueError("constraint must not be None; use the initializer itself for no constraint.")
 
-    def boxed_init(*args: Any, **kwargs: Any) -> Constrained:
+    def boxed_init(*args: _P.args, **kwargs: _P.kwargs) -> Constrained:
         return Constrained(init(*args, **kwargs), resolved)
 
     return boxed_init
@@ -123,14 +128,14 @@ def with_constraint(init: Callable[..., Any], constraint: Any) -> Callable[..., 
 class _Sliced:
     """``constraint`` applied independently to each slice along ``axis`` (a stacked weight)."""
 
-    constraint: Constraint = struct.field(pytree_node=False)
+    constraint: _ConstraintFn = struct.field(pytree_node=False)
     axis: int = struct.field(pytree_node=False)
 
     def __call__(self, w: jax.Array) -> jax.Array:
         return jax.vmap(self.constraint, in_axes=self.axis, out_axes=self.axis)(w)
 
 
-def _check_constraint(constraint: Any) -> Optional[Constraint]:
+def _check_constraint(constraint: Any) -> Optional[_ConstraintFn]:
     """A carried constraint, which must be callable (or None, for none): a Keras name would only
     fail when the optimizer applies it."""
     if constraint is not None and not callable(constraint):
@@ -138,10 +143,10 @@ def _check_constraint(constraint: Any) -> Optional[Constraint]:
             f"constraint must be callable, w -> w' (e.g. convtrans.constraints.get({constraint!r:.60}) for a Keras "
             f"name or dict, or use convtrans.with_constraint); got {constraint!r:.60} of type "
             f"{type(constraint).__name__}.")
-    return constraint
+    return cast(Optional[_ConstraintFn], constraint)
 
 
-def _constraint_of(node: Any) -> Optional[Constraint]:
+def _constraint_of(node: Any) -> Optional[_ConstraintFn]:
     """The constraint a parameter-tree node carries, if any (linen box or nnx variable)."""
     if isinstance(node, Constrained):
         return node.constraint
@@ -158,10 +163,10 @@ def _is_carrier(node: Any) -> bool:
     return isinstance(node, Constrained) or _is_nnx_variable(node)
 
 
-def leaf_constraints(tree: Any) -> tuple[Optional[Constraint], ...]:
+def leaf_constraints(tree: Any) -> tuple[Optional[_ConstraintFn], ...]:
     """One entry per array leaf of ``tree`` (in ``jax.tree.leaves`` order): its constraint (from a
     :class:`Constrained` box or an nnx variable's ``constraint`` metadata) or None."""
-    found: list[Optional[Constraint]] = []
+    found: list[Optional[_ConstraintFn]] = []
     for node in jax.tree.leaves(tree, is_leaf=_is_carrier):
         constraint = _constraint_of(node)
         found.extend([constraint] * len(jax.tree.leaves(node)) if _is_carrier(node) else [constraint])
@@ -172,8 +177,8 @@ def leaf_constraints(tree: Any) -> tuple[Optional[Constraint], ...]:
 class _Recorded:
     """Static (treedef-only) record of the constraints found at ``init``; holds no arrays."""
 
-    def __init__(self, constraints: tuple[Optional[Constraint], ...], paths: tuple[str, ...] = (),
-                 shapes: tuple[tuple[int, ...], ...] = ()):
+    def __init__(self, constraints: tuple[Optional[_ConstraintFn], ...], paths: tuple[str, ...] = (),
+                 shapes: tuple[tuple[int, ...], ...] = ()) -> None:
         self.constraints = constraints
         self.paths = paths
         self.shapes = shapes
@@ -195,7 +200,7 @@ class KerasConstraintsState(NamedTuple):
     recorded: _Recorded
 
 
-def apply_constraints(params: Any) -> Any:
+def apply_constraints(params: _Tree) -> _Tree:
     """``params`` with every :class:`Constrained` box (or nnx ``constraint`` variable) projected:
     ``w <- constraint(w)``, the tree's structure, shapes and dtypes kept.
 
@@ -203,7 +208,7 @@ def apply_constraints(params: Any) -> Any:
     (Keras does not do this: it constrains only after updates).
     """
 
-    def project(node):
+    def project(node: Any) -> Any:
         constraint = _constraint_of(node)
         if constraint is None:
             return node
@@ -269,8 +274,10 @@ def keras_constraints() -> optax.GradientTransformation:
     def init_fn(params: Any) -> KerasConstraintsState:
         return KerasConstraintsState(_Recorded(leaf_constraints(params), _leaf_paths(params), _leaf_shapes(params)))
 
-    def update_fn(updates: Any, state: KerasConstraintsState, params: Any = None):
-        if not isinstance(getattr(state, "recorded", None), _Recorded):
+    def update_fn(updates: optax.Updates, state: optax.OptState,
+                  params: Optional[optax.Params] = None) -> tuple[optax.Updates, optax.OptState]:
+        recorded_state = getattr(state, "recorded", None)
+        if not isinstance(recorded_state, _Recorded):
             raise TypeError(f"state must be the state of keras_constraints() that tx.init(params) returned, got "
                             f"{type(state).__name__}.")
         if params is None:
@@ -280,7 +287,7 @@ def keras_constraints() -> optax.GradientTransformation:
         update_leaves, treedef = jax.tree.flatten(updates)
         param_leaves = jax.tree.leaves(params)
         boxed = leaf_constraints(params)
-        recorded = state.recorded.constraints
+        recorded = recorded_state.constraints
         if not (len(update_leaves) == len(param_leaves) == len(boxed)):
             raise ValueError(
                 f"updates have {len(update_leaves)} array leaves but params have "
@@ -293,11 +300,11 @@ def keras_constraints() -> optax.GradientTransformation:
             )
         # Equal counts are not enough: a leaf moved elsewhere would get another leaf's constraint.
         param_paths = _leaf_paths(params)
-        _check_same_paths(state.recorded.paths, param_paths, "params", "the tree tx.init saw")
+        _check_same_paths(recorded_state.paths, param_paths, "params", "the tree tx.init saw")
         _check_same_paths(param_paths, _leaf_paths(updates), "updates", "params")
         param_shapes = _leaf_shapes(params)
-        if state.recorded.shapes:
-            _check_same_shapes(state.recorded.shapes, param_shapes, param_paths, "params", "the tree tx.init saw")
+        if recorded_state.shapes:
+            _check_same_shapes(recorded_state.shapes, param_shapes, param_paths, "params", "the tree tx.init saw")
         _check_same_shapes(param_shapes, _leaf_shapes(updates), param_paths, "updates", "params")
         new_leaves = []
         for i, (u, w) in enumerate(zip(update_leaves, param_leaves)):
@@ -309,7 +316,9 @@ def keras_constraints() -> optax.GradientTransformation:
                 new_leaves.append((projected - w).astype(u.dtype))
         return jax.tree.unflatten(treedef, new_leaves), state
 
-    return optax.GradientTransformation(init_fn, update_fn)
+    # optax types a state as a nest of arrays; this one is a NamedTuple of static, leafless data,
+    # which optax takes at runtime like its own EmptyState.
+    return optax.GradientTransformation(init_fn, update_fn)  # pyright: ignore[reportArgumentType]
 
 
 __all__ = [

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.typing import DTypeLike
 
 from convtrans._src import dispatch
 from convtrans._src.checks import (check_allocation, check_array, check_channels, check_count, check_floating,
@@ -94,7 +95,7 @@ def check_params(params: Any, config: LayerConfig, in_channels: int) -> None:
     check_params_mapping(params)
     for name, value in params.items():
         check_not_foreign(value, f"params[{name!r}]")
-    expected = {"kernel": config.kernel_shape(in_channels)}
+    expected: dict[str, tuple[int, ...]] = {"kernel": config.kernel_shape(in_channels)}
     if config.use_bias:
         expected["bias"] = (config.filters,)
     for name, shape in expected.items():
@@ -179,7 +180,7 @@ def as_batch(x: jax.Array) -> tuple[jax.Array, tuple[Any, ...]]:
     return x.reshape((math.prod(lead),) + tuple(x.shape[-2:])), lead
 
 
-def regularization_terms(params: Params, y: jax.Array, config: Conv1DTransposeConfig,
+def regularization_terms(params: Params, y: jax.Array, config: LayerConfig,
                          examples: Any = None) -> Aux:
     """The layer's penalties, each a float scalar; keys are always ``kernel, bias, activity``.
 
@@ -190,7 +191,7 @@ def regularization_terms(params: Params, y: jax.Array, config: Conv1DTransposeCo
     dtype = jnp.promote_types(params["kernel"].dtype, jnp.float32)
     zero = jnp.zeros((), dtype)
 
-    def penalty(regularizer, value):
+    def penalty(regularizer: Optional[Callable[[jax.Array], jax.Array]], value: jax.Array) -> jax.Array:
         return zero if regularizer is None else regularizer(value).astype(dtype)
 
     examples = y.shape[0] if examples is None else examples
@@ -250,7 +251,7 @@ def conv1d_transpose(
     x: jax.Array,
     config: Conv1DTransposeConfig,
     *,
-    precision: Any = None,
+    precision: lax.PrecisionLike = None,
     implementation: Implementation = None,
 ) -> tuple[jax.Array, Aux]:
     """Keras's ``Conv1DTranspose`` as a pure function: ``y = activation(conv_transpose(x) + bias)``.
@@ -320,7 +321,7 @@ def _layer_shape(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any) -> tup
     return _channels_and_length(shape, config, argument="x_shape")
 
 
-def plan(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any = "float32",
+def plan(config: Conv1DTransposeConfig, x_shape: Sequence[int], dtype: DTypeLike = "float32",
          platform: Optional[str] = None) -> Plan:
     """The :class:`~convtrans.Plan` that :func:`conv1d_transpose` runs for inputs of ``x_shape`` and
     ``dtype``.
@@ -340,7 +341,7 @@ def plan(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any = "float32",
     return dispatch.select_plan(config, in_channels, length, dtype, dispatch.platform_of(platform))
 
 
-def explain(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any = "float32",
+def explain(config: Conv1DTransposeConfig, x_shape: Sequence[int], dtype: DTypeLike = "float32",
             platform: Optional[str] = None) -> str:
     """:func:`plan`'s choice as text, one line per part of the plan with the reason and the
     threshold that decided it (arguments as for :func:`plan`)."""
@@ -353,7 +354,7 @@ def conv1d(
     x: jax.Array,
     config: Conv1DConfig,
     *,
-    precision: Any = None,
+    precision: lax.PrecisionLike = None,
 ) -> tuple[jax.Array, Aux]:
     """Keras's ``Conv1D`` as a pure function: ``y = activation(conv(x) + bias)``.
 
@@ -385,9 +386,10 @@ def conv1d(
     in_channels = check_input(x, config)
     check_params(params, config, in_channels)
     x3, lead = as_batch(x)
+    pads = geometry.conv_pads(config, x.shape[config.time_axis])
     z = lax.conv_general_dilated(
         x3, params["kernel"].astype(x.dtype), window_strides=(config.strides,),
-        padding=[tuple(geometry.conv_pads(config, x.shape[config.time_axis]))],
+        padding=[(pads.left, pads.right)],
         rhs_dilation=(config.dilation_rate,), dimension_numbers=dimension_numbers(config),
         feature_group_count=config.groups, precision=precision)
     y3 = bias_and_activation(params, z, config)

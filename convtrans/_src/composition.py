@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Union, cast
 
 import jax
 import jax.numpy as jnp
@@ -15,13 +15,18 @@ from convtrans._src.streaming import graph
 
 COMBINES = ("sum", "mean")
 
+# A part of a model: a module or function mapping a signal to a signal.
+Layer = Callable[[jax.Array], jax.Array]
+# One part, or a sequence of them applied in order.
+Layers = Union[Layer, Sequence[Layer]]
+
 
 def in_order(layers: Any, x: jax.Array) -> jax.Array:
     """``x`` through ``layers``: one callable, or a sequence of them applied in order."""
     for layer in layers if isinstance(layers, Sequence) else (layers,):
         if not callable(layer):
             raise TypeError(f"a layer must be a module or a callable, got {layer!r}.")
-        x = layer(x)
+        x = cast(jax.Array, layer(x))  # callable() leaves the result type unknown (object)
     return x
 
 

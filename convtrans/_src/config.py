@@ -8,13 +8,15 @@ value given and what was expected.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, ClassVar, Mapping, Optional, TypeVar, Union, cast
 
 import numpy as np
+from jax.typing import DTypeLike
 
 from convtrans._src.checks import check_allocation, check_count, check_size, is_int
 from convtrans._src.geometry import effective_kernel_size
 from convtrans._src.keras import activations, constraints, initializers, regularizers
+from convtrans._src.keras.activations import Activation
 
 Padding = Union[str, int, tuple[int, int]]
 
@@ -78,12 +80,22 @@ def _data_format(value: Any) -> str:
     )
 
 
+_Config = TypeVar("_Config", bound="_LayerFields")
+
+
 class _LayerFields:
     """What both layer configs derive from their fields."""
 
+    filters: int
     kernel_size: int
     dilation_rate: int
     data_format: str
+    groups: int
+    kernel_layout: ClassVar[str]
+
+    def kernel_shape(self, in_channels: int) -> tuple[int, int, int]:
+        """The kernel's shape for ``in_channels`` inputs (each config's layout)."""
+        raise NotImplementedError
 
     @property
     def effective_kernel_size(self) -> int:
@@ -102,7 +114,7 @@ class _LayerFields:
         channels_first)."""
         return -2 if self.data_format == "channels_last" else -1
 
-    def new_kernel_shape(self, in_channels: int, dtype: Any) -> tuple[int, int, int]:
+    def new_kernel_shape(self, in_channels: int, dtype: DTypeLike) -> tuple[int, int, int]:
         """:meth:`kernel_shape`, checked to be allocatable in ``dtype`` before a kernel is made."""
         shape = self.kernel_shape(in_channels)
         check_allocation({f"the kernel {self.kernel_layout}": shape}, dtype,
@@ -110,9 +122,10 @@ class _LayerFields:
                          f"groups={self.groups} and {in_channels} input channels")
         return shape
 
-    def replace(self, **changes: Any) -> Any:
+    def replace(self: _Config, **changes: Any) -> _Config:
         """A copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
+        # Both subclasses are dataclasses; this mixin itself is not, hence the cast.
+        return dataclasses.replace(cast(Any, self), **changes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +180,7 @@ class Conv1DTransposeConfig(_LayerFields):
     output_padding: Optional[int] = None
     data_format: str = "channels_last"
     dilation_rate: int = 1
-    activation: Union[str, Callable, None] = None
+    activation: Union[str, Activation, None] = None
     use_bias: bool = True
     kernel_initializer: Any = "glorot_uniform"
     bias_initializer: Any = "zeros"
@@ -178,7 +191,7 @@ class Conv1DTransposeConfig(_LayerFields):
     bias_constraint: Any = None
     groups: int = 1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _validate_layer(self, _KERAS_PADDINGS)
         keras_padding = isinstance(self.padding, str)
         if self.output_padding is not None:
@@ -195,7 +208,7 @@ class Conv1DTransposeConfig(_LayerFields):
             object.__setattr__(self, "output_padding", op)
         _check_hashable(self)
 
-    kernel_layout = "(kernel_size, filters // groups, in_channels)"
+    kernel_layout: ClassVar[str] = "(kernel_size, filters // groups, in_channels)"
 
     def kernel_shape(self, in_channels: int) -> tuple[int, int, int]:
         """Keras layout ``(kernel_size, filters // groups, in_channels)``."""
@@ -244,7 +257,7 @@ class Conv1DTransposeConfig(_LayerFields):
                 f"activation={self.activation!r} is a Python callable; Keras configs need a name."
             )
 
-        def serialize(name):
+        def serialize(name: str) -> Any:
             value = getattr(self, name)
             if value is None:
                 return None
@@ -287,7 +300,7 @@ def _validate_layer(config: Any, paddings: tuple[str, ...]) -> None:
     """Validates and normalizes, in place, the fields a convolution and a transposed
     convolution share (Keras's arguments and groups); ``paddings`` are the Keras modes allowed."""
 
-    def store(name, value):
+    def store(name: str, value: Any) -> None:
         object.__setattr__(config, name, value)
 
     store("filters", _size(config.filters, "filters"))
@@ -354,7 +367,7 @@ class Conv1DConfig(_LayerFields):
     padding: Padding = "valid"
     data_format: str = "channels_last"
     dilation_rate: int = 1
-    activation: Union[str, Callable, None] = None
+    activation: Union[str, Activation, None] = None
     use_bias: bool = True
     kernel_initializer: Any = "glorot_uniform"
     bias_initializer: Any = "zeros"
@@ -365,11 +378,11 @@ class Conv1DConfig(_LayerFields):
     bias_constraint: Any = None
     groups: int = 1
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _validate_layer(self, _CONV_PADDINGS)
         _check_hashable(self)
 
-    kernel_layout = "(kernel_size, in_channels // groups, filters)"
+    kernel_layout: ClassVar[str] = "(kernel_size, in_channels // groups, filters)"
 
     def kernel_shape(self, in_channels: int) -> tuple[int, int, int]:
         """Keras layout ``(kernel_size, in_channels // groups, filters)``."""

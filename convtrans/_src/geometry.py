@@ -21,7 +21,7 @@ and output sample ``t`` is sample ``t + (ke - 1 - left)`` of the full result.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Optional, Protocol, Union
+from typing import Any, NamedTuple, Optional, Protocol, Union, cast
 
 from convtrans._src.checks import is_int, is_symbolic
 
@@ -29,17 +29,37 @@ from convtrans._src.checks import is_int, is_symbolic
 Size = Any
 
 
-class ConvGeometry(Protocol):
+class ForwardGeometry(Protocol):
+    """The fields of a convolution that decide its lengths (a :class:`Conv1DConfig` has them).
+
+    ``padding`` is a mode name or a pair ``(left, right)`` of ints. Read-only, so that the frozen
+    configs match.
+    """
+
+    @property
+    def kernel_size(self) -> int: ...
+    @property
+    def strides(self) -> int: ...
+    @property
+    def dilation_rate(self) -> int: ...
+    # A config's declared type, which also admits the int it normalizes to a pair.
+    @property
+    def padding(self) -> Union[str, int, tuple[int, int]]: ...
+
+
+class ConvGeometry(ForwardGeometry, Protocol):
     """The fields of a layer that decide its lengths (a :class:`Conv1DTransposeConfig` has them).
 
     ``padding`` is ``"valid"``, ``"same"`` or a pair ``(crop_left, crop_right)`` of ints.
     """
 
-    kernel_size: int
-    strides: int
-    dilation_rate: int
-    padding: Union[str, tuple[int, int]]
-    output_padding: Optional[int]
+    @property
+    def output_padding(self) -> Optional[int]: ...
+
+
+def _pair(padding: Union[str, int, tuple[int, int]]) -> tuple[int, int]:
+    """A config's integer padding, which its constructor stores as a pair ``(left, right)``."""
+    return cast("tuple[int, int]", padding)
 
 
 
@@ -85,7 +105,7 @@ def transpose_pads(config: ConvGeometry) -> TransposePads:
         pad = s + ke - 2 if op is None else ke + ke % 2 - 2 + op
         left = min(math.ceil(pad / 2), ke - 1)
         return TransposePads(left, pad - left)
-    crop_left, crop_right = config.padding
+    crop_left, crop_right = _pair(config.padding)
     return TransposePads(ke - 1 - crop_left, ke - 1 - crop_right + (op or 0))
 
 
@@ -235,7 +255,7 @@ def phases_share_taps(config: ConvGeometry) -> bool:
 
 # --- the forward convolution (Conv1D) -------------------------------------------------------
 
-def conv_pads(config: ConvGeometry, length: int) -> TransposePads:
+def conv_pads(config: ForwardGeometry, length: int) -> TransposePads:
     """The ``(left, right)`` zeros a convolution (Keras's ``Conv1D``) pads its input with.
 
     - ``valid``: none; ``causal``: ``ke - 1`` on the left;
@@ -251,10 +271,10 @@ def conv_pads(config: ConvGeometry, length: int) -> TransposePads:
     if config.padding == "same":
         total = max((-(-length // config.strides) - 1) * config.strides + ke - length, 0)
         return TransposePads(total // 2, total - total // 2)
-    return TransposePads(*config.padding)
+    return TransposePads(*_pair(config.padding))
 
 
-def conv_output_length(config: ConvGeometry, length: int) -> int:
+def conv_output_length(config: ForwardGeometry, length: int) -> int:
     """Output steps of a convolution of ``length`` input steps: ``(n + left + right - ke) // s + 1``
     with :func:`conv_pads` (``ceil(n / s)`` for ``same``).
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Union
 
 import jax
 import jax.numpy as jnp
@@ -10,12 +10,12 @@ import jax.numpy as jnp
 Activation = Callable[[jax.Array], jax.Array]
 
 
-def linear(x):
+def linear(x: jax.Array) -> jax.Array:
     """``x`` itself: the identity (Keras's ``linear``, the activation of ``activation=None``)."""
     return x
 
 
-def hard_sigmoid(x):
+def hard_sigmoid(x: jax.Array) -> jax.Array:
     """``relu6(x + 3) / 6``, i.e. ``clip(x / 6 + 0.5, 0, 1)`` (Keras 3; not TF 2.x's ``0.2 * x + 0.5``).
 
     Elementwise: same shape and dtype as ``x``.
@@ -23,7 +23,7 @@ def hard_sigmoid(x):
     return jax.nn.relu6(x + 3.0) / 6.0
 
 
-def hard_silu(x):
+def hard_silu(x: jax.Array) -> jax.Array:
     """``x * hard_sigmoid(x) = x * relu6(x + 3) / 6`` (Keras's ``hard_silu``, alias ``hard_swish``).
 
     Elementwise: same shape and dtype as ``x``.
@@ -31,12 +31,12 @@ def hard_silu(x):
     return x * hard_sigmoid(x)
 
 
-def hard_shrink(x, threshold=0.5):
+def hard_shrink(x: jax.Array, threshold: float = 0.5) -> jax.Array:
     """``x`` where ``|x| > threshold``, else 0. Elementwise: same shape and dtype as ``x``."""
     return jnp.where(jnp.abs(x) > threshold, x, jnp.zeros_like(x))
 
 
-def soft_shrink(x, threshold=0.5):
+def soft_shrink(x: jax.Array, threshold: float = 0.5) -> jax.Array:
     """``x - threshold`` where ``x > threshold``, ``x + threshold`` where ``x < -threshold``, else 0.
 
     Elementwise: same shape and dtype as ``x``.
@@ -44,34 +44,34 @@ def soft_shrink(x, threshold=0.5):
     return jnp.where(x > threshold, x - threshold, jnp.where(x < -threshold, x + threshold, jnp.zeros_like(x)))
 
 
-def tanh_shrink(x):
+def tanh_shrink(x: jax.Array) -> jax.Array:
     """``x - tanh(x)``. Elementwise: same shape and dtype as ``x``."""
     return x - jnp.tanh(x)
 
 
-def leaky_relu(x, negative_slope=0.2):
+def leaky_relu(x: jax.Array, negative_slope: float = 0.2) -> jax.Array:
     """``x`` where ``x >= 0``, else ``negative_slope * x``; Keras's default slope is 0.2 (jax's and
     PyTorch's 0.01, HiFi-GAN's 0.1). Elementwise: same shape and dtype as ``x``.
     """
     return jax.nn.leaky_relu(x, negative_slope)
 
 
-def mish(x):
+def mish(x: jax.Array) -> jax.Array:
     """``x * tanh(softplus(x))`` with ``softplus(x) = log(1 + exp(x))``. Elementwise: same shape and
     dtype as ``x``.
     """
     return x * jnp.tanh(jax.nn.softplus(x))
 
 
-def squareplus(x, b=4.0):
+def squareplus(x: jax.Array, b: float = 4.0) -> jax.Array:
+    # jax.nn's jitted function is what Keras calls; a hand-written eager copy can differ by ulps.
     """``(x + sqrt(x ** 2 + b)) / 2``, a smooth ReLU (Keras's default ``b=4``). Elementwise: same
     shape and dtype as ``x``.
     """
-    # jax.nn's jitted function is what Keras calls; a hand-written eager copy can differ by ulps.
     return jax.nn.squareplus(x, b)
 
 
-def sparse_plus(x):
+def sparse_plus(x: jax.Array) -> jax.Array:
     """0 for ``x <= -1``, ``(x + 1) ** 2 / 4`` for ``-1 < x < 1``, ``x`` for ``x >= 1``.
 
     Elementwise: same shape and dtype as ``x``.
@@ -79,7 +79,7 @@ def sparse_plus(x):
     return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, x, jnp.square(x + 1.0) / 4.0))
 
 
-def sparse_sigmoid(x):
+def sparse_sigmoid(x: jax.Array) -> jax.Array:
     """0 for ``x <= -1``, ``(x + 1) / 2`` for ``-1 < x < 1``, 1 for ``x >= 1``.
 
     Elementwise: same shape and dtype as ``x``.
@@ -87,7 +87,7 @@ def sparse_sigmoid(x):
     return jnp.where(x <= -1.0, jnp.zeros_like(x), jnp.where(x >= 1.0, jnp.ones_like(x), 0.5 * (x + 1.0)))
 
 
-def sparsemax(x, axis=-1):
+def sparsemax(x: jax.Array, axis: int = -1) -> jax.Array:
     """Keras's ``sparsemax`` along ``axis``, exactly as every Keras 3 backend computes it.
 
     Keras takes the threshold as ``tau = (sum of the sorted cumulative sums over the support - 1)
@@ -109,7 +109,7 @@ def sparsemax(x, axis=-1):
     return jnp.moveaxis(jnp.maximum(z - tau, 0.0), -1, axis)
 
 
-def glu(x, axis=-1):
+def glu(x: jax.Array, axis: int = -1) -> jax.Array:
     """Keras's gated linear unit: ``a * sigmoid(b)`` where ``a, b`` are the first and second halves of
     ``axis``, so that axis halves: ``(..., 2 * c)`` gives ``(..., c)`` (for ``axis=-1``).
 
@@ -122,7 +122,7 @@ def glu(x, axis=-1):
     return jax.nn.glu(x, axis)
 
 
-def threshold(x, threshold, default_value):
+def threshold(x: jax.Array, threshold: float, default_value: float) -> jax.Array:
     """``x`` where ``x > threshold``, else ``default_value`` (Keras's ``threshold``); same shape and
     dtype as ``x``. It needs both arguments, so pass it as
     ``functools.partial(threshold, threshold=..., default_value=...)``, not by name."""
@@ -164,7 +164,7 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-def validate(activation, argument: str = "activation"):
+def validate(activation: Union[str, Activation, None], argument: str = "activation") -> Union[str, Activation]:
     """The stored form of an activation: a known name (None -> ``"linear"``) or a callable.
 
     Keras's own functions (``keras.activations.relu``) become their names, so that configs holding
@@ -204,7 +204,7 @@ def validate(activation, argument: str = "activation"):
     )
 
 
-def get(activation) -> Activation:
+def get(activation: Union[str, Activation, None]) -> Activation:
     """The function ``x -> y`` for an activation name (looked up in :data:`ACTIVATIONS`), None
     (:func:`linear`) or a callable (returned as is); validated as by :func:`validate`."""
     activation = validate(activation)

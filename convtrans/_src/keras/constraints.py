@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Union
+
+import jax
 
 import jax.numpy as jnp
 
@@ -34,11 +36,11 @@ class Constraint(KerasObject):
             check_axes_in_rank(axis, rank, f"{argument}={type(self).__name__}")
 
 
-def _norms(w: jnp.ndarray, axis) -> jnp.ndarray:
+def _norms(w: jnp.ndarray, axis: Union[int, tuple[int, ...]]) -> jnp.ndarray:
     return jnp.sqrt(jnp.sum(jnp.square(w), axis=axis, keepdims=True))
 
 
-def _checked_norms(constraint: Constraint, w: jnp.ndarray) -> jnp.ndarray:
+def _checked_norms(constraint: Union[MaxNorm, MinMaxNorm, UnitNorm], w: jnp.ndarray) -> jnp.ndarray:
     if not jnp.issubdtype(jnp.result_type(w), jnp.floating):
         raise TypeError(f"{type(constraint).__name__} needs a floating weight, got dtype {jnp.result_type(w)}.")
     constraint.check_target(jnp.ndim(w), "constraint")
@@ -57,15 +59,14 @@ class MaxNorm(Constraint):
       max_value: the largest norm allowed, >= 0 (2 by default).
       axis: an axis or a tuple of axes the norm is taken over.
     """
-
     max_value: float = 2.0
     axis: int | tuple[int, ...] = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "max_value", check_number(self.max_value, "max_value", minimum=0.0))
         object.__setattr__(self, "axis", check_axis(self.axis, "axis"))
 
-    def __call__(self, w):
+    def __call__(self, w: jax.Array) -> jax.Array:
         norms = _checked_norms(self, w)
         desired = jnp.clip(norms, 0, self.max_value)
         return w * (desired / (EPSILON + norms))
@@ -84,13 +85,12 @@ class MinMaxNorm(Constraint):
       rate: in ``[0, 1]``; 1 (the default) projects onto the bounds, smaller rates move part way.
       axis: an axis or a tuple of axes the norm is taken over (0).
     """
-
     min_value: float = 0.0
     max_value: float = 1.0
     rate: float = 1.0
     axis: int | tuple[int, ...] = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "min_value", check_number(self.min_value, "min_value", minimum=0.0))
         object.__setattr__(self, "max_value", check_number(self.max_value, "max_value", minimum=0.0))
         object.__setattr__(self, "rate", check_number(self.rate, "rate", minimum=0.0, maximum=1.0))
@@ -101,7 +101,7 @@ class MinMaxNorm(Constraint):
                 f"max_value={self.max_value}."
             )
 
-    def __call__(self, w):
+    def __call__(self, w: jax.Array) -> jax.Array:
         norms = _checked_norms(self, w)
         desired = self.rate * jnp.clip(norms, self.min_value, self.max_value) + (1 - self.rate) * norms
         return w * (desired / (EPSILON + norms))
@@ -115,21 +115,19 @@ class UnitNorm(Constraint):
     Attributes:
       axis: an axis or a tuple of axes the norm is taken over (0).
     """
-
     axis: int | tuple[int, ...] = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "axis", check_axis(self.axis, "axis"))
 
-    def __call__(self, w):
+    def __call__(self, w: jax.Array) -> jax.Array:
         return w / (EPSILON + _checked_norms(self, w))
 
 
 @dataclasses.dataclass(frozen=True)
 class NonNeg(Constraint):
     """Clips negative entries to zero: ``max(w, 0)``, elementwise (Keras name ``"non_neg"``)."""
-
-    def __call__(self, w):
+    def __call__(self, w: jax.Array) -> jax.Array:
         return jnp.maximum(w, 0)
 
 

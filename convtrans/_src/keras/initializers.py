@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, ClassVar, Optional, Protocol, Sequence, Union, cast
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from convtrans._src.checks import check_allocation, check_count, floating_dtype
 from convtrans._src.keras.objects import KerasObject, check_axis, check_number, check_seed, resolve
@@ -50,6 +51,12 @@ def compute_fans(
     return shape[-2] * receptive_field, shape[-1] * receptive_field
 
 
+class InitializerFn(Protocol):
+    """What flax and ``jax.nn.initializers`` call an initializer: ``init(key, shape, dtype)``."""
+
+    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = ..., /) -> jax.Array: ...
+
+
 @dataclasses.dataclass(frozen=True)
 class Initializer(KerasObject):
     """``init(key, shape, dtype=float32) -> array`` with Keras's distribution.
@@ -62,7 +69,7 @@ class Initializer(KerasObject):
 
     keras_module = "keras.initializers"
 
-    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
+    def __call__(self, key: jax.Array, shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> jax.Array:
         """A weight of ``shape`` and floating ``dtype`` drawn with ``key``; errors name the argument."""
         shape = _check_shape(shape)
         dtype = floating_dtype(dtype, "dtype")
@@ -85,7 +92,7 @@ def _check_shape(shape: Any) -> tuple[int, ...]:
     return tuple(check_count(size, f"shape[{i}]", minimum=0) for i, size in enumerate(shape))
 
 
-def _axes(value, argument):
+def _axes(value: Any, argument: str) -> Any:
     if value is None:
         return None
     return (check_axis(value, argument),) if not isinstance(value, (list, tuple)) else check_axis(value, argument)
@@ -96,7 +103,7 @@ def _check_fields(initializer: Initializer, **checks: Any) -> None:
     for name, check in checks.items():
         object.__setattr__(initializer, name, check(getattr(initializer, name), name))
     if hasattr(initializer, "seed"):
-        object.__setattr__(initializer, "seed", check_seed(initializer.seed))
+        object.__setattr__(initializer, "seed", check_seed(getattr(initializer, "seed")))
 
 
 def _non_negative(value: Any, argument: str) -> float:
@@ -123,7 +130,6 @@ class VarianceScaling(Initializer):
         they override the fan rule of :func:`compute_fans`.
       output_axes: the axes whose sizes multiply to ``fan_out`` (Keras 3).
     """
-
     scale: float = 1.0
     mode: str = "fan_in"
     distribution: str = "truncated_normal"
@@ -131,7 +137,7 @@ class VarianceScaling(Initializer):
     input_axes: Optional[tuple[int, ...]] = None
     output_axes: Optional[tuple[int, ...]] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         scale = check_number(self.scale, "scale")
         if not scale > 0:
             raise ValueError(f"VarianceScaling scale must be positive, got {self.scale!r}.")
@@ -158,7 +164,7 @@ class VarianceScaling(Initializer):
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         return self.scale / max(1.0, fan)
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         shape = tuple(shape)
         scale = self.fan_scale(shape)
         if self.distribution == "truncated_normal":
@@ -170,31 +176,67 @@ class VarianceScaling(Initializer):
         return jax.random.uniform(key, shape, dtype, -limit, limit)
 
 
-def _variance_scaling_family(name: str, scale: float, mode: str, distribution: str) -> type:
+@dataclasses.dataclass(frozen=True, init=False)
+class _VarianceScalingPreset(VarianceScaling):
     """A named VarianceScaling preset whose Keras config is ``seed``/``input_axes``/``output_axes``."""
 
-    def __init__(self, seed=None, input_axes=None, output_axes=None):
-        VarianceScaling.__init__(self, scale, mode, distribution, seed, input_axes, output_axes)
+    # (scale, mode, distribution) of the preset.
+    _preset: ClassVar[tuple[float, str, str]]
 
-    def get_config(self):
-        """The Keras config: ``seed``, ``input_axes`` and ``output_axes`` (the rest is fixed)."""
+    def __init__(self, seed: Optional[int] = None, input_axes: Optional[Sequence[int]] = None,
+                 output_axes: Optional[Sequence[int]] = None) -> None:
+        scale, mode, distribution = self._preset
+        # The axes are stored as tuples by __post_init__, whatever sequence is given.
+        VarianceScaling.__init__(self, scale, mode, distribution, seed, cast(Any, input_axes), cast(Any, output_axes))
+
+    def get_config(self) -> dict[str, Any]:
         return {
             "seed": self.seed,
             "input_axes": None if self.input_axes is None else list(self.input_axes),
             "output_axes": None if self.output_axes is None else list(self.output_axes),
         }
 
-    doc = f"``VarianceScaling(scale={scale}, mode={mode!r}, distribution={distribution!r})``."
-    cls = type(name, (VarianceScaling,), {"__init__": __init__, "get_config": get_config, "__doc__": doc})
-    return dataclasses.dataclass(frozen=True, init=False)(cls)
+
+@dataclasses.dataclass(frozen=True, init=False)
+class GlorotUniform(_VarianceScalingPreset):
+    """``VarianceScaling(scale=1.0, mode='fan_avg', distribution='uniform')``."""
+
+    _preset = (1.0, "fan_avg", "uniform")
 
 
-GlorotUniform = _variance_scaling_family("GlorotUniform", 1.0, "fan_avg", "uniform")
-GlorotNormal = _variance_scaling_family("GlorotNormal", 1.0, "fan_avg", "truncated_normal")
-HeUniform = _variance_scaling_family("HeUniform", 2.0, "fan_in", "uniform")
-HeNormal = _variance_scaling_family("HeNormal", 2.0, "fan_in", "truncated_normal")
-LecunUniform = _variance_scaling_family("LecunUniform", 1.0, "fan_in", "uniform")
-LecunNormal = _variance_scaling_family("LecunNormal", 1.0, "fan_in", "truncated_normal")
+@dataclasses.dataclass(frozen=True, init=False)
+class GlorotNormal(_VarianceScalingPreset):
+    """``VarianceScaling(scale=1.0, mode='fan_avg', distribution='truncated_normal')``."""
+
+    _preset = (1.0, "fan_avg", "truncated_normal")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class HeUniform(_VarianceScalingPreset):
+    """``VarianceScaling(scale=2.0, mode='fan_in', distribution='uniform')``."""
+
+    _preset = (2.0, "fan_in", "uniform")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class HeNormal(_VarianceScalingPreset):
+    """``VarianceScaling(scale=2.0, mode='fan_in', distribution='truncated_normal')``."""
+
+    _preset = (2.0, "fan_in", "truncated_normal")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class LecunUniform(_VarianceScalingPreset):
+    """``VarianceScaling(scale=1.0, mode='fan_in', distribution='uniform')``."""
+
+    _preset = (1.0, "fan_in", "uniform")
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class LecunNormal(_VarianceScalingPreset):
+    """``VarianceScaling(scale=1.0, mode='fan_in', distribution='truncated_normal')``."""
+
+    _preset = (1.0, "fan_in", "truncated_normal")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -207,15 +249,14 @@ class RandomNormal(Initializer):
       stddev: the standard deviation, >= 0.
       seed: kept for Keras configs only.
     """
-
     mean: float = 0.0
     stddev: float = 0.05
     seed: Optional[int] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_fields(self, mean=check_number, stddev=_non_negative)
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return self.mean + self.stddev * jax.random.normal(key, tuple(shape), dtype)
 
 
@@ -235,10 +276,10 @@ class TruncatedNormal(Initializer):
     stddev: float = 0.05
     seed: Optional[int] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_fields(self, mean=check_number, stddev=_non_negative)
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return self.mean + self.stddev * jax.random.truncated_normal(key, -2.0, 2.0, tuple(shape), dtype)
 
 
@@ -252,17 +293,16 @@ class RandomUniform(Initializer):
       maxval: the upper bound, ``>= minval``.
       seed: kept for Keras configs only.
     """
-
     minval: float = -0.05
     maxval: float = 0.05
     seed: Optional[int] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_fields(self, minval=check_number, maxval=check_number)
         if self.minval > self.maxval:
             raise ValueError(f"RandomUniform needs minval <= maxval, got minval={self.minval}, maxval={self.maxval}.")
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jax.random.uniform(key, tuple(shape), dtype, self.minval, self.maxval)
 
 
@@ -283,14 +323,14 @@ class Orthogonal(Initializer):
     gain: float = 1.0
     seed: Optional[int] = None
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_fields(self, gain=check_number)
 
     def check_target(self, rank: int, argument: str) -> None:
         if rank < 2:
             raise ValueError(f"{argument}=Orthogonal needs a weight of rank >= 2; this one has rank {rank}.")
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         shape = tuple(shape)
         if len(shape) < 2:
             raise ValueError(f"Orthogonal needs a weight of rank >= 2, got shape {shape}.")
@@ -309,7 +349,7 @@ class Identity(Initializer):
 
     gain: float = 1.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         _check_fields(self, gain=check_number)
 
     def check_target(self, rank: int, argument: str) -> None:
@@ -317,7 +357,7 @@ class Identity(Initializer):
             raise ValueError(f"{argument}=Identity initializes rank-2 weights only (as in Keras); this "
                              f"one has rank {rank}.")
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         shape = tuple(shape)
         if len(shape) != 2:
             raise ValueError(
@@ -333,29 +373,26 @@ class Constant(Initializer):
     Attributes:
       value: a real number (0).
     """
-
     value: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "value", check_number(self.value, "value"))
 
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jnp.full(tuple(shape), self.value, dtype)
 
 
 @dataclasses.dataclass(frozen=True)
 class Zeros(Initializer):
     """Every entry 0 (names ``"zeros"``, ``"zero"``): the default ``bias_initializer``."""
-
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jnp.zeros(tuple(shape), dtype)
 
 
 @dataclasses.dataclass(frozen=True)
 class Ones(Initializer):
     """Every entry 1 (names ``"ones"``, ``"one"``)."""
-
-    def _sample(self, key, shape, dtype):
+    def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jnp.ones(tuple(shape), dtype)
 
 
@@ -389,7 +426,7 @@ _REGISTRY.update(
 )
 
 
-def get(identifier: Any, argument: str = "initializer"):
+def get(identifier: Any, argument: str = "initializer") -> Union[Initializer, InitializerFn]:
     """An initializer from a Keras name (``"glorot_uniform"``, ``"he_normal"``, ``"zeros"``, ...
     or a class name), a Keras config dict ``{"class_name": ..., "config": {...}}``, a Keras
     initializer object, an :class:`Initializer`, or any ``jax.nn.initializers``-style callable

@@ -158,7 +158,7 @@ def check_axis(axis: Any, argument: str) -> int | tuple[int, ...]:
         return axes  # type: ignore[return-value]
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"{argument} must be an int or a list of ints, got {axis!r}.")
-    if not -MAX_RANK <= axis < MAX_RANK:
+    if not -MAX_RANK <= int(axis) < MAX_RANK:
         raise ValueError(f"{argument}={axis!r} is out of range: an array has at most {MAX_RANK} axes "
                          "(NumPy's limit).")
     return int(axis)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from convtrans._src.keras.objects import KerasObject, as_keras_dict, check_number, resolve
 
@@ -17,12 +19,12 @@ class Regularizer(KerasObject):
 
     keras_module = "keras.regularizers"
 
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         """The penalty of ``x`` (any shape, floating): a scalar of ``x``'s dtype."""
         raise NotImplementedError
 
 
-def _checked(x: Any) -> jnp.ndarray:
+def _checked(x: ArrayLike) -> jax.Array:
     """``x`` as an array; TypeError unless floating (a penalty of a complex weight is not real)."""
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
@@ -45,11 +47,11 @@ class L1L2(Regularizer):
     l1: float = 0.0
     l2: float = 0.0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "l1", check_number(0.0 if self.l1 is None else self.l1, "l1", minimum=0.0))
         object.__setattr__(self, "l2", check_number(0.0 if self.l2 is None else self.l2, "l2", minimum=0.0))
 
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         x = _checked(x)
         penalty = jnp.zeros((), x.dtype)
         if self.l1:
@@ -70,10 +72,10 @@ class L1(Regularizer):
 
     l1: float = 0.01
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "l1", check_number(self.l1, "l1", minimum=0.0))
 
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         x = _checked(x)
         return self.l1 * jnp.sum(jnp.abs(x))
 
@@ -89,10 +91,10 @@ class L2(Regularizer):
 
     l2: float = 0.01
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "l2", check_number(self.l2, "l2", minimum=0.0))
 
-    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    def __call__(self, x: ArrayLike) -> jax.Array:
         x = _checked(x)
         return self.l2 * jnp.sum(jnp.square(x))
 

@@ -7,11 +7,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from convtrans._src.config import Conv1DTransposeConfig
+from convtrans._src.config import Conv1DTransposeConfig, LayerConfig
 from convtrans._src.geometry import kernel_blocks
 
 
-def dimension_numbers(config: Conv1DTransposeConfig) -> tuple[str, str, str]:
+def dimension_numbers(config: LayerConfig) -> tuple[str, str, str]:
     """``lax.conv_general_dilated`` dimension numbers for ``config``'s data format (WIO kernels)."""
     layout = "NWC" if config.data_format == "channels_last" else "NCW"
     return (layout, "WIO", layout)

@@ -364,6 +364,7 @@ def _group_blocks(x: jax.Array, group: PhaseGroup, rhs: Optional[jax.Array],
     last = group.first + (group.taps - 1) * group.step
     xp = pad_time(x, config, last - lo, lo + blocks - n - group.first)
     if winograd and _correlates_by_winograd(x.dtype, group.taps, config):
+        assert rhs_transposed is not None  # every caller that allows winograd passes the transposed taps
         z = winograd_correlation.correlate(xp, rhs_transposed, group.step, config, precision)
     else:
         z = _correlate(xp, rhs, group.step, config, precision, stacked)

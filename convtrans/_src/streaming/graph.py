@@ -49,7 +49,8 @@ STEP = "step"      # one chunk of the stream
 FINISH = "finish"  # the end: each part's input is the tail its upstream owes
 PROBE = "probe"    # find the model's input channels and data format from its first layer
 
-State = dict[str, jax.Array]
+# A part's state: NumPy arrays in the initial state (concrete while the set-up pass is traced), jax arrays after.
+State = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,7 +107,7 @@ class ChunkTooShort(Exception):
 class Probed(Exception):
     """Raised during :data:`PROBE` by the first layer: what the model's input must look like."""
 
-    def __init__(self, in_channels: int, data_format: str):
+    def __init__(self, in_channels: Optional[int], data_format: str):
         super().__init__(in_channels, data_format)
         self.in_channels = in_channels
         self.data_format = data_format

@@ -48,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import DTypeLike
 
 from convtrans._src.config import Conv1DTransposeConfig, check_config
 from convtrans._src.geometry import effective_kernel_size, full_result_offset, output_length, transpose_pads
@@ -211,7 +212,7 @@ def batch_shape_of(batch_size: Any) -> tuple[int, ...]:
 
 
 def init(config: Conv1DTransposeConfig, batch_size: Union[int, tuple[int, ...]],
-         dtype: Any = jnp.float32) -> StreamState:
+         dtype: DTypeLike = jnp.float32) -> StreamState:
     """The state of a stream of ``config`` that has seen nothing yet.
 
     Args:
@@ -282,7 +283,7 @@ def step(
     x: jax.Array,
     config: Conv1DTransposeConfig,
     *,
-    precision: Any = None,
+    precision: lax.PrecisionLike = None,
     implementation: Implementation = None,
 ) -> tuple[StreamState, jax.Array]:
     """Feed one chunk; return the new state and the ``m * strides`` samples that are now final.
@@ -356,7 +357,7 @@ def chunked_conv1d_transpose(
     config: Conv1DTransposeConfig,
     chunk_size: int,
     *,
-    precision: Any = None,
+    precision: lax.PrecisionLike = None,
     implementation: Implementation = None,
 ) -> tuple[jax.Array, Aux]:
     """:func:`convtrans.conv1d_transpose` computed by streaming ``x`` in chunks under ``lax.scan``.
@@ -374,7 +375,7 @@ def chunked_conv1d_transpose(
     n = x.shape[time]
     chunks, rest = divmod(n, chunk_size)
 
-    def body(state, chunk):
+    def body(state: StreamState, chunk: jax.Array) -> tuple[StreamState, jax.Array]:
         return step(params, state, chunk, config, precision=precision, implementation=implementation)
 
     state = init(config, x.shape[0], x.dtype)

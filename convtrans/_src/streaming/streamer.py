@@ -9,6 +9,8 @@ from typing import Any, Optional, Union
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.typing import DTypeLike
 
 from convtrans._src.checks import check_count, floating_dtype
 from convtrans._src.streaming import graph
@@ -57,9 +59,19 @@ class Streamer:
         play(streamer.finish(state))
     """
 
+    model: Any
+    variables: Any
+    batch_shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    in_channels: int
+    data_format: str
+    chunk_multiple: int
+    latency: int
+    rate: Fraction
+
     def __init__(self, model: Any, variables: Any = None, batch_size: Union[int, tuple[int, ...]] = 1, *,
                  in_channels: Optional[int] = None, data_format: Optional[str] = None,
-                 dtype: Any = jnp.float32, jit: bool = True):
+                 dtype: DTypeLike = jnp.float32, jit: bool = True) -> None:
         """
         Args:
           model: a ``flax.linen.Module`` whose ``__call__(x)`` maps a signal to a signal, or a
