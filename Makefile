@@ -34,11 +34,12 @@ test: $(VENV)/.installed-test+example+bench
 bench: $(VENV)/.installed-test+example+bench
 	$(BIN)/python -m benchmarks.run
 
-lint: $(VENV)/.installed-lint
+# pyright finds the venv's packages through the python first on PATH; the user script imports torch.
+lint: $(VENV)/.installed-test+lint
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pyright
-	$(BIN)/mypy tests/typing/public_api_usage.py
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/pyright
+	$(BIN)/mypy
 	$(BIN)/python .ci/verify_types.py
 
 docs: $(VENV)/.installed-docs
