@@ -27,11 +27,11 @@ def lower_bound(requirement: str) -> tuple[str, str]:
     if match is None:
         raise ValueError(f"cannot read the requirement {requirement!r}")
     name, _, specifiers = match.groups()
-    bounds = [clause.strip()[2:].strip() for clause in specifiers.split(",")
-              if clause.strip().startswith((">=", "=="))]
+    bounds = [clause.strip()[2:].strip() for clause in specifiers.split(",") if clause.strip().startswith((">=", "=="))]
     if len(bounds) != 1:
-        raise ValueError(f"the requirement {requirement!r} needs exactly one lower bound (>= or ==), "
-                         f"found {len(bounds)}")
+        raise ValueError(
+            f"the requirement {requirement!r} needs exactly one lower bound (>= or ==), found {len(bounds)}"
+        )
     return name, bounds[0]
 
 
@@ -40,8 +40,9 @@ def lowest_constraints(extras: list[str], pyproject: Path = PYPROJECT) -> dict[s
     project = tomllib.loads(pyproject.read_text())["project"]
     unknown = sorted(set(extras) - set(project["optional-dependencies"]))
     if unknown:
-        raise ValueError(f"no extra named {unknown} in {pyproject.name}; "
-                         f"it has {sorted(project['optional-dependencies'])}")
+        raise ValueError(
+            f"no extra named {unknown} in {pyproject.name}; it has {sorted(project['optional-dependencies'])}"
+        )
     requirements = list(project["dependencies"])
     for extra in extras:
         requirements += project["optional-dependencies"][extra]

@@ -28,11 +28,19 @@ def completeness(package: str = "convtrans") -> dict:
         raise SystemExit("pyright is not installed: pip install -e '.[lint]'")
     # This interpreter's folder first on PATH: pyright then resolves flax's classes through it (with
     # --pythonpath alone it finds the packages but not flax's Module bases).
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
-           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    }
     with tempfile.TemporaryDirectory() as scratch:
-        done = subprocess.run([pyright, "--verifytypes", package, "--ignoreexternal", "--outputjson"], cwd=scratch,
-                              env=env, capture_output=True, text=True)
+        done = subprocess.run(
+            [pyright, "--verifytypes", package, "--ignoreexternal", "--outputjson"],
+            cwd=scratch,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
     try:
         report = json.loads(done.stdout)["typeCompleteness"]
     except (json.JSONDecodeError, KeyError):

@@ -45,7 +45,7 @@ def _split_shape(rhs: str) -> tuple[str, str]:
         for i, char in enumerate(rhs):
             depth += {"(": 1, ")": -1}.get(char, 0)
             if depth == 0:
-                return rhs[:i + 1], rhs[i + 1:].lstrip()
+                return rhs[: i + 1], rhs[i + 1 :].lstrip()
     shape, _, rest = rhs.partition(" ")
     return shape, rest
 
@@ -88,11 +88,16 @@ def _config(shape: Shape) -> ct.Conv1DTransposeConfig:
 def programs(shape: Shape, dtype, data_format: str) -> dict[str, list[str]]:
     """Op lists of the forward and forward+backward programs of one shape, dtype and format."""
     config = _config(shape).replace(data_format=data_format)
-    x_shape = ((shape.batch, shape.steps, shape.cin) if data_format == "channels_last"
-               else (shape.batch, shape.cin, shape.steps))
+    x_shape = (
+        (shape.batch, shape.steps, shape.cin)
+        if data_format == "channels_last"
+        else (shape.batch, shape.cin, shape.steps)
+    )
     x = jax.ShapeDtypeStruct(x_shape, dtype)
-    params = {"kernel": jax.ShapeDtypeStruct((shape.k, config.filters // config.groups, shape.cin), dtype),
-              "bias": jax.ShapeDtypeStruct((config.filters,), dtype)}
+    params = {
+        "kernel": jax.ShapeDtypeStruct((shape.k, config.filters // config.groups, shape.cin), dtype),
+        "bias": jax.ShapeDtypeStruct((config.filters,), dtype),
+    }
 
     def forward(params, x):
         return ct.conv1d_transpose(params, x, config)[0]
@@ -103,8 +108,10 @@ def programs(shape: Shape, dtype, data_format: str) -> dict[str, list[str]]:
         return y, vjp(cotangent)
 
     cotangent = jax.eval_shape(forward, params, x)
-    compiled = {"forward": jax.jit(forward).lower(params, x).compile(),
-                "forward+backward": jax.jit(forward_backward).lower(params, x, cotangent).compile()}
+    compiled = {
+        "forward": jax.jit(forward).lower(params, x).compile(),
+        "forward+backward": jax.jit(forward_backward).lower(params, x, cotangent).compile(),
+    }
     return {name: op_list(c.as_text()) for name, c in compiled.items()}
 
 
@@ -142,8 +149,9 @@ def compare(before: dict[str, list[str]], after: dict[str, list[str]], context: 
         for opcode in sorted(set(old_counts) | set(new_counts)):
             if old_counts[opcode] != new_counts[opcode]:
                 print(f"    {opcode}: {old_counts[opcode]} -> {new_counts[opcode]}")
-        diff = [line for line in difflib.unified_diff(old, new, lineterm="", n=1)
-                if not line.startswith(("---", "+++"))]
+        diff = [
+            line for line in difflib.unified_diff(old, new, lineterm="", n=1) if not line.startswith(("---", "+++"))
+        ]
         for line in diff[:context]:
             print(f"    {line}")
         if len(diff) > context:

@@ -17,18 +17,18 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Optional
+from collections.abc import Callable
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import convtrans as ct  # noqa: E402
-from convtrans._src.dispatch import THRESHOLDS  # noqa: E402
-from convtrans._src.geometry import full_result_offset, output_length, transpose_pads  # noqa: E402
-from benchmarks.streaming import StreamRow, measure_streaming, render_streaming  # noqa: E402
+import convtrans as ct
+from benchmarks.streaming import StreamRow, measure_streaming, render_streaming
+from convtrans._src.dispatch import THRESHOLDS
+from convtrans._src.geometry import full_result_offset, output_length, transpose_pads
 
 STREAMING_HEADING = "## Streaming a whole vocoder"
 
@@ -46,8 +46,9 @@ class Shape:
     padding: str = "same"
 
     def config(self) -> ct.Conv1DTransposeConfig:
-        return ct.Conv1DTransposeConfig(filters=self.cout, kernel_size=self.k, strides=self.s,
-                                        padding=self.padding, dilation_rate=self.d)
+        return ct.Conv1DTransposeConfig(
+            filters=self.cout, kernel_size=self.k, strides=self.s, padding=self.padding, dilation_rate=self.d
+        )
 
     def flops(self) -> float:
         return 2.0 * self.batch * self.steps * self.cin * self.cout * self.k
@@ -66,6 +67,7 @@ BF16_SHAPES = [SHAPES[1], SHAPES[2]]
 
 
 # --- peers: each returns (forward, forward_backward), taking no arguments ------------------------
+
 
 def _cotangent(shape, dtype):
     return jnp.asarray(np.cos(np.arange(math.prod(shape))).reshape(shape), dtype)
@@ -102,10 +104,16 @@ def convtrans_peer(shape, kernel, bias, x, dtype, implementation):
 def flax_peer(shape, kernel, bias, x, dtype):
     import flax.linen as nn
 
-    module = nn.ConvTranspose(features=shape.cout, kernel_size=(shape.k,), strides=(shape.s,),
-                              padding=[tuple(transpose_pads(shape.config()))],
-                              kernel_dilation=(shape.d,), transpose_kernel=True,
-                              dtype=dtype, param_dtype=dtype)
+    module = nn.ConvTranspose(
+        features=shape.cout,
+        kernel_size=(shape.k,),
+        strides=(shape.s,),
+        padding=[tuple(transpose_pads(shape.config()))],
+        kernel_dilation=(shape.d,),
+        transpose_kernel=True,
+        dtype=dtype,
+        param_dtype=dtype,
+    )
     params = {"params": {"kernel": jnp.asarray(kernel, dtype), "bias": jnp.asarray(bias, dtype)}}
     return _jax_pair(module.apply, params, jnp.asarray(x, dtype))
 
@@ -136,13 +144,20 @@ def equinox_peer(shape, kernel, bias, x, dtype):
     import equinox as eqx
 
     left, right = _crops(shape)
-    layer = eqx.nn.ConvTranspose1d(shape.cin, shape.cout, shape.k, stride=shape.s,
-                                   padding=((left, max(right, 0)),), output_padding=max(-right, 0),
-                                   dilation=shape.d, key=jax.random.key(0), dtype=dtype)
+    layer = eqx.nn.ConvTranspose1d(
+        shape.cin,
+        shape.cout,
+        shape.k,
+        stride=shape.s,
+        padding=((left, max(right, 0)),),
+        output_padding=max(-right, 0),
+        dilation=shape.d,
+        key=jax.random.key(0),
+        dtype=dtype,
+    )
     # equinox weight (out, in, k) holds the taps in the order of the equivalent forward conv.
     weight = jnp.asarray(np.flip(np.transpose(kernel, (1, 2, 0)), axis=2), dtype)
-    layer = eqx.tree_at(lambda m: (m.weight, m.bias), layer,
-                        (weight, jnp.asarray(bias, dtype).reshape(shape.cout, 1)))
+    layer = eqx.tree_at(lambda m: (m.weight, m.bias), layer, (weight, jnp.asarray(bias, dtype).reshape(shape.cout, 1)))
 
     def apply(layer, x):  # x: (batch, steps, cin) -> (batch, out, cout)
         return jax.vmap(layer)(x.transpose(0, 2, 1)).transpose(0, 2, 1)
@@ -156,8 +171,15 @@ def torch_peer(shape, kernel, bias, x, dtype):
     torch.set_num_threads(2)
     tdtype = {jnp.float32: torch.float32, jnp.bfloat16: torch.bfloat16}[dtype]
     left, right = _crops(shape)
-    module = torch.nn.ConvTranspose1d(shape.cin, shape.cout, shape.k, stride=shape.s, padding=left,
-                                      output_padding=max(left - right, 0), dilation=shape.d)
+    module = torch.nn.ConvTranspose1d(
+        shape.cin,
+        shape.cout,
+        shape.k,
+        stride=shape.s,
+        padding=left,
+        output_padding=max(left - right, 0),
+        dilation=shape.d,
+    )
     module = module.to(tdtype)
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.transpose(kernel, (2, 1, 0)))))
@@ -194,9 +216,14 @@ BF16_PEERS = ["flax", "torch", "reference", "convtrans"]
 
 # --- timing --------------------------------------------------------------------------------------
 
+
 def _block(result):
-    return jax.block_until_ready(result) if not hasattr(result, "__torch_function__") and not (
-        isinstance(result, tuple) and result and hasattr(result[0], "__torch_function__")) else result
+    return (
+        jax.block_until_ready(result)
+        if not hasattr(result, "__torch_function__")
+        and not (isinstance(result, tuple) and result and hasattr(result[0], "__torch_function__"))
+        else result
+    )
 
 
 def _calibrate(fn, target_s):
@@ -231,7 +258,7 @@ def time_interleaved(fns: dict[str, Callable], repeats: int, target_s: float) ->
     samples = {name: [] for name in fns}
     names = list(fns)
     for r in range(repeats):
-        for name in names[r % len(names):] + names[:r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             fn, count = fns[name], inner[name]
             _warm(fn)
             start = time.perf_counter()
@@ -278,18 +305,29 @@ def torch_gemm_peak_gflops(repeats: int) -> float:
 
 # --- one shape -----------------------------------------------------------------------------------
 
+
 def build(shape: Shape, dtype, peers: list[str]):
     rng = np.random.default_rng(0)
-    kernel = (rng.standard_normal((shape.k, shape.cout, shape.cin)) / math.sqrt(shape.k * shape.cin / shape.s)).astype(np.float32)
+    kernel = (rng.standard_normal((shape.k, shape.cout, shape.cin)) / math.sqrt(shape.k * shape.cin / shape.s)).astype(
+        np.float32
+    )
     bias = rng.standard_normal(shape.cout).astype(np.float32)
     x = rng.standard_normal((shape.batch, shape.steps, shape.cin)).astype(np.float32)
     built = {name: PEERS[name](shape, kernel, bias, x, dtype) for name in peers}
-    want = np.asarray(ct.conv1d_transpose({"kernel": kernel, "bias": bias}, jnp.asarray(x), shape.config(),
-                                          implementation="lhs_dilation")[0])
+    want = np.asarray(
+        ct.conv1d_transpose(
+            {"kernel": kernel, "bias": bias}, jnp.asarray(x), shape.config(), implementation="lhs_dilation"
+        )[0]
+    )
     tol = 2e-3 if dtype == jnp.float32 else 0.1
     for name, (_, _, y) in built.items():
-        np.testing.assert_allclose(np.asarray(y, np.float32), want, rtol=tol, atol=tol,
-                                   err_msg=f"{name} differs from convtrans's reference on {shape}")
+        np.testing.assert_allclose(
+            np.asarray(y, np.float32),
+            want,
+            rtol=tol,
+            atol=tol,
+            err_msg=f"{name} differs from convtrans's reference on {shape}",
+        )
     return built
 
 
@@ -298,8 +336,10 @@ def fmt(value: float) -> str:
 
 
 def label(shape: Shape) -> str:
-    return (f"{shape.name} (B{shape.batch} L{shape.steps} {shape.cin}->{shape.cout} "
-            f"k{shape.k} s{shape.s}{f' d{shape.d}' if shape.d > 1 else ''})")
+    return (
+        f"{shape.name} (B{shape.batch} L{shape.steps} {shape.cin}->{shape.cout} "
+        f"k{shape.k} s{shape.s}{f' d{shape.d}' if shape.d > 1 else ''})"
+    )
 
 
 # --- the document's fixed text -------------------------------------------------------------------
@@ -313,11 +353,12 @@ INTRO = (
     "measurement behind it, and the timings. It is written, all of it, by `make bench` "
     "(`python -m benchmarks.run`, benchmarks/run.py), which regenerates it from a fresh run; do "
     "not edit it by hand: change the text in benchmarks/run.py or the thresholds in "
-    "convtrans/_src/dispatch.py, and rerun.")
+    "convtrans/_src/dispatch.py, and rerun."
+)
 
 METHOD = (
     "Every implementation of a shape is built from the same Keras-layout weights, and its output "
-    "is checked equal to convtrans's reference (`implementation=\"lhs_dilation\"`) before anything "
+    'is checked equal to convtrans\'s reference (`implementation="lhs_dilation"`) before anything '
     "is timed. All implementations run in one process and are timed interleaved, round-robin (the "
     "order rotates each round), so that changes of the machine's load hit all of them alike. Each "
     f"sample starts with {WARM_S * 1e3:.0f} ms of untimed calls of its own implementation (a "
@@ -328,7 +369,7 @@ METHOD = (
     "samples every implementation within a few seconds, the ratio of two implementations' samples "
     "in the same round is less exposed to slow changes of the load than the ratio of their "
     "medians, so next to the ratios of medians each table gives the lowest and highest per-round "
-    "ratio against torch: the noise of that cell, read off the run itself. \"forward+backward\" "
+    'ratio against torch: the noise of that cell, read off the run itself. "forward+backward" '
     "returns the output and the gradients for the kernel, the bias and the input, with the "
     "cotangent passed as an argument (a closed-over constant would let XLA fold part of the "
     "backward pass at compile time). Useful work is `2 * B * L * Cin * Cout * k` FLOPs forward "
@@ -339,7 +380,8 @@ METHOD = (
     "The machines these runs use are shared with other work, noisy, and not all alike: read "
     "ratios near 1 as ties, and compare runs only with their header. Machines also differ in "
     "which form wins (an AMD EPYC and an Intel Sapphire Rapids have given different winners), so "
-    "a threshold measured on one machine is a hypothesis on another until it is measured there.")
+    "a threshold measured on one machine is a hypothesis on another until it is measured there."
+)
 
 PLAN_CHANGES = (
     "The memory budgets `GEMM_MAX_BYTES` and `WINOGRAD_MAX_BYTES` are now counted per example "
@@ -350,7 +392,8 @@ PLAN_CHANGES = (
     "shape, forward and forward+backward, in both data formats); only inputs longer than the "
     "budget per example but not per batch (or the reverse) change form. On platforms other than "
     "CPU the plan is now the plain polyphase convolution (forward and both gradients), chosen per "
-    "lowering platform with `jax.lax.platform_dependent`.")
+    "lowering platform with `jax.lax.platform_dependent`."
+)
 
 XLA_BOUNDS = (
     "Two targets against torch are bounded by XLA:CPU's matrix products rather than by the plan "
@@ -373,11 +416,19 @@ XLA_BOUNDS = (
     "one batched product, two products of half the rows, or one product of the three stacked "
     "shifted windows were no faster, and the `XLA_FLAGS` that hand products to other libraries "
     "(`--xla_cpu_use_onednn`, `--xla_cpu_use_xnnpack`, "
-    "`--xla_cpu_experimental_onednn_custom_call`) left every orientation's rate as it was.")
+    "`--xla_cpu_experimental_onednn_custom_call`) left every orientation's rate as it was."
+)
 
-SECTIONS = ("Method", "The run", "What runs for each benchmark shape",
-            "Thresholds and their provenance", "Changes to the plan", "Results",
-            STREAMING_HEADING[3:], "Where XLA bounds a target")
+SECTIONS = (
+    "Method",
+    "The run",
+    "What runs for each benchmark shape",
+    "Thresholds and their provenance",
+    "Changes to the plan",
+    "Results",
+    STREAMING_HEADING[3:],
+    "Where XLA bounds a target",
+)
 
 
 # --- measuring -----------------------------------------------------------------------------------
@@ -409,10 +460,16 @@ class Measurements:
 
 def _table_header(mode: str, dname: str, peers: list[str]) -> list[str]:
     others = peers[:-1]
-    return [f"### {mode}, {dname}: median ms (speed-up of convtrans = peer ms / convtrans ms)", "",
-            "| shape | " + " | ".join(peers) + " | " + " | ".join(f"x {p}" for p in others)
-            + " | x torch per round | GFLOP/s | % GEMM peak |",
-            "|---" * (1 + len(peers) + len(others) + 3) + "|"]
+    return [
+        f"### {mode}, {dname}: median ms (speed-up of convtrans = peer ms / convtrans ms)",
+        "",
+        "| shape | "
+        + " | ".join(peers)
+        + " | "
+        + " | ".join(f"x {p}" for p in others)
+        + " | x torch per round | GFLOP/s | % GEMM peak |",
+        "|---" * (1 + len(peers) + len(others) + 3) + "|",
+    ]
 
 
 def _table_row(shape: Shape, samples: dict[str, list[float]], factor: int, peak: float) -> str:
@@ -420,23 +477,32 @@ def _table_row(shape: Shape, samples: dict[str, list[float]], factor: int, peak:
     ms = medians(samples)
     per_round = round_ratios(samples, "torch")
     gflops = factor * shape.flops() / (ms["convtrans"] * 1e-3) / 1e9
-    return (f"| {label(shape)} | " + " | ".join(fmt(ms[p]) for p in peers) + " | "
-            + " | ".join(f"{ms[p] / ms['convtrans']:.2f}" for p in peers[:-1])
-            + f" | {min(per_round):.2f}-{max(per_round):.2f}"
-            + f" | {gflops:.0f} | {100 * gflops / peak:.0f}% |")
+    return (
+        f"| {label(shape)} | "
+        + " | ".join(fmt(ms[p]) for p in peers)
+        + " | "
+        + " | ".join(f"{ms[p] / ms['convtrans']:.2f}" for p in peers[:-1])
+        + f" | {min(per_round):.2f}-{max(per_round):.2f}"
+        + f" | {gflops:.0f} | {100 * gflops / peak:.0f}% |"
+    )
 
 
 def _sweep_row(shape: Shape, ms: dict[str, float]) -> str:
-    return (f"| {shape.steps} | {fmt(ms['convtrans'])} | {1e6 * ms['convtrans'] / shape.steps:.0f} | "
-            f"{fmt(ms['torch'])} | {1e6 * ms['torch'] / shape.steps:.0f} |")
+    return (
+        f"| {shape.steps} | {fmt(ms['convtrans'])} | {1e6 * ms['convtrans'] / shape.steps:.0f} | "
+        f"{fmt(ms['torch'])} | {1e6 * ms['torch'] / shape.steps:.0f} |"
+    )
 
 
 def measure(quick: bool, machine: str) -> Measurements:
     """Time every peer on every benchmark shape (printing each row as it is measured)."""
     repeats = 5 if quick else 11
     target = 0.002 if quick else 0.005
-    peaks = {"float32": gemm_peak_gflops(repeats), "bfloat16": gemm_peak_gflops(repeats, jnp.bfloat16),
-             "torch float32": torch_gemm_peak_gflops(repeats)}
+    peaks = {
+        "float32": gemm_peak_gflops(repeats),
+        "bfloat16": gemm_peak_gflops(repeats, jnp.bfloat16),
+        "torch float32": torch_gemm_peak_gflops(repeats),
+    }
     tables = {}
     for dtype, shapes, dtype_peers in TABLES:
         dname = jnp.dtype(dtype).name
@@ -456,21 +522,33 @@ def measure(quick: bool, machine: str) -> Measurements:
     streaming = measure_streaming(seconds=1.0 if quick else 4.0, rounds=3 if quick else 5)
     print("\n".join(render_streaming(*streaming)), flush=True)
     return Measurements(
-        date=datetime.date.today().isoformat(), machine=machine, cpus=os.cpu_count() or 0,
-        processor=platform.processor() or platform.machine(), jax_version=jax.__version__,
-        backend=jax.default_backend(), default_implementation=ct.default_implementation(),
-        quick=quick, repeats=repeats, gemm_gflops=peaks, tables=tables, sweep=sweep, streaming=streaming)
+        date=datetime.date.today().isoformat(),
+        machine=machine,
+        cpus=os.cpu_count() or 0,
+        processor=platform.processor() or platform.machine(),
+        jax_version=jax.__version__,
+        backend=jax.default_backend(),
+        default_implementation=ct.default_implementation(),
+        quick=quick,
+        repeats=repeats,
+        gemm_gflops=peaks,
+        tables=tables,
+        sweep=sweep,
+        streaming=streaming,
+    )
 
 
 # --- writing -------------------------------------------------------------------------------------
+
 
 def _cell(value) -> str:
     return " ".join(str(value).split()).replace("|", "\\|")
 
 
 def _md_table(header: list[str], rows: list[list]) -> list[str]:
-    return (["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
-            + ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows])
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"] + [
+        "| " + " | ".join(_cell(v) for v in row) + " |" for row in rows
+    ]
 
 
 def plan_rows(platform_name: str) -> list[list[str]]:
@@ -492,42 +570,64 @@ def _threshold_value(threshold) -> str:
 
 def threshold_rows() -> list[list[str]]:
     """One row per entry of ``convtrans._src.dispatch.THRESHOLDS``, every field."""
-    return [[_threshold_value(t) if field == "value" else getattr(t, field) for field in t._fields]
-            for t in THRESHOLDS]
+    return [[_threshold_value(t) if field == "value" else getattr(t, field) for field in t._fields] for t in THRESHOLDS]
 
 
 def render(m: Measurements) -> str:
     """The whole of docs/performance.md, from one run's measurements."""
-    lines = [TITLE, "", INTRO, "", "## Method", "", METHOD, "", "## The run", "",
-             f"Date: {m.date}; machine: {m.machine}; {m.cpus} CPUs ({m.processor}); jax {m.jax_version}, "
-             f"backend {m.backend}; convtrans default: `{m.default_implementation}`; "
-             f"{'quick' if m.quick else 'full'} run, median of {m.repeats} interleaved samples.",
-             "",
-             f"GEMM peaks (jnp.dot 2048^3) measured in this run: float32 **{m.gemm_gflops['float32']:.0f} GFLOP/s**, "
-             f"bfloat16 with float32 accumulation **{m.gemm_gflops['bfloat16']:.0f} GFLOP/s**; each table's "
-             f"% GEMM peak is against its dtype's. torch.matmul float32 in this run: "
-             f"**{m.gemm_gflops['torch float32']:.0f} GFLOP/s**.",
-             "",
-             "## What runs for each benchmark shape", "",
-             f"The plan convtrans picks on this run's platform (`{m.backend}`) for each benchmark shape, "
-             "from `convtrans.plan(config, (batch, steps, channels), dtype)` (the fields of "
-             "`convtrans.Plan`; `convtrans.explain` gives the reason for each).", ""]
+    lines = [
+        TITLE,
+        "",
+        INTRO,
+        "",
+        "## Method",
+        "",
+        METHOD,
+        "",
+        "## The run",
+        "",
+        f"Date: {m.date}; machine: {m.machine}; {m.cpus} CPUs ({m.processor}); jax {m.jax_version}, "
+        f"backend {m.backend}; convtrans default: `{m.default_implementation}`; "
+        f"{'quick' if m.quick else 'full'} run, median of {m.repeats} interleaved samples.",
+        "",
+        f"GEMM peaks (jnp.dot 2048^3) measured in this run: float32 **{m.gemm_gflops['float32']:.0f} GFLOP/s**, "
+        f"bfloat16 with float32 accumulation **{m.gemm_gflops['bfloat16']:.0f} GFLOP/s**; each table's "
+        f"% GEMM peak is against its dtype's. torch.matmul float32 in this run: "
+        f"**{m.gemm_gflops['torch float32']:.0f} GFLOP/s**.",
+        "",
+        "## What runs for each benchmark shape",
+        "",
+        f"The plan convtrans picks on this run's platform (`{m.backend}`) for each benchmark shape, "
+        "from `convtrans.plan(config, (batch, steps, channels), dtype)` (the fields of "
+        "`convtrans.Plan`; `convtrans.explain` gives the reason for each).",
+        "",
+    ]
     lines += _md_table(["shape", "dtype"] + [f.name for f in dataclasses.fields(ct.Plan)], plan_rows(m.backend))
-    lines += ["", "## Thresholds and their provenance", "",
-              f"Every constant of the plan's policy, from `convtrans._src.dispatch.THRESHOLDS` "
-              f"({len(THRESHOLDS)} entries); a machine and command of `-` mark a bound set by "
-              "reasoning rather than measured.", ""]
+    lines += [
+        "",
+        "## Thresholds and their provenance",
+        "",
+        f"Every constant of the plan's policy, from `convtrans._src.dispatch.THRESHOLDS` "
+        f"({len(THRESHOLDS)} entries); a machine and command of `-` mark a bound set by "
+        "reasoning rather than measured.",
+        "",
+    ]
     lines += _md_table(list(THRESHOLDS[0]._fields), threshold_rows())
     lines += ["", "## Changes to the plan", "", PLAN_CHANGES, "", "## Results", ""]
     for dtype, _, dtype_peers in TABLES:
         dname = jnp.dtype(dtype).name
         for mode, _, factor in MODES:
             lines += _table_header(mode, dname, dtype_peers)
-            lines += [_table_row(shape, samples, factor, m.gemm_gflops[dname])
-                      for shape, samples in m.tables[dname, mode]]
+            lines += [
+                _table_row(shape, samples, factor, m.gemm_gflops[dname]) for shape, samples in m.tables[dname, mode]
+            ]
             lines.append("")
-    lines += ["### length sweep, forward+backward, float32 (B1 16->16 k16 s8): time per input step", "",
-              "| steps | convtrans ms | convtrans ns/step | torch ms | torch ns/step |", "|---|---|---|---|---|"]
+    lines += [
+        "### length sweep, forward+backward, float32 (B1 16->16 k16 s8): time per input step",
+        "",
+        "| steps | convtrans ms | convtrans ns/step | torch ms | torch ns/step |",
+        "|---|---|---|---|---|",
+    ]
     lines += [_sweep_row(shape, ms) for shape, ms in m.sweep]
     lines += ["", STREAMING_HEADING, ""] + render_streaming(*m.streaming)
     lines += ["", "## Where XLA bounds a target", "", XLA_BOUNDS]
@@ -544,18 +644,22 @@ def replace_section(document: str, heading: str, body: list[str]) -> str:
     return "\n".join(lines[:start] + [""] + body + [""] + lines[end:])
 
 
-DEFAULT_OUT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir,
-                                            "docs", "performance.md"))
+DEFAULT_OUT = os.path.normpath(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "performance.md")
+)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer and shorter samples")
     parser.add_argument("--out", default=DEFAULT_OUT, help="where to write the Markdown document")
     parser.add_argument("--machine", default="2-core CPU (shared, noisy)", help="machine description for the header")
-    parser.add_argument("--streaming-only", action="store_true",
-                        help=f"measure the streaming benchmark alone and rewrite its section ({STREAMING_HEADING!r}) "
-                             "of the existing document")
+    parser.add_argument(
+        "--streaming-only",
+        action="store_true",
+        help=f"measure the streaming benchmark alone and rewrite its section ({STREAMING_HEADING!r}) "
+        "of the existing document",
+    )
     args = parser.parse_args(argv)
     if args.streaming_only:
         streaming = measure_streaming(seconds=1.0 if args.quick else 4.0, rounds=3 if args.quick else 5)

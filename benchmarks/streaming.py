@@ -31,17 +31,18 @@ CHUNK_FRAMES = (1, 8)
 @dataclasses.dataclass(frozen=True)
 class StreamRow:
     mode: str
-    rtf: float            # median seconds per second of audio
-    rtfs: list[float]     # every round's
-    error: float          # max |output - convtrans whole signal| / its peak
+    rtf: float  # median seconds per second of audio
+    rtfs: list[float]  # every round's
+    error: float  # max |output - convtrans whole signal| / its peak
     latency_ms: float
 
 
-def measure_streaming(seconds: float, rounds: int, model: HiFiGAN = HiFiGAN(),
-                      variables=None) -> tuple[dict, list[StreamRow]]:
+def measure_streaming(
+    seconds: float, rounds: int, model: HiFiGAN | None = None, variables=None
+) -> tuple[dict, list[StreamRow]]:
     """Times each mode (torch and convtrans on the whole signal, convtrans streams of
     :data:`CHUNK_FRAMES`) on ``seconds`` of audio, ``rounds`` interleaved rounds, with ``model``
-    and ``variables`` (default: ``model.init``).
+    and ``variables`` (defaults: a ``HiFiGAN()``, ``model.init``).
 
     Raises:
       AssertionError: if the torch generator or a stream differs from convtrans's whole-signal
@@ -52,6 +53,7 @@ def measure_streaming(seconds: float, rounds: int, model: HiFiGAN = HiFiGAN(),
     from benchmarks.torch_hifigan import from_flax
 
     torch.set_num_threads(2)
+    model = model if model is not None else HiFiGAN()
     frames = max(8, int(seconds * mel_lib.RATE / mel_lib.HOP) // 8 * 8)
     audio = procedural_clip(0, 0, frames * mel_lib.HOP, mel_lib.RATE)
     mel = jnp.asarray(mel_lib.log_mel(audio))[None]
@@ -72,14 +74,17 @@ def measure_streaming(seconds: float, rounds: int, model: HiFiGAN = HiFiGAN(),
     def run_whole():
         return whole(variables, mel).block_until_ready()
 
-    errors = {"torch whole signal": float(np.abs(run_torch().numpy().transpose(0, 2, 1) - reference).max()) / peak,
-              "convtrans whole signal": 0.0}
+    errors = {
+        "torch whole signal": float(np.abs(run_torch().numpy().transpose(0, 2, 1) - reference).max()) / peak,
+        "convtrans whole signal": 0.0,
+    }
     latency = 1000 * streamer.latency / mel_lib.RATE
     for frames_per_chunk in CHUNK_FRAMES:
-        stream(streamer, mel[:, :2 * frames_per_chunk], frames_per_chunk)  # compile
+        stream(streamer, mel[:, : 2 * frames_per_chunk], frames_per_chunk)  # compile
         streamed, _ = stream(streamer, mel, frames_per_chunk)
-        errors[f"convtrans stream, {frames_per_chunk}-frame chunks"] = float(
-            np.abs(np.asarray(streamed)[:, streamer.latency:] - reference).max()) / peak
+        errors[f"convtrans stream, {frames_per_chunk}-frame chunks"] = (
+            float(np.abs(np.asarray(streamed)[:, streamer.latency :] - reference).max()) / peak
+        )
     for mode, error in errors.items():
         if not error <= 1e-5:
             raise AssertionError(f"{mode} differs from convtrans's whole-signal output by {error:.1e} of its peak")
@@ -91,12 +96,21 @@ def measure_streaming(seconds: float, rounds: int, model: HiFiGAN = HiFiGAN(),
         for frames_per_chunk in CHUNK_FRAMES:
             _, busy = stream(streamer, mel, frames_per_chunk)
             timings[f"convtrans stream, {frames_per_chunk}-frame chunks"].append(busy / duration)
-    rows = [StreamRow(mode, statistics.median(values), values, errors[mode],
-                      latency if "stream" in mode else 0.0) for mode, values in timings.items()]
-    setup = dict(date=datetime.date.today().isoformat(), cpus=os.cpu_count() or 0,
-                 processor=platform.processor() or platform.machine(), jax_version=jax.__version__,
-                 torch_version=torch.__version__, frames=frames, seconds=duration, parameters=sum(leaf.size for leaf in jax.tree.leaves(variables)),
-                 rounds=rounds)
+    rows = [
+        StreamRow(mode, statistics.median(values), values, errors[mode], latency if "stream" in mode else 0.0)
+        for mode, values in timings.items()
+    ]
+    setup = dict(
+        date=datetime.date.today().isoformat(),
+        cpus=os.cpu_count() or 0,
+        processor=platform.processor() or platform.machine(),
+        jax_version=jax.__version__,
+        torch_version=torch.__version__,
+        frames=frames,
+        seconds=duration,
+        parameters=sum(leaf.size for leaf in jax.tree.leaves(variables)),
+        rounds=rounds,
+    )
     return setup, rows
 
 
@@ -112,18 +126,25 @@ SMALL_CHUNKS = (
     "signal gives it thousands of rows. XLA:CPU's products are several times less efficient at "
     "that size whichever way the step is written, which is the gap between the 1-frame stream and "
     "the whole signal; 8-frame chunks (64 rows) close most of it. The latency is the model's "
-    "lookahead either way, so chunks of a few frames buy back the throughput without adding any.")
+    "lookahead either way, so chunks of a few frames buy back the throughput without adding any."
+)
 
 
 def render_streaming(setup: dict, rows: list[StreamRow]) -> list[str]:
-    lines = [f"HiFi-GAN V1 (jik876's generator, {setup['parameters'] / 1e6:.1f}M parameters, random weights), "
-             f"batch 1, {setup['frames']} mel frames = {setup['seconds']:.2f} s of 22050 Hz audio. "
-             "Error: max |output - convtrans whole signal| / peak of the output.", "",
-             f"Measured {setup['date']} on {setup['cpus']} CPUs ({setup['processor']}), jax {setup['jax_version']}, "
-             f"torch {setup['torch_version']} with 2 threads; median of {setup['rounds']} interleaved rounds.", "",
-             "| mode | real-time factor (median) | rounds | latency | error |", "|---|---|---|---|---|"]
+    lines = [
+        f"HiFi-GAN V1 (jik876's generator, {setup['parameters'] / 1e6:.1f}M parameters, random weights), "
+        f"batch 1, {setup['frames']} mel frames = {setup['seconds']:.2f} s of 22050 Hz audio. "
+        "Error: max |output - convtrans whole signal| / peak of the output.",
+        "",
+        f"Measured {setup['date']} on {setup['cpus']} CPUs ({setup['processor']}), jax {setup['jax_version']}, "
+        f"torch {setup['torch_version']} with 2 threads; median of {setup['rounds']} interleaved rounds.",
+        "",
+        "| mode | real-time factor (median) | rounds | latency | error |",
+        "|---|---|---|---|---|",
+    ]
     for row in rows:
         latency = f"{row.latency_ms:.0f} ms" if "stream" in row.mode else "whole signal"
-        lines.append(f"| {row.mode} | {row.rtf:.3f} | {min(row.rtfs):.3f}-{max(row.rtfs):.3f} | {latency} | "
-                     f"{row.error:.1e} |")
+        lines.append(
+            f"| {row.mode} | {row.rtf:.3f} | {min(row.rtfs):.3f}-{max(row.rtfs):.3f} | {latency} | {row.error:.1e} |"
+        )
     return lines + ["", SMALL_CHUNKS]

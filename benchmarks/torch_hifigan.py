@@ -16,10 +16,13 @@ from convtrans import interop
 class ResBlock1(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilations):
         super().__init__()
-        self.convs1 = nn.ModuleList(nn.Conv1d(channels, channels, kernel_size, dilation=d,
-                                              padding=(kernel_size * d - d) // 2) for d in dilations)
-        self.convs2 = nn.ModuleList(nn.Conv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2)
-                                    for _ in dilations)
+        self.convs1 = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, dilation=d, padding=(kernel_size * d - d) // 2)
+            for d in dilations
+        )
+        self.convs2 = nn.ModuleList(
+            nn.Conv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2) for _ in dilations
+        )
 
     def forward(self, x):
         for c1, c2 in zip(self.convs1, self.convs2):
@@ -46,7 +49,7 @@ class Generator(nn.Module):
         x = self.conv_pre(mel)
         for i, up in enumerate(self.ups):
             x = up(torch.nn.functional.leaky_relu(x, 0.1))
-            blocks = self.resblocks[i * self.num_kernels:(i + 1) * self.num_kernels]
+            blocks = self.resblocks[i * self.num_kernels : (i + 1) * self.num_kernels]
             x = sum(block(x) for block in blocks) / self.num_kernels
         return torch.tanh(self.conv_post(torch.nn.functional.leaky_relu(x)))
 

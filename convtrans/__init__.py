@@ -11,8 +11,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from convtrans import activations, constraints, initializers, regularizers
-from convtrans._src.api import (IMPLEMENTATIONS, conv1d, conv1d_transpose, default_implementation,
-                                explain, output_length, plan, transpose_pads)
+from convtrans._src.api import (
+    IMPLEMENTATIONS,
+    conv1d,
+    conv1d_transpose,
+    default_implementation,
+    explain,
+    output_length,
+    plan,
+    transpose_pads,
+)
 from convtrans._src.config import Conv1DConfig, Conv1DTransposeConfig
 from convtrans._src.plan import Plan
 
@@ -54,12 +62,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "IMPLEMENTATIONS",
     "Constrained",
     "Conv1D",
     "Conv1DConfig",
     "Conv1DTranspose",
     "Conv1DTransposeConfig",
-    "IMPLEMENTATIONS",
     "Pad1D",
     "Parallel",
     "Plan",

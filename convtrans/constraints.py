@@ -13,13 +13,13 @@ For the ``(kernel_size, filters, in_channels)`` kernel, ``axis=0`` normalizes ea
 that results agree to the last bit.
 """
 
-from convtrans._src.keras.constraints import (  # noqa: F401
+from convtrans._src.keras.constraints import (
     EPSILON,
     Constraint,
     MaxNorm,
     MinMaxNorm,
-    UnitNorm,
     NonNeg,
+    UnitNorm,
     get,
 )
 
@@ -28,7 +28,7 @@ __all__ = [
     "Constraint",
     "MaxNorm",
     "MinMaxNorm",
-    "UnitNorm",
     "NonNeg",
+    "UnitNorm",
     "get",
 ]

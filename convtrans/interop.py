@@ -24,8 +24,8 @@ Keras and PyTorch are imported only when these functions are called.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any, Optional, Sequence, TypeVar, Union, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,8 @@ from convtrans._src.checks import check_array as _check_array
 from convtrans._src.checks import check_count as _check_count
 from convtrans._src.checks import check_floating_weight as _check_floating_weight
 from convtrans._src.checks import check_params_mapping as _check_params_mapping
-from convtrans._src.config import Conv1DTransposeConfig, check_config as _check_config
+from convtrans._src.config import Conv1DTransposeConfig
+from convtrans._src.config import check_config as _check_config
 
 _Params = dict[str, jax.Array]
 _Tree = TypeVar("_Tree")
@@ -91,7 +92,7 @@ def from_keras(layer: Any) -> tuple[Conv1DTransposeConfig, _Params]:
     return config, params
 
 
-def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: Optional[str] = None) -> Any:
+def to_keras(config: Conv1DTransposeConfig, params: Mapping[str, Any], *, name: str | None = None) -> Any:
     """A built ``keras.layers.Conv1DTranspose`` with ``config`` and the weights ``params``.
 
     Its outputs equal :func:`convtrans.conv1d_transpose` ``(params, x, config)`` (Keras's JAX
@@ -223,7 +224,7 @@ def _fill(target: Mapping[str, Any], source: _Params, path: tuple[str, ...]) -> 
 _TORCH_DEFAULTS = dict(stride=1, padding=0, output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros")
 
 
-def _single(value: Any, argument: str, minimum: Optional[int] = None) -> int:
+def _single(value: Any, argument: str, minimum: int | None = None) -> int:
     if isinstance(value, (tuple, list)):
         if len(value) != 1:
             raise ValueError(f"{argument}={value!r}: ConvTranspose1d takes one value, got {len(value)}.")
@@ -241,7 +242,7 @@ def _flag(value: Any, argument: str) -> bool:
     return bool(value)
 
 
-def _floating(value: Any, argument: str, shape: Optional[tuple[int, ...]] = None) -> np.ndarray:
+def _floating(value: Any, argument: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
     """``value`` (a tensor, array or nested list) as a floating NumPy array, of ``shape`` if given;
     TypeError naming ``argument`` for anything else (None, strings, object, integer or complex
     arrays), which NumPy or JAX would either refuse without a name or convert silently."""
@@ -250,8 +251,9 @@ def _floating(value: Any, argument: str, shape: Optional[tuple[int, ...]] = None
     except (TypeError, ValueError, RuntimeError) as err:  # ragged lists, unreadable tensors
         raise TypeError(f"{argument} must be a floating array or tensor, got {type(value).__name__}: {err}") from None
     if array.dtype == object or value is None or isinstance(value, (str, bytes)):
-        raise TypeError(f"{argument} must be a floating array or tensor, got {value!r:.80} of type "
-                        f"{type(value).__name__}.")
+        raise TypeError(
+            f"{argument} must be a floating array or tensor, got {value!r:.80} of type {type(value).__name__}."
+        )
     _check_floating_weight(array, argument)
     if shape is not None and tuple(array.shape) != tuple(shape):
         raise ValueError(f"{argument} has shape {tuple(array.shape)}, expected {tuple(shape)}.")
@@ -277,8 +279,10 @@ def _check_state_dict(state_dict: Any, argument: str = "state_dict") -> None:
     _check_mapping(state_dict, argument, "module.state_dict()")
     for key in state_dict:
         if not isinstance(key, str):
-            raise TypeError(f"{argument} keys must be str (parameter names such as 'up.weight'), got key {key!r} "
-                            f"of type {type(key).__name__}.")
+            raise TypeError(
+                f"{argument} keys must be str (parameter names such as 'up.weight'), got key {key!r} "
+                f"of type {type(key).__name__}."
+            )
 
 
 def _check_variables(variables: Any) -> None:
@@ -287,8 +291,11 @@ def _check_variables(variables: Any) -> None:
 
 def _flax_paths(paths: Any, argument: str = "flax_conv_transpose") -> set[str]:
     """A collection of flax module paths (``set('abc')`` would silently be three paths)."""
-    if isinstance(paths, (str, bytes)) or not isinstance(paths, (Sequence, set, frozenset)) or not all(
-            isinstance(path, str) for path in paths):
+    if (
+        isinstance(paths, (str, bytes))
+        or not isinstance(paths, (Sequence, set, frozenset))
+        or not all(isinstance(path, str) for path in paths)
+    ):
         raise TypeError(f"{argument} must be a list of flax module paths (str, e.g. ['decoder/up_0']), got {paths!r}.")
     return set(paths)
 
@@ -309,8 +316,10 @@ def _torch_config(**fields: Any) -> Conv1DTransposeConfig:
 
 
 # torch.nn.utils.weight_norm's keys (g, v) and those of torch.nn.utils.parametrizations.weight_norm.
-_WEIGHT_NORM_KEYS = (("weight_g", "weight_v"),
-                    ("parametrizations.weight.original0", "parametrizations.weight.original1"))
+_WEIGHT_NORM_KEYS = (
+    ("weight_g", "weight_v"),
+    ("parametrizations.weight.original0", "parametrizations.weight.original1"),
+)
 
 
 def _norm_axes(g_shape: tuple[int, ...], ndim: int) -> tuple[int, ...]:
@@ -340,8 +349,10 @@ def _fold_weight_norm(g: Any, v: Any, g_name: str, v_name: str) -> np.ndarray:
     """:func:`fold_weight_norm` with messages naming ``g`` and ``v`` as the caller knows them."""
     g, v = _floating(g, g_name), _floating(v, v_name)
     if g.ndim not in (0, v.ndim) or any(a not in (1, b) for a, b in zip(g.shape, v.shape)):
-        raise ValueError(f"weight norm's g ({g_name}) has shape {g.shape}, which does not broadcast against "
-                         f"v's ({v_name}) {v.shape}: expected () or v's shape with 1 on the normalized axes.")
+        raise ValueError(
+            f"weight norm's g ({g_name}) has shape {g.shape}, which does not broadcast against "
+            f"v's ({v_name}) {v.shape}: expected () or v's shape with 1 on the normalized axes."
+        )
     norm = _norm64(v, _norm_axes(g.shape, v.ndim))
     return (v.astype(np.float64) * (g.astype(np.float64) / norm)).astype(v.dtype)
 
@@ -354,25 +365,28 @@ def _torch_weight(state_dict: Mapping[str, Any], prefix: str) -> np.ndarray:
     for g_key, v_key in _WEIGHT_NORM_KEYS:
         g_key, v_key = prefix + g_key, prefix + v_key
         if g_key in state_dict and v_key in state_dict:
-            return _fold_weight_norm(state_dict[g_key], state_dict[v_key],
-                                     f"state_dict[{g_key!r}]", f"state_dict[{v_key!r}]")
+            return _fold_weight_norm(
+                state_dict[g_key], state_dict[v_key], f"state_dict[{g_key!r}]", f"state_dict[{v_key!r}]"
+            )
     found = sorted(key for key in state_dict if key.startswith(prefix))
     expected = [repr(prefix + "weight")] + [f"{prefix + g!r} and {prefix + v!r}" for g, v in _WEIGHT_NORM_KEYS]
-    raise ValueError(f"state_dict has no weight for {prefix or 'the layer'!r}: expected {', or '.join(expected)}; "
-                     f"the keys there are {found[:12]}{' ...' if len(found) > 12 else ''}.")
+    raise ValueError(
+        f"state_dict has no weight for {prefix or 'the layer'!r}: expected {', or '.join(expected)}; "
+        f"the keys there are {found[:12]}{' ...' if len(found) > 12 else ''}."
+    )
 
 
 def from_torch_state_dict(
     state_dict: Mapping[str, Any],
     in_channels: int,
     out_channels: int,
-    kernel_size: Union[int, Sequence[int]],
-    stride: Union[int, Sequence[int]] = 1,
-    padding: Union[int, Sequence[int]] = 0,
-    output_padding: Union[int, Sequence[int]] = 0,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    output_padding: int | Sequence[int] = 0,
     groups: int = 1,
     bias: bool = True,
-    dilation: Union[int, Sequence[int]] = 1,
+    dilation: int | Sequence[int] = 1,
     padding_mode: str = "zeros",
     *,
     prefix: str = "",
@@ -398,8 +412,10 @@ def from_torch_state_dict(
         )
     _check_state_dict(state_dict)
     if not isinstance(prefix, str):
-        raise TypeError(f"prefix must be a str, the layer's key prefix in state_dict (e.g. 'decoder.up1.'), got "
-                        f"{prefix!r} of type {type(prefix).__name__}.")
+        raise TypeError(
+            f"prefix must be a str, the layer's key prefix in state_dict (e.g. 'decoder.up1.'), got "
+            f"{prefix!r} of type {type(prefix).__name__}."
+        )
     in_channels = _single(in_channels, "in_channels", minimum=1)
     out_channels = _check_count(out_channels, "out_channels")
     groups = _check_count(groups, "groups")
@@ -416,8 +432,10 @@ def from_torch_state_dict(
         groups=groups,
     )
     if in_channels % groups:
-        raise ValueError(f"groups={groups} must divide in_channels={in_channels}; each group takes "
-                         "in_channels // groups input channels.")
+        raise ValueError(
+            f"groups={groups} must divide in_channels={in_channels}; each group takes "
+            "in_channels // groups input channels."
+        )
     weight_key, bias_key = prefix + "weight", prefix + "bias"
     weight = _torch_weight(state_dict, prefix)
     expected = (in_channels, out_channels // groups, kernel_size)
@@ -492,7 +510,7 @@ def _torch_modules(state_dict: Mapping[str, Any]) -> dict[tuple[str, ...], dict[
     for key, value in state_dict.items():
         path, leaf = flax_name(key)
         modules.setdefault(path, {})[leaf] = (key, value)
-    for path, leaves in modules.items():
+    for leaves in modules.values():
         for g_key, v_key in _WEIGHT_NORM_KEYS:
             if g_key in leaves and v_key in leaves:
                 (g_name, g), (v_name, v) = leaves.pop(g_key), leaves.pop(v_key)
@@ -521,8 +539,9 @@ def _get(tree: Mapping[str, Any], path: tuple[str, ...], leaf: str) -> Any:
     return _unbox(tree[leaf])
 
 
-def _weight_normed_from_torch(source: dict[str, Any], kernel_shape: tuple[int, ...],
-                              where: str) -> tuple[str, np.ndarray, np.ndarray]:
+def _weight_normed_from_torch(
+    source: dict[str, Any], kernel_shape: tuple[int, ...], where: str
+) -> tuple[str, np.ndarray, np.ndarray]:
     """``(keys, v, g)`` for a convtrans layer with ``weight_norm=True``: torch's own ``v`` and
     ``g`` when the torch layer is weight-normed along ``dim=0`` (the layer's), else the weight as
     the direction with ``g = ||weight||``."""
@@ -535,8 +554,9 @@ def _weight_normed_from_torch(source: dict[str, Any], kernel_shape: tuple[int, .
     return key, v, _norm64(v, weight_norm_lib.AXES).reshape(-1)
 
 
-def _kernel_from_torch(weight: np.ndarray, target_shape: tuple[int, ...], where: str,
-                       flax_transpose: bool = False) -> np.ndarray:
+def _kernel_from_torch(
+    weight: np.ndarray, target_shape: tuple[int, ...], where: str, flax_transpose: bool = False
+) -> np.ndarray:
     """A torch ``weight`` in the layout of a flax ``kernel`` of ``target_shape``."""
     if weight.ndim == 2:  # Linear (out, in) -> Dense (in, out)
         candidates = [weight.T]
@@ -551,12 +571,14 @@ def _kernel_from_torch(weight: np.ndarray, target_shape: tuple[int, ...], where:
         candidates = [weight]
     fitting = _first_of_shape(candidates, target_shape)
     if fitting is None:
-        raise ValueError(f"{where}: the torch weight of shape {tuple(weight.shape)} does not fit the kernel of "
-                         f"shape {tuple(target_shape)} in any layout (Linear, Conv1d, ConvTranspose1d).")
+        raise ValueError(
+            f"{where}: the torch weight of shape {tuple(weight.shape)} does not fit the kernel of "
+            f"shape {tuple(target_shape)} in any layout (Linear, Conv1d, ConvTranspose1d)."
+        )
     return fitting
 
 
-def _first_of_shape(candidates: Sequence[np.ndarray], shape: tuple[int, ...]) -> Optional[np.ndarray]:
+def _first_of_shape(candidates: Sequence[np.ndarray], shape: tuple[int, ...]) -> np.ndarray | None:
     """The first of the candidate layouts that has ``shape``."""
     return next((c for c in candidates if tuple(c.shape) == tuple(shape)), None)
 
@@ -611,8 +633,13 @@ def _set(tree: Mapping[str, Any], path: tuple[str, ...], leaf: str, value: Any) 
     return out
 
 
-def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str, Any], *,
-                          strict: bool = True, flax_conv_transpose: Sequence[str] = ()) -> dict[str, Any]:
+def load_torch_state_dict(
+    variables: Mapping[str, Any],
+    state_dict: Mapping[str, Any],
+    *,
+    strict: bool = True,
+    flax_conv_transpose: Sequence[str] = (),
+) -> dict[str, Any]:
     """``variables`` (a linen ``params`` tree, or a variables dict with ``params`` and
     ``batch_stats``) filled from a whole PyTorch model's ``state_dict``, by name.
 
@@ -674,25 +701,31 @@ def load_torch_state_dict(variables: Mapping[str, Any], state_dict: Mapping[str,
                 floating = jnp.issubdtype(target.dtype, jnp.floating)
                 value = _floating(value, f"state_dict[{key!r}]") if floating else _as_numpy(value)
                 if flax_leaf == "kernel":
-                    value = _kernel_from_torch(value, tuple(target.shape), where,
-                                               "/".join(path) in transposed)
+                    value = _kernel_from_torch(value, tuple(target.shape), where, "/".join(path) in transposed)
                 elif tuple(value.shape) != tuple(target.shape):
-                    raise ValueError(f"{where} has shape {tuple(target.shape)} but torch's {key} has {tuple(value.shape)}.")
+                    raise ValueError(
+                        f"{where} has shape {tuple(target.shape)} but torch's {key} has {tuple(value.shape)}."
+                    )
                 out[collection] = _set(out[collection], path, flax_leaf, jnp.asarray(value, target.dtype))
                 used.update(key.split(" + "))
-    unused = [f"{key} {_shape_of(value)}" for key, value in state_dict.items()
-              if key not in used and key.rsplit(".", 1)[-1] not in _IGNORED_TORCH_LEAVES]
+    unused = [
+        f"{key} {_shape_of(value)}"
+        for key, value in state_dict.items()
+        if key not in used and key.rsplit(".", 1)[-1] not in _IGNORED_TORCH_LEAVES
+    ]
     if strict and (missing or unused):
         raise ValueError(
             "the state dict and the flax variables do not match by name (torch 'a.0.b' is flax 'a_0/b'):\n"
             f"  flax parameters no torch key fills: {missing or 'none'}\n"
             f"  torch keys nothing takes: {unused or 'none'}\n"
-            "name the linen submodules after the torch modules, or pass strict=False.")
+            "name the linen submodules after the torch modules, or pass strict=False."
+        )
     return {**variables, **out} if _is_variables(variables) else out["params"]
 
 
-def _kernel_to_torch(kernel: np.ndarray, like_shape: tuple[int, ...], where: str,
-                     flax_transpose: bool = False) -> np.ndarray:
+def _kernel_to_torch(
+    kernel: np.ndarray, like_shape: tuple[int, ...], where: str, flax_transpose: bool = False
+) -> np.ndarray:
     """A flax ``kernel`` in the layout of a torch weight of ``like_shape`` (the inverse of
     :func:`_kernel_from_torch`)."""
     if kernel.ndim == 2:
@@ -705,13 +738,15 @@ def _kernel_to_torch(kernel: np.ndarray, like_shape: tuple[int, ...], where: str
         candidates = [kernel]
     fitting = _first_of_shape(candidates, like_shape)
     if fitting is None:
-        raise ValueError(f"{where}: the kernel of shape {tuple(kernel.shape)} fits no torch weight of shape "
-                         f"{tuple(like_shape)}.")
+        raise ValueError(
+            f"{where}: the kernel of shape {tuple(kernel.shape)} fits no torch weight of shape {tuple(like_shape)}."
+        )
     return fitting
 
 
-def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
-                        flax_conv_transpose: Sequence[str] = ()) -> dict[str, Any]:
+def to_torch_state_dict(
+    variables: Mapping[str, Any], like: Any, *, flax_conv_transpose: Sequence[str] = ()
+) -> dict[str, Any]:
     """A PyTorch state dict with the keys, shapes and dtypes of ``like`` (a state dict or a
     ``torch.nn.Module``), filled from ``variables`` (params tree or variables dict) by the names of
     :func:`load_torch_state_dict`, which it inverts: ``model.load_state_dict(to_torch_state_dict(
@@ -731,8 +766,10 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
     _check_state_dict(like, "like")
     for key, reference in like.items():
         if not isinstance(reference, torch.Tensor):
-            raise TypeError(f"like[{key!r}] must be a torch.Tensor (like is a torch.nn.Module or its "
-                            f"state_dict()), got {type(reference).__name__}.")
+            raise TypeError(
+                f"like[{key!r}] must be a torch.Tensor (like is a torch.nn.Module or its "
+                f"state_dict()), got {type(reference).__name__}."
+            )
     transposed = _flax_paths(flax_conv_transpose)
     collections = _collections(variables)
 
@@ -773,8 +810,11 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
                     if path in wrapped:  # ... or one wrapped in flax's WeightNorm
                         scale = _as_numpy(_get(collections["params"], *wrapped[path]))
                 # torch's g and v are the layer's own when it normalizes along the same axis.
-                as_direction = scale is not None and pair is not None and np.size(scale) == int(
-                    np.prod(like[key.replace(leaf, pair[0])].shape))
+                as_direction = (
+                    scale is not None
+                    and pair is not None
+                    and np.size(scale) == int(np.prod(like[key.replace(leaf, pair[0])].shape))
+                )
                 if scale is not None and not as_direction:
                     weight = np.asarray(weight_norm_lib.kernel(jnp.asarray(weight), jnp.asarray(scale)))
                 weight = _kernel_to_torch(weight, weight_shape, key, "/".join(path) in transposed)
@@ -788,20 +828,21 @@ def to_torch_state_dict(variables: Mapping[str, Any], like: Any, *,
             value = named_value(path, (leaf,), key)[1]
         if tuple(value.shape) != shape:
             raise ValueError(f"torch's {key} has shape {shape} but its flax value has {tuple(value.shape)}.")
-        out[key] = torch.from_numpy(np.array(value, np.float32 if reference.is_floating_point() else None)
-                                    ).to(reference.dtype)
+        out[key] = torch.from_numpy(np.array(value, np.float32 if reference.is_floating_point() else None)).to(
+            reference.dtype
+        )
     return out
 
 
 __all__ = [
     "flax_name",
     "fold_weight_norm",
-    "load_torch_state_dict",
     "from_keras",
     "from_torch",
     "from_torch_state_dict",
     "keras_model_params",
     "load_keras_weights",
+    "load_torch_state_dict",
     "to_keras",
     "to_torch_state_dict",
 ]

@@ -25,30 +25,30 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
-from typing import Any, Callable, Optional, Union, cast
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 import flax.linen as nn
-from flax.core import meta
 import jax
 import jax.numpy as jnp
+from flax.core import meta
 from jax import lax
 from jax.typing import DTypeLike
 
+from convtrans._src import composition
+from convtrans._src import weight_norm as weight_norm_lib
+from convtrans._src.api import REGULARIZATION_KEYS as _REGULARIZATION_KEYS
+from convtrans._src.api import Implementation, conv1d, conv1d_transpose
 from convtrans._src.checks import check_built_channels as _check_built_channels
 from convtrans._src.checks import check_channels as _check_channels
 from convtrans._src.checks import check_input_rank as _check_input_rank
 from convtrans._src.checks import check_module_options as _check_module_options
 from convtrans._src.checks import floating_input as _floating_input
+from convtrans._src.composition import Layers
 from convtrans._src.config import Conv1DConfig, Conv1DTransposeConfig, LayerConfig, Padding
 from convtrans._src.config import check_config as _check_config
 from convtrans._src.config import check_conv_config as _check_conv_config
-from convtrans._src.api import REGULARIZATION_KEYS as _REGULARIZATION_KEYS
-from convtrans._src.api import Implementation, conv1d, conv1d_transpose
-from convtrans._src import composition
-from convtrans._src.composition import Layers
 from convtrans._src.keras.activations import Activation
-from convtrans._src import weight_norm as weight_norm_lib
 from convtrans._src.streaming import graph
 from convtrans.optim import with_constraint
 
@@ -85,13 +85,13 @@ class Conv1DTranspose(nn.Module):
     """
 
     filters: int
-    kernel_size: Union[int, Sequence[int]]
-    strides: Union[int, Sequence[int]] = 1
+    kernel_size: int | Sequence[int]
+    strides: int | Sequence[int] = 1
     padding: Padding = "valid"
-    output_padding: Optional[int] = None
+    output_padding: int | None = None
     data_format: str = "channels_last"
-    dilation_rate: Union[int, Sequence[int]] = 1
-    activation: Union[str, Activation, None] = None
+    dilation_rate: int | Sequence[int] = 1
+    activation: str | Activation | None = None
     use_bias: bool = True
     kernel_initializer: Any = "glorot_uniform"
     bias_initializer: Any = "zeros"
@@ -101,7 +101,7 @@ class Conv1DTranspose(nn.Module):
     kernel_constraint: Any = None
     bias_constraint: Any = None
     groups: int = 1
-    dtype: Optional[DTypeLike] = None
+    dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     precision: lax.PrecisionLike = None
     implementation: Implementation = None
@@ -118,7 +118,7 @@ class Conv1DTranspose(nn.Module):
         super().__post_init__()
 
     @classmethod
-    def from_config(cls, config: Conv1DTransposeConfig, **kwargs: Any) -> "Conv1DTranspose":
+    def from_config(cls, config: Conv1DTransposeConfig, **kwargs: Any) -> Conv1DTranspose:
         """A module with ``config``'s arguments; ``kwargs`` adds ``dtype``, ``name``, etc."""
         _check_config(config)
         fields = {name: getattr(config, name) for name in _CONFIG_FIELDS}
@@ -126,10 +126,13 @@ class Conv1DTranspose(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return _call_layer(self, x, self.config, functools.partial(
-            conv1d_transpose, precision=self.precision, implementation=self.implementation),
-            functools.partial(graph.conv_transpose, precision=self.precision,
-                              implementation=self.implementation))
+        return _call_layer(
+            self,
+            x,
+            self.config,
+            functools.partial(conv1d_transpose, precision=self.precision, implementation=self.implementation),
+            functools.partial(graph.conv_transpose, precision=self.precision, implementation=self.implementation),
+        )
 
 
 class Conv1D(nn.Module):
@@ -151,12 +154,12 @@ class Conv1D(nn.Module):
     """
 
     filters: int
-    kernel_size: Union[int, Sequence[int]]
-    strides: Union[int, Sequence[int]] = 1
+    kernel_size: int | Sequence[int]
+    strides: int | Sequence[int] = 1
     padding: Padding = "valid"
     data_format: str = "channels_last"
-    dilation_rate: Union[int, Sequence[int]] = 1
-    activation: Union[str, Activation, None] = None
+    dilation_rate: int | Sequence[int] = 1
+    activation: str | Activation | None = None
     use_bias: bool = True
     kernel_initializer: Any = "glorot_uniform"
     bias_initializer: Any = "zeros"
@@ -166,7 +169,7 @@ class Conv1D(nn.Module):
     kernel_constraint: Any = None
     bias_constraint: Any = None
     groups: int = 1
-    dtype: Optional[DTypeLike] = None
+    dtype: DTypeLike | None = None
     param_dtype: DTypeLike = jnp.float32
     precision: lax.PrecisionLike = None
     weight_norm: bool = False
@@ -182,15 +185,20 @@ class Conv1D(nn.Module):
         super().__post_init__()
 
     @classmethod
-    def from_config(cls, config: Conv1DConfig, **kwargs: Any) -> "Conv1D":
+    def from_config(cls, config: Conv1DConfig, **kwargs: Any) -> Conv1D:
         """A module with ``config``'s arguments; ``kwargs`` adds ``dtype``, ``name``, etc."""
         _check_conv_config(config)
         return cls(**{name: getattr(config, name) for name in _CONV_FIELDS}, **kwargs)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        return _call_layer(self, x, self.config, functools.partial(conv1d, precision=self.precision),
-                           functools.partial(graph.conv, precision=self.precision))
+        return _call_layer(
+            self,
+            x,
+            self.config,
+            functools.partial(conv1d, precision=self.precision),
+            functools.partial(graph.conv, precision=self.precision),
+        )
 
 
 class Residual(nn.Module):
@@ -246,7 +254,7 @@ class Pad1D(nn.Module):
     ``steps > max(left, right)``.
     """
 
-    padding: Union[int, tuple[int, int]]
+    padding: int | tuple[int, int]
     mode: str = "constant"
     data_format: str = "channels_last"
 
@@ -264,23 +272,28 @@ def _key(module: nn.Module) -> str:
     return "/".join(module.path) or type(module).__name__
 
 
-def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
-                apply: Callable[..., tuple[jax.Array, Any]], stream_layer: Callable[..., jax.Array]) -> jax.Array:
+def _call_layer(
+    module: nn.Module,
+    x: Any,
+    config: LayerConfig,
+    apply: Callable[..., tuple[jax.Array, Any]],
+    stream_layer: Callable[..., jax.Array],
+) -> jax.Array:
     """The body of a layer module: checks ``x``, creates the parameters the way Keras does, runs
     ``apply(params, x, config)`` in the module's dtype and sows the regularization terms. Inside a
     stream pass it runs ``stream_layer(context, key, params, x, config)`` on the chunk instead."""
     stream = graph.active()
     if stream is not None and stream.mode == graph.PROBE:
         kernel = module.get_variable("params", "kernel")
-        raise graph.Probed(None if kernel is None else config.kernel_in_channels(meta.unbox(kernel).shape),
-                           config.data_format)
+        raise graph.Probed(
+            None if kernel is None else config.kernel_in_channels(meta.unbox(kernel).shape), config.data_format
+        )
     x = _floating_input(x)
     _check_input_rank(tuple(x.shape), config.data_format)
     in_channels = _check_channels(tuple(x.shape), config.channel_axis, config.groups, config.data_format)
     if module.has_variable("params", "kernel"):
         built = tuple(meta.unbox(module.get_variable("params", "kernel")).shape)
-        _check_built_channels(built, config.kernel_in_channels(built), in_channels, tuple(x.shape),
-                             config.data_format)
+        _check_built_channels(built, config.kernel_in_channels(built), in_channels, tuple(x.shape), config.data_format)
     params = {
         "kernel": module.param(
             "kernel",
@@ -293,8 +306,12 @@ def _call_layer(module: nn.Module, x: Any, config: LayerConfig,
         # The kernel parameter is the direction v; the layer uses g * v / ||v|| (PyTorch's
         # weight_norm), g starting at ||v|| so that the initial kernel is v itself.
         direction = params["kernel"]
-        scale = module.param("scale", lambda key, shape, dtype: weight_norm_lib.direction_norm(direction).astype(dtype),
-                             direction.shape[-1:], module.param_dtype)
+        scale = module.param(
+            "scale",
+            lambda key, shape, dtype: weight_norm_lib.direction_norm(direction).astype(dtype),
+            direction.shape[-1:],
+            module.param_dtype,
+        )
         params["kernel"] = weight_norm_lib.kernel(direction, scale)
     if config.use_bias:
         params["bias"] = module.param(

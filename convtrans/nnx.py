@@ -32,8 +32,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
-from typing import Any, Callable, Generic, Optional, ParamSpec, TypeVar, Union, cast
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, ParamSpec, TypeVar, cast
 
 import jax
 import jax.numpy as jnp
@@ -41,19 +41,19 @@ from flax import nnx
 from jax import lax
 from jax.typing import DTypeLike
 
+from convtrans._src import composition
+from convtrans._src import weight_norm as weight_norm_lib
+from convtrans._src.api import REGULARIZATION_KEYS as _REGULARIZATION_KEYS
+from convtrans._src.api import Implementation, conv1d, conv1d_transpose
 from convtrans._src.checks import check_module_options as _check_module_options
 from convtrans._src.checks import check_size as _check_size
 from convtrans._src.checks import floating_input as _floating_input
 from convtrans._src.checks import is_int as _is_int
+from convtrans._src.composition import Layers
 from convtrans._src.config import Conv1DConfig, Conv1DTransposeConfig, Padding
 from convtrans._src.config import check_config as _check_config
 from convtrans._src.config import check_conv_config as _check_conv_config
-from convtrans._src import composition
-from convtrans._src.composition import Layers
 from convtrans._src.keras.activations import Activation
-from convtrans._src import weight_norm as weight_norm_lib
-from convtrans._src.api import REGULARIZATION_KEYS as _REGULARIZATION_KEYS
-from convtrans._src.api import Implementation, conv1d, conv1d_transpose
 from convtrans._src.streaming import graph
 
 
@@ -95,15 +95,23 @@ class _Layer(nnx.Module, Generic[_LayerConfigT]):
 
     config: _LayerConfigT
     in_channels: int
-    dtype: Optional[DTypeLike]
+    dtype: DTypeLike | None
     param_dtype: DTypeLike
     precision: lax.PrecisionLike
     kernel: nnx.Param[jax.Array]
-    bias: Optional[nnx.Param[jax.Array]]
-    scale: Optional[nnx.Param[jax.Array]]
+    bias: nnx.Param[jax.Array] | None
+    scale: nnx.Param[jax.Array] | None
 
-    def _build(self, config: _LayerConfigT, in_channels: Any, dtype: Optional[DTypeLike], param_dtype: DTypeLike,
-               precision: lax.PrecisionLike, rngs: Any, weight_norm: bool = False) -> None:
+    def _build(
+        self,
+        config: _LayerConfigT,
+        in_channels: Any,
+        dtype: DTypeLike | None,
+        param_dtype: DTypeLike,
+        precision: lax.PrecisionLike,
+        rngs: Any,
+        weight_norm: bool = False,
+    ) -> None:
         if not _is_int(in_channels) or in_channels < 1:
             raise ValueError(f"in_channels must be a positive integer, got {in_channels!r}.")
         in_channels = int(in_channels)
@@ -111,8 +119,10 @@ class _Layer(nnx.Module, Generic[_LayerConfigT]):
         if not isinstance(rngs, nnx.Rngs):
             raise TypeError(f"rngs must be a flax.nnx.Rngs, e.g. nnx.Rngs(0), got {rngs!r}.")
         if not any(stream in rngs for stream in ("params", "default")):
-            raise ValueError(f"rngs has no 'params' or 'default' stream to draw the weights from, got "
-                             f"{rngs!r}; e.g. nnx.Rngs(0) or nnx.Rngs(params=0).")
+            raise ValueError(
+                f"rngs has no 'params' or 'default' stream to draw the weights from, got "
+                f"{rngs!r}; e.g. nnx.Rngs(0) or nnx.Rngs(params=0)."
+            )
         _check_module_options(dtype, param_dtype, precision, weight_norm)
         if in_channels % config.groups:
             raise ValueError(f"groups={config.groups} must divide in_channels={in_channels}.")
@@ -127,7 +137,8 @@ class _Layer(nnx.Module, Generic[_LayerConfigT]):
         )
         self.bias = (
             _param(config.bias_initializer(rngs.params(), (config.filters,), param_dtype), config.bias_constraint)
-            if config.use_bias else None
+            if config.use_bias
+            else None
         )
         # PyTorch's weight norm: kernel is the direction v, scale g starts at ||v||.
         self.scale = nnx.Param(weight_norm_lib.direction_norm(self.kernel[...])) if weight_norm else None
@@ -180,7 +191,6 @@ class _Layer(nnx.Module, Generic[_LayerConfigT]):
         return y
 
 
-
 class Conv1DTranspose(_Layer[Conv1DTransposeConfig]):
     """Keras's ``Conv1DTranspose`` layer for flax.nnx.
 
@@ -216,13 +226,13 @@ class Conv1DTranspose(_Layer[Conv1DTransposeConfig]):
         self,
         in_channels: int,
         filters: int,
-        kernel_size: Union[int, Sequence[int]],
-        strides: Union[int, Sequence[int]] = 1,
+        kernel_size: int | Sequence[int],
+        strides: int | Sequence[int] = 1,
         padding: Padding = "valid",
-        output_padding: Optional[int] = None,
+        output_padding: int | None = None,
         data_format: str = "channels_last",
-        dilation_rate: Union[int, Sequence[int]] = 1,
-        activation: Union[str, Activation, None] = None,
+        dilation_rate: int | Sequence[int] = 1,
+        activation: str | Activation | None = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
@@ -233,7 +243,7 @@ class Conv1DTranspose(_Layer[Conv1DTransposeConfig]):
         bias_constraint: Any = None,
         groups: int = 1,
         *,
-        dtype: Optional[DTypeLike] = None,
+        dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         precision: lax.PrecisionLike = None,
         implementation: Implementation = None,
@@ -242,12 +252,23 @@ class Conv1DTranspose(_Layer[Conv1DTransposeConfig]):
     ) -> None:
         # The config takes a 1-element sequence for an int size (Keras's form) and stores the int.
         config = Conv1DTransposeConfig(
-            filters=filters, kernel_size=cast(int, kernel_size), strides=cast(int, strides), padding=padding,
-            output_padding=output_padding, data_format=data_format, dilation_rate=cast(int, dilation_rate),
-            activation=activation, use_bias=use_bias, kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, groups=groups,
+            filters=filters,
+            kernel_size=cast(int, kernel_size),
+            strides=cast(int, strides),
+            padding=padding,
+            output_padding=output_padding,
+            data_format=data_format,
+            dilation_rate=cast(int, dilation_rate),
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            groups=groups,
         )
         self.implementation = implementation
         self._build(config, in_channels, dtype, param_dtype, precision, rngs, weight_norm)
@@ -259,27 +280,39 @@ class Conv1DTranspose(_Layer[Conv1DTransposeConfig]):
         in_channels: int,
         *,
         rngs: nnx.Rngs,
-        dtype: Optional[DTypeLike] = None,
+        dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         precision: lax.PrecisionLike = None,
         implementation: Implementation = None,
         weight_norm: bool = False,
-    ) -> "Conv1DTranspose":
+    ) -> Conv1DTranspose:
         """A module with ``config``'s arguments and freshly initialized weights."""
         _check_config(config)
         fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
         return cls(
-            in_channels, **fields, dtype=dtype, param_dtype=param_dtype, precision=precision,
-            implementation=implementation, weight_norm=weight_norm, rngs=rngs,
+            in_channels,
+            **fields,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+            implementation=implementation,
+            weight_norm=weight_norm,
+            rngs=rngs,
         )
 
     def _apply(self, params: dict[str, jax.Array], x: jax.Array) -> tuple[jax.Array, Any]:
-        return conv1d_transpose(params, x, self.config, precision=self.precision,
-                                implementation=self.implementation)
+        return conv1d_transpose(params, x, self.config, precision=self.precision, implementation=self.implementation)
 
     def _stream(self, stream: graph.StreamContext, params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
-        return graph.conv_transpose(stream, stream.key_of(self), params, x, self.config,
-                                    precision=self.precision, implementation=self.implementation)
+        return graph.conv_transpose(
+            stream,
+            stream.key_of(self),
+            params,
+            x,
+            self.config,
+            precision=self.precision,
+            implementation=self.implementation,
+        )
 
 
 class Conv1D(_Layer[Conv1DConfig]):
@@ -307,12 +340,12 @@ class Conv1D(_Layer[Conv1DConfig]):
         self,
         in_channels: int,
         filters: int,
-        kernel_size: Union[int, Sequence[int]],
-        strides: Union[int, Sequence[int]] = 1,
+        kernel_size: int | Sequence[int],
+        strides: int | Sequence[int] = 1,
         padding: Padding = "valid",
         data_format: str = "channels_last",
-        dilation_rate: Union[int, Sequence[int]] = 1,
-        activation: Union[str, Activation, None] = None,
+        dilation_rate: int | Sequence[int] = 1,
+        activation: str | Activation | None = None,
         use_bias: bool = True,
         kernel_initializer: Any = "glorot_uniform",
         bias_initializer: Any = "zeros",
@@ -323,7 +356,7 @@ class Conv1D(_Layer[Conv1DConfig]):
         bias_constraint: Any = None,
         groups: int = 1,
         *,
-        dtype: Optional[DTypeLike] = None,
+        dtype: DTypeLike | None = None,
         param_dtype: DTypeLike = jnp.float32,
         precision: lax.PrecisionLike = None,
         weight_norm: bool = False,
@@ -331,24 +364,49 @@ class Conv1D(_Layer[Conv1DConfig]):
     ) -> None:
         # The config takes a 1-element sequence for an int size (Keras's form) and stores the int.
         config = Conv1DConfig(
-            filters=filters, kernel_size=cast(int, kernel_size), strides=cast(int, strides), padding=padding,
-            data_format=data_format, dilation_rate=cast(int, dilation_rate), activation=activation,
-            use_bias=use_bias, kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer, kernel_regularizer=kernel_regularizer,
-            bias_regularizer=bias_regularizer, activity_regularizer=activity_regularizer,
-            kernel_constraint=kernel_constraint, bias_constraint=bias_constraint, groups=groups,
+            filters=filters,
+            kernel_size=cast(int, kernel_size),
+            strides=cast(int, strides),
+            padding=padding,
+            data_format=data_format,
+            dilation_rate=cast(int, dilation_rate),
+            activation=activation,
+            use_bias=use_bias,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
+            kernel_constraint=kernel_constraint,
+            bias_constraint=bias_constraint,
+            groups=groups,
         )
         self._build(config, in_channels, dtype, param_dtype, precision, rngs, weight_norm)
 
     @classmethod
-    def from_config(cls, config: Conv1DConfig, in_channels: int, *, rngs: nnx.Rngs,
-                    dtype: Optional[DTypeLike] = None, param_dtype: DTypeLike = jnp.float32,
-                    precision: lax.PrecisionLike = None, weight_norm: bool = False) -> "Conv1D":
+    def from_config(
+        cls,
+        config: Conv1DConfig,
+        in_channels: int,
+        *,
+        rngs: nnx.Rngs,
+        dtype: DTypeLike | None = None,
+        param_dtype: DTypeLike = jnp.float32,
+        precision: lax.PrecisionLike = None,
+        weight_norm: bool = False,
+    ) -> Conv1D:
         """A module with ``config``'s arguments and freshly initialized weights."""
         _check_conv_config(config)
         fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
-        return cls(in_channels, **fields, dtype=dtype, param_dtype=param_dtype, precision=precision,
-                   weight_norm=weight_norm, rngs=rngs)
+        return cls(
+            in_channels,
+            **fields,
+            dtype=dtype,
+            param_dtype=param_dtype,
+            precision=precision,
+            weight_norm=weight_norm,
+            rngs=rngs,
+        )
 
     def _apply(self, params: dict[str, jax.Array], x: jax.Array) -> tuple[jax.Array, Any]:
         return conv1d(params, x, self.config, precision=self.precision)
@@ -403,12 +461,13 @@ class Pad1D(nnx.Module):
     """Time-axis padding (``"constant"``, ``"reflect"`` or ``"replicate"``), as
     :class:`convtrans.linen.Pad1D` is for linen: ``steps`` becomes ``steps + left + right``."""
 
-    padding: Union[int, tuple[int, int]]
+    padding: int | tuple[int, int]
     mode: str
     data_format: str
 
-    def __init__(self, padding: Union[int, tuple[int, int]], mode: str = "constant",
-                 data_format: str = "channels_last") -> None:
+    def __init__(
+        self, padding: int | tuple[int, int], mode: str = "constant", data_format: str = "channels_last"
+    ) -> None:
         graph.check_pad(padding, mode, data_format)
         self.padding, self.mode, self.data_format = padding, mode, data_format
 
@@ -420,5 +479,12 @@ def _param(value: jax.Array, constraint: Any) -> nnx.Param[jax.Array]:
     return nnx.Param(value) if constraint is None else nnx.Param(value, constraint=constraint)
 
 
-__all__ = ["Conv1D", "Conv1DTranspose", "Pad1D", "Parallel", "RegularizationLoss", "Residual",
-           "with_regularization_loss"]
+__all__ = [
+    "Conv1D",
+    "Conv1DTranspose",
+    "Pad1D",
+    "Parallel",
+    "RegularizationLoss",
+    "Residual",
+    "with_regularization_loss",
+]

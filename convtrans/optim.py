@@ -31,7 +31,8 @@ directly. Other flax layers' weights can be constrained too, with :func:`with_co
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, ParamSpec, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, NamedTuple, ParamSpec, TypeVar, cast
 
 import jax
 import numpy as np
@@ -69,17 +70,17 @@ class Constrained(struct.PyTreeNode, meta.AxisMetadata[Any]):
         """The parameter array (flax's ``AxisMetadata`` interface)."""
         return self.value
 
-    def replace_boxed(self, val: Any) -> "Constrained":
+    def replace_boxed(self, val: Any) -> Constrained:
         """The same box around another value ``val`` (flax's ``AxisMetadata`` interface)."""
         return self.replace(value=val)
 
     # A constraint acts on the whole weight; under nn.vmap / nn.scan it acts on each slice.
-    def add_axis(self, index: int, params: dict[Any, Any]) -> "Constrained":
+    def add_axis(self, index: int, params: dict[Any, Any]) -> Constrained:
         """For ``nn.vmap`` / ``nn.scan`` stacking the parameter along axis ``index``: the constraint
         then applies to each slice along that axis separately."""
         return self.replace(constraint=_Sliced(self.constraint, index))
 
-    def remove_axis(self, index: int, params: dict[Any, Any]) -> "Constrained":
+    def remove_axis(self, index: int, params: dict[Any, Any]) -> Constrained:
         """The inverse of :meth:`add_axis`: the per-slice constraint on axis ``index`` unwrapped."""
         inner = self.constraint
         if isinstance(inner, _Sliced) and inner.axis == index:
@@ -91,7 +92,7 @@ class Constrained(struct.PyTreeNode, meta.AxisMetadata[Any]):
         return {"value": self.value, "constraint": self.constraint}
 
     @classmethod
-    def from_nnx_metadata(cls, metadata: dict[str, Any]) -> "Constrained":
+    def from_nnx_metadata(cls, metadata: dict[str, Any]) -> Constrained:
         """The box of an ``nnx.Param``'s metadata, the inverse of :meth:`to_nnx_metadata`."""
         return cls(metadata["value"], metadata["constraint"])
 
@@ -112,8 +113,10 @@ def with_constraint(init: Callable[_P, Any], constraint: Any) -> Callable[_P, Co
       ValueError: for ``constraint=None`` or an unknown constraint name.
     """
     if not callable(init):
-        raise TypeError(f"init must be a callable initializer, (key, shape, dtype) -> array, e.g. "
-                        f"nn.initializers.lecun_normal(); got {init!r} of type {type(init).__name__}.")
+        raise TypeError(
+            f"init must be a callable initializer, (key, shape, dtype) -> array, e.g. "
+            f"nn.initializers.lecun_normal(); got {init!r} of type {type(init).__name__}."
+        )
     resolved = constraints.get(constraint, "constraint")
     if resolved is None:
         raise ValueError("constraint must not be None; use the initializer itself for no constraint.")
@@ -135,18 +138,19 @@ class _Sliced:
         return jax.vmap(self.constraint, in_axes=self.axis, out_axes=self.axis)(w)
 
 
-def _check_constraint(constraint: Any) -> Optional[_ConstraintFn]:
+def _check_constraint(constraint: Any) -> _ConstraintFn | None:
     """A carried constraint, which must be callable (or None, for none): a Keras name would only
     fail when the optimizer applies it."""
     if constraint is not None and not callable(constraint):
         raise TypeError(
             f"constraint must be callable, w -> w' (e.g. convtrans.constraints.get({constraint!r:.60}) for a Keras "
             f"name or dict, or use convtrans.with_constraint); got {constraint!r:.60} of type "
-            f"{type(constraint).__name__}.")
-    return cast(Optional[_ConstraintFn], constraint)
+            f"{type(constraint).__name__}."
+        )
+    return cast(_ConstraintFn | None, constraint)
 
 
-def _constraint_of(node: Any) -> Optional[_ConstraintFn]:
+def _constraint_of(node: Any) -> _ConstraintFn | None:
     """The constraint a parameter-tree node carries, if any (linen box or nnx variable)."""
     if isinstance(node, Constrained):
         return node.constraint
@@ -163,10 +167,10 @@ def _is_carrier(node: Any) -> bool:
     return isinstance(node, Constrained) or _is_nnx_variable(node)
 
 
-def leaf_constraints(tree: Any) -> tuple[Optional[_ConstraintFn], ...]:
+def leaf_constraints(tree: Any) -> tuple[_ConstraintFn | None, ...]:
     """One entry per array leaf of ``tree`` (in ``jax.tree.leaves`` order): its constraint (from a
     :class:`Constrained` box or an nnx variable's ``constraint`` metadata) or None."""
-    found: list[Optional[_ConstraintFn]] = []
+    found: list[_ConstraintFn | None] = []
     for node in jax.tree.leaves(tree, is_leaf=_is_carrier):
         constraint = _constraint_of(node)
         found.extend([constraint] * len(jax.tree.leaves(node)) if _is_carrier(node) else [constraint])
@@ -177,15 +181,23 @@ def leaf_constraints(tree: Any) -> tuple[Optional[_ConstraintFn], ...]:
 class _Recorded:
     """Static (treedef-only) record of the constraints found at ``init``; holds no arrays."""
 
-    def __init__(self, constraints: tuple[Optional[_ConstraintFn], ...], paths: tuple[str, ...] = (),
-                 shapes: tuple[tuple[int, ...], ...] = ()) -> None:
+    def __init__(
+        self,
+        constraints: tuple[_ConstraintFn | None, ...],
+        paths: tuple[str, ...] = (),
+        shapes: tuple[tuple[int, ...], ...] = (),
+    ) -> None:
         self.constraints = constraints
         self.paths = paths
         self.shapes = shapes
 
     def __eq__(self, other: Any) -> bool:
-        return (isinstance(other, _Recorded) and self.constraints == other.constraints
-                and self.paths == other.paths and self.shapes == other.shapes)
+        return (
+            isinstance(other, _Recorded)
+            and self.constraints == other.constraints
+            and self.paths == other.paths
+            and self.shapes == other.shapes
+        )
 
     def __hash__(self) -> int:
         return hash((self.constraints, self.paths, self.shapes))
@@ -228,13 +240,20 @@ def _leaf_shapes(tree: Any) -> tuple[tuple[int, ...], ...]:
     return tuple(tuple(leaf.shape) if hasattr(leaf, "shape") else np.shape(leaf) for leaf in jax.tree.leaves(tree))
 
 
-def _check_same_shapes(expected: tuple[tuple[int, ...], ...], got: tuple[tuple[int, ...], ...],
-                       paths: tuple[str, ...], what: str, reference: str) -> None:
+def _check_same_shapes(
+    expected: tuple[tuple[int, ...], ...],
+    got: tuple[tuple[int, ...], ...],
+    paths: tuple[str, ...],
+    what: str,
+    reference: str,
+) -> None:
     """ValueError naming the first leaf of ``what`` whose shape is not that of ``reference``."""
     for path, shape, reference_shape in zip(paths, got, expected):
         if shape != reference_shape:
-            raise ValueError(f"{what}{path} has shape {shape}, but {reference} has {reference_shape} there; "
-                             "pass the same parameter tree.")
+            raise ValueError(
+                f"{what}{path} has shape {shape}, but {reference} has {reference_shape} there; "
+                "pass the same parameter tree."
+            )
 
 
 def _check_same_paths(expected: tuple[str, ...], got: tuple[str, ...], what: str, reference: str) -> None:
@@ -243,7 +262,8 @@ def _check_same_paths(expected: tuple[str, ...], got: tuple[str, ...], what: str
         raise ValueError(
             f"{what} have another structure than {reference}: leaf {index} is "
             f"{got[index] if index < len(got) else 'missing'} where {reference} has "
-            f"{expected[index] if index < len(expected) else 'nothing'}; pass the same parameter tree.")
+            f"{expected[index] if index < len(expected) else 'nothing'}; pass the same parameter tree."
+        )
 
 
 def keras_constraints() -> optax.GradientTransformation:
@@ -274,16 +294,17 @@ def keras_constraints() -> optax.GradientTransformation:
     def init_fn(params: Any) -> KerasConstraintsState:
         return KerasConstraintsState(_Recorded(leaf_constraints(params), _leaf_paths(params), _leaf_shapes(params)))
 
-    def update_fn(updates: optax.Updates, state: optax.OptState,
-                  params: Optional[optax.Params] = None) -> tuple[optax.Updates, optax.OptState]:
+    def update_fn(
+        updates: optax.Updates, state: optax.OptState, params: optax.Params | None = None
+    ) -> tuple[optax.Updates, optax.OptState]:
         recorded_state = getattr(state, "recorded", None)
         if not isinstance(recorded_state, _Recorded):
-            raise TypeError(f"state must be the state of keras_constraints() that tx.init(params) returned, got "
-                            f"{type(state).__name__}.")
-        if params is None:
-            raise ValueError(
-                "keras_constraints() needs the current params: call tx.update(updates, state, params)."
+            raise TypeError(
+                f"state must be the state of keras_constraints() that tx.init(params) returned, got "
+                f"{type(state).__name__}."
             )
+        if params is None:
+            raise ValueError("keras_constraints() needs the current params: call tx.update(updates, state, params).")
         update_leaves, treedef = jax.tree.flatten(updates)
         param_leaves = jax.tree.leaves(params)
         boxed = leaf_constraints(params)
@@ -322,6 +343,10 @@ def keras_constraints() -> optax.GradientTransformation:
 
 
 __all__ = [
-    "Constrained", "KerasConstraintsState", "apply_constraints", "keras_constraints", "leaf_constraints",
+    "Constrained",
+    "KerasConstraintsState",
+    "apply_constraints",
+    "keras_constraints",
+    "leaf_constraints",
     "with_constraint",
 ]

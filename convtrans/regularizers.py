@@ -16,18 +16,18 @@ Names follow Keras 3: ``"l1"`` and ``"l2"`` give 0.01, ``"l1l2"`` gives ``L1L2()
 ``"l1_l2"`` keeps TF 2.x's meaning (0.01 and 0.01), which Keras 3 no longer accepts.
 """
 
-from convtrans._src.keras.regularizers import (  # noqa: F401
-    Regularizer,
-    L1L2,
+from convtrans._src.keras.regularizers import (
     L1,
+    L1L2,
     L2,
+    Regularizer,
     get,
 )
 
 __all__ = [
-    "Regularizer",
-    "L1L2",
     "L1",
+    "L1L2",
     "L2",
+    "Regularizer",
     "get",
 ]

@@ -37,7 +37,7 @@ import convtrans  # noqa: E402
 
 project = "convtrans"
 author = "convtrans contributors"
-copyright = "convtrans contributors"  # noqa: A001 - Sphinx's name
+copyright = "convtrans contributors"
 release = version = convtrans.__version__
 
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.napoleon", "myst_parser"]
@@ -67,24 +67,73 @@ add_module_names = False
 myst_heading_anchors = 4
 
 nitpicky = True
-_EXTERNAL_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy", "np", "jnp", "keras", "tf_keras", "torch",
-                      "orbax", "scipy", "ml_dtypes", "chex", "jaxtyping", "typing", "typing_extensions",
-                      "collections", "types", "functools", "fractions", "dataclasses", "builtins", "enum", "abc",
-                      "os", "pathlib")
-_BUILTINS = ("int", "float", "complex", "str", "bytes", "bool", "dict", "list", "tuple", "set", "frozenset",
-             "object", "type", "callable", "None", "Ellipsis", "NotImplemented", "TypeError", "ValueError",
-             "RuntimeError", "KeyError", "Exception")
+_EXTERNAL_PACKAGES = (
+    "jax",
+    "jaxlib",
+    "flax",
+    "optax",
+    "numpy",
+    "np",
+    "jnp",
+    "keras",
+    "tf_keras",
+    "torch",
+    "orbax",
+    "scipy",
+    "ml_dtypes",
+    "chex",
+    "jaxtyping",
+    "typing",
+    "typing_extensions",
+    "collections",
+    "types",
+    "functools",
+    "fractions",
+    "dataclasses",
+    "builtins",
+    "enum",
+    "abc",
+    "os",
+    "pathlib",
+)
+_BUILTINS = (
+    "int",
+    "float",
+    "complex",
+    "str",
+    "bytes",
+    "bool",
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "object",
+    "type",
+    "callable",
+    "None",
+    "Ellipsis",
+    "NotImplemented",
+    "TypeError",
+    "ValueError",
+    "RuntimeError",
+    "KeyError",
+    "Exception",
+)
 nitpick_ignore_regex = [
-    (r"py:.*", r"(%s)(\..+)?" % "|".join(_EXTERNAL_PACKAGES)),
-    (r"py:.*", r"(%s)" % "|".join(_BUILTINS)),
+    (r"py:.*", r"({})(\..+)?".format("|".join(_EXTERNAL_PACKAGES))),
+    (r"py:.*", r"({})".format("|".join(_BUILTINS))),
 ]
 
 
 def _public_names() -> dict[int, str]:
     """``id(object) -> public qualified name`` for every name in a public module's ``__all__``."""
     found: dict[int, str] = {}
-    modules = ["convtrans"] + [f"convtrans.{name}" for name in convtrans._LAZY_MODULES] + [
-        "convtrans.activations", "convtrans.constraints", "convtrans.initializers", "convtrans.regularizers"]
+    modules = (
+        ["convtrans"]
+        + [f"convtrans.{name}" for name in convtrans._LAZY_MODULES]
+        + ["convtrans.activations", "convtrans.constraints", "convtrans.initializers", "convtrans.regularizers"]
+    )
     for module_name in modules:
         module = importlib.import_module(module_name)
         for name in getattr(module, "__all__", ()):
@@ -185,7 +234,8 @@ def _class_signature(app, what, name, obj, options, signature, return_annotation
             continue
         if isinstance(parameter.default, type) and parameter.default is not parameter.empty:
             parameter = parameter.replace(
-                default=_Source(f"{parameter.default.__module__}.{parameter.default.__qualname__}"))
+                default=_Source(f"{parameter.default.__module__}.{parameter.default.__qualname__}")
+            )
         parameters.append(parameter)
     own = own.replace(parameters=parameters)
     return stringify_signature(own, show_return_annotation=False, unqualified_typehints=True), None
@@ -194,4 +244,3 @@ def _class_signature(app, what, name, obj, options, signature, return_annotation
 def setup(app):
     app.connect("missing-reference", _annotation_targets)
     app.connect("autodoc-process-signature", _class_signature)
-

@@ -24,7 +24,9 @@ def main() -> None:
     print("\nHiFi-GAN-style upsampling stages (batch 4, channels_last):")
     stages = [(64, 512, 256, 16, 8), (512, 256, 128, 16, 8), (4096, 128, 64, 4, 2)]
     for steps, cin, cout, k, s in stages:
-        config = ct.Conv1DTransposeConfig(filters=cout, kernel_size=k, strides=s, padding="same", activation="leaky_relu")
+        config = ct.Conv1DTransposeConfig(
+            filters=cout, kernel_size=k, strides=s, padding="same", activation="leaky_relu"
+        )
         kernel = config.kernel_initializer(key, config.kernel_shape(cin))
         params = {"kernel": kernel, "bias": jnp.zeros((cout,))}
         x = jax.random.normal(key, (4, steps, cin))

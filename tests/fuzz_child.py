@@ -21,7 +21,7 @@ import traceback
 
 def _limit_memory() -> None:
     limit = int(os.environ.get("CONVTRANS_FUZZ_MEMORY", 4 << 30))
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
@@ -40,11 +40,11 @@ def _summary(value, depth=0):
 
 
 def _block(value) -> None:
-    import jax  # noqa: PLC0415
+    import jax
 
     try:
         leaves = jax.tree.leaves(value)
-    except Exception:  # noqa: BLE001 - not a pytree: nothing to wait for
+    except Exception:
         return
     for leaf in leaves:
         if callable(getattr(leaf, "block_until_ready", None)):
@@ -56,7 +56,7 @@ def _run(case) -> dict:
     try:
         value = case.call()
         _block(value)  # errors of asynchronous dispatch (e.g. out of memory) belong to the case
-    except BaseException as error:  # noqa: BLE001 - everything is reported to the parent
+    except BaseException as error:
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
             raise
         return {
@@ -71,7 +71,7 @@ def _run(case) -> dict:
     if case.check is not None:
         try:
             case.check(value)
-        except BaseException as error:  # noqa: BLE001
+        except BaseException as error:
             if isinstance(error, (KeyboardInterrupt, SystemExit)):
                 raise
             result.update(status="wrong", detail=f"{type(error).__name__}: {error}"[:4000])
@@ -80,7 +80,7 @@ def _run(case) -> dict:
 
 def main() -> None:
     _limit_memory()
-    from tests import fuzz_cases  # noqa: PLC0415 - after the memory limit
+    from tests import fuzz_cases
 
     print("READY", flush=True)
     for line in sys.stdin:

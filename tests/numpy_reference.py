@@ -33,8 +33,19 @@ def _window(n, k, s, d, padding, output_padding):
     return left, full - left - right + (output_padding or 0)
 
 
-def conv1d_transpose(x, kernel, bias=None, *, strides=1, padding="valid", output_padding=None,
-                     dilation_rate=1, groups=1, data_format="channels_last", activation=None):
+def conv1d_transpose(
+    x,
+    kernel,
+    bias=None,
+    *,
+    strides=1,
+    padding="valid",
+    output_padding=None,
+    dilation_rate=1,
+    groups=1,
+    data_format="channels_last",
+    activation=None,
+):
     """``x`` (batch, steps, in) or (batch, in, steps); ``kernel`` (k, filters // groups, in)."""
     x = np.asarray(x, np.float64)
     kernel = np.asarray(kernel, np.float64)
@@ -47,11 +58,11 @@ def conv1d_transpose(x, kernel, bias=None, *, strides=1, padding="valid", output
     full = np.zeros((batch, (n - 1) * s + ke, fpg * groups))
     cin_g = cin // groups
     for g in range(groups):
-        xs = x[:, :, g * cin_g:(g + 1) * cin_g]
-        w = kernel[:, :, g * cin_g:(g + 1) * cin_g]  # (k, fpg, cin_g)
+        xs = x[:, :, g * cin_g : (g + 1) * cin_g]
+        w = kernel[:, :, g * cin_g : (g + 1) * cin_g]  # (k, fpg, cin_g)
         for i in range(n):
             for j in range(k):
-                full[:, i * s + j * d, g * fpg:(g + 1) * fpg] += xs[:, i, :] @ w[j].T
+                full[:, i * s + j * d, g * fpg : (g + 1) * fpg] += xs[:, i, :] @ w[j].T
     start, length = _window(n, k, s, d, padding, output_padding)
     y = np.zeros((batch, length, fpg * groups))
     for t in range(length):

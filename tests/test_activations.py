@@ -12,10 +12,17 @@ from convtrans import activations
 
 # Even last axis (glu halves it); the points -1, -0.5, 0.5, 1 are the kinks of the piecewise ones,
 # and the large magnitudes probe overflow and saturation (exp, softplus, log_sigmoid, selu, ...).
-X = np.concatenate([
-    np.linspace(-4, 4, 35), [-1.0, -0.5, 0.5, 1.0, 0.0],
-    [-100.0, -30.0, -10.0, -3.0, 3.0, 10.0, 30.0, 100.0, -1e-3, 1e-3, 88.0, -88.0, 0.25, -0.25, 2.5, -2.5],
-]).astype(np.float32).reshape(4, 14)
+X = (
+    np.concatenate(
+        [
+            np.linspace(-4, 4, 35),
+            [-1.0, -0.5, 0.5, 1.0, 0.0],
+            [-100.0, -30.0, -10.0, -3.0, 3.0, 10.0, 30.0, 100.0, -1e-3, 1e-3, 88.0, -88.0, 0.25, -0.25, 2.5, -2.5],
+        ]
+    )
+    .astype(np.float32)
+    .reshape(4, 14)
+)
 
 
 @pytest.mark.parametrize("name", sorted(activations.ACTIVATIONS))
@@ -44,7 +51,7 @@ def test_every_keras_activation_name_is_covered():
 
 
 def test_threshold_needs_its_arguments_and_works_as_a_partial():
-    with pytest.raises(ValueError, match="threshold.*default_value"):
+    with pytest.raises(ValueError, match=r"threshold.*default_value"):
         ct.Conv1DTransposeConfig(4, 3, activation="threshold")
     fn = functools.partial(activations.threshold, threshold=0.5, default_value=-1.0)
     expected = np.asarray(keras.activations.threshold(X, 0.5, -1.0))
@@ -68,7 +75,9 @@ def test_normalizing_activations_act_on_the_last_axis_even_for_channels_first(na
     x = np.random.default_rng(0).standard_normal((2, 4, 5)).astype(np.float32)
     expected = np.asarray(layer(x))
     config = ct.Conv1DTransposeConfig.from_keras(layer.get_config())
-    y, _ = ct.conv1d_transpose({"kernel": np.asarray(layer.kernel.value), "bias": np.asarray(layer.bias.value)}, x, config)
+    y, _ = ct.conv1d_transpose(
+        {"kernel": np.asarray(layer.kernel.value), "bias": np.asarray(layer.bias.value)}, x, config
+    )
     np.testing.assert_allclose(np.asarray(y), expected, rtol=1e-6, atol=1e-6)
 
 

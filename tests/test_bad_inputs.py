@@ -30,19 +30,25 @@ def expect(error, *fragments):
 
 # --- conv1d_transpose: inputs --------------------------------------------------------------------
 
-@pytest.mark.parametrize("x, dtype", [
-    (np.ones((1, 5, 4), bool), "bool"),
-    (np.ones((1, 5, 4), np.complex128), "complex128"),
-    (jnp.ones((1, 5, 4), jnp.complex64), "complex64"),
-    (np.ones((1, 5, 4), np.uint8), "uint8"),
-    (jnp.ones((1, 5, 4), jnp.int8), "int8"),
-])
+
+@pytest.mark.parametrize(
+    "x, dtype",
+    [
+        (np.ones((1, 5, 4), bool), "bool"),
+        (np.ones((1, 5, 4), np.complex128), "complex128"),
+        (jnp.ones((1, 5, 4), jnp.complex64), "complex64"),
+        (np.ones((1, 5, 4), np.uint8), "uint8"),
+        (jnp.ones((1, 5, 4), jnp.int8), "int8"),
+    ],
+)
 def test_non_floating_inputs_are_a_type_error_naming_x_and_its_dtype(x, dtype):
     with expect(TypeError, "x", dtype, "floating"):
         ct.conv1d_transpose(PARAMS, x, CONFIG)
 
 
-@pytest.mark.parametrize("x, kind", [([[[1.0] * 4] * 5], "list"), ("signal", "str"), (None, "NoneType"), (3.0, "float")])
+@pytest.mark.parametrize(
+    "x, kind", [([[[1.0] * 4] * 5], "list"), ("signal", "str"), (None, "NoneType"), (3.0, "float")]
+)
 def test_non_array_inputs_are_a_type_error_naming_x_and_the_type(x, kind):
     with expect(TypeError, "x", "array", kind):
         ct.conv1d_transpose(PARAMS, x, CONFIG)
@@ -55,27 +61,34 @@ def test_integer_input_is_rejected_under_jit_too():
 
 # --- conv1d_transpose: params --------------------------------------------------------------------
 
-@pytest.mark.parametrize("params, kind", [
-    ([PARAMS["kernel"], PARAMS["bias"]], "list"),
-    ((PARAMS["kernel"],), "tuple"),
-    (None, "NoneType"),
-    (PARAMS["kernel"], "ArrayImpl"),
-])
+
+@pytest.mark.parametrize(
+    "params, kind",
+    [
+        ([PARAMS["kernel"], PARAMS["bias"]], "list"),
+        ((PARAMS["kernel"],), "tuple"),
+        (None, "NoneType"),
+        (PARAMS["kernel"], "ArrayImpl"),
+    ],
+)
 def test_params_that_are_not_a_mapping_are_a_type_error(params, kind):
     with expect(TypeError, "params", "mapping", kind):
         ct.conv1d_transpose(params, X, CONFIG)
 
 
-@pytest.mark.parametrize("name, value, error, fragments", [
-    ("kernel", np.ones((3, 2, 4)).tolist(), ValueError, ("params['kernel']", "(3, 2, 4)", "list")),
-    ("kernel", 1.0, ValueError, ("params['kernel']", "(3, 2, 4)", "float")),
-    ("bias", 0.0, ValueError, ("params['bias']", "(2,)", "float")),
-    ("bias", [0.0, 0.0], ValueError, ("params['bias']", "(2,)", "list")),
-    ("kernel", np.ones((3, 2, 4), bool), TypeError, ("params['kernel']", "floating", "bool")),
-    ("kernel", np.ones((3, 2, 4), np.complex64), TypeError, ("params['kernel']", "floating", "complex64")),
-    ("kernel", np.ones((3, 2, 4), np.int32), TypeError, ("params['kernel']", "floating", "int32")),
-    ("bias", np.zeros(2, np.int64), TypeError, ("params['bias']", "floating", "int64")),
-])
+@pytest.mark.parametrize(
+    "name, value, error, fragments",
+    [
+        ("kernel", np.ones((3, 2, 4)).tolist(), ValueError, ("params['kernel']", "(3, 2, 4)", "list")),
+        ("kernel", 1.0, ValueError, ("params['kernel']", "(3, 2, 4)", "float")),
+        ("bias", 0.0, ValueError, ("params['bias']", "(2,)", "float")),
+        ("bias", [0.0, 0.0], ValueError, ("params['bias']", "(2,)", "list")),
+        ("kernel", np.ones((3, 2, 4), bool), TypeError, ("params['kernel']", "floating", "bool")),
+        ("kernel", np.ones((3, 2, 4), np.complex64), TypeError, ("params['kernel']", "floating", "complex64")),
+        ("kernel", np.ones((3, 2, 4), np.int32), TypeError, ("params['kernel']", "floating", "int32")),
+        ("bias", np.zeros(2, np.int64), TypeError, ("params['bias']", "floating", "int64")),
+    ],
+)
 def test_parameter_entries_that_are_not_floating_arrays_of_the_right_shape(name, value, error, fragments):
     with expect(error, *fragments):
         ct.conv1d_transpose({**PARAMS, name: value}, X, CONFIG)
@@ -100,21 +113,27 @@ def test_a_non_config_is_a_type_error_naming_config():
 
 # --- config: NumPy scalars and arrays as sizes ---------------------------------------------------
 
-@pytest.mark.parametrize("field, value, kind", [
-    ("filters", np.float32(2.0), "float32"),
-    ("filters", np.array(2), "ndarray"),
-    ("kernel_size", np.array([3]), "ndarray"),
-    ("strides", np.bool_(True), "bool"),
-    ("groups", 2.0, "float"),
-    ("output_padding", np.float64(1.0), "float64"),
-])
+
+@pytest.mark.parametrize(
+    "field, value, kind",
+    [
+        ("filters", np.float32(2.0), "float32"),
+        ("filters", np.array(2), "ndarray"),
+        ("kernel_size", np.array([3]), "ndarray"),
+        ("strides", np.bool_(True), "bool"),
+        ("groups", 2.0, "float"),
+        ("output_padding", np.float64(1.0), "float64"),
+    ],
+)
 def test_numpy_scalars_and_arrays_that_are_not_integers_are_a_type_error(field, value, kind):
     with expect(TypeError, field, "integer", kind):
         ct.Conv1DTransposeConfig(**{"filters": 2, "kernel_size": 3, field: value})
 
 
 def test_numpy_integers_are_accepted_as_sizes():
-    config = ct.Conv1DTransposeConfig(filters=np.int64(4), kernel_size=np.int32(3), strides=np.int16(2), groups=np.uint8(2))
+    config = ct.Conv1DTransposeConfig(
+        filters=np.int64(4), kernel_size=np.int32(3), strides=np.int16(2), groups=np.uint8(2)
+    )
     assert (config.filters, config.kernel_size, config.strides, config.groups) == (4, 3, 2, 2)
     assert all(type(v) is int for v in (config.filters, config.kernel_size, config.strides, config.groups))
 
@@ -126,6 +145,7 @@ def test_use_bias_must_be_a_python_bool():
 
 # --- geometry helpers ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("length", [2.0, "3", True, None, 0, -4])
 def test_output_length_rejects_anything_but_a_positive_integer_length(length):
     with expect(ValueError, "length", repr(length), "positive integer"):
@@ -136,7 +156,9 @@ def test_output_length_accepts_numpy_integers():
     assert ct.output_length(CONFIG, np.int64(5)) == ct.output_length(CONFIG, 5) == 11
 
 
-@pytest.mark.parametrize("function", [ct.transpose_pads, lambda c: ct.output_length(c, 3)], ids=["transpose_pads", "output_length"])
+@pytest.mark.parametrize(
+    "function", [ct.transpose_pads, lambda c: ct.output_length(c, 3)], ids=["transpose_pads", "output_length"]
+)
 def test_geometry_helpers_reject_a_non_config(function):
     with expect(TypeError, "config", "Conv1DTransposeConfig", "dict"):
         function({"filters": 2, "kernel_size": 3})
@@ -147,16 +169,24 @@ def test_geometry_helpers_reject_a_non_config(function):
 STATE = streaming.init(CONFIG, 1)
 
 
-@pytest.mark.parametrize("batch_size, error, fragment", [
-    (2.0, TypeError, "integer"), ("3", TypeError, "integer"), (True, TypeError, "integer"),
-    (None, TypeError, "integer"), (-1, ValueError, ">= 0"),
-])
+@pytest.mark.parametrize(
+    "batch_size, error, fragment",
+    [
+        (2.0, TypeError, "integer"),
+        ("3", TypeError, "integer"),
+        (True, TypeError, "integer"),
+        (None, TypeError, "integer"),
+        (-1, ValueError, ">= 0"),
+    ],
+)
 def test_stream_init_rejects_bad_batch_sizes(batch_size, error, fragment):
     with expect(error, "batch_size", repr(batch_size), fragment):
         streaming.init(CONFIG, batch_size)
 
 
-@pytest.mark.parametrize("dtype, shown", [(jnp.int32, "int32"), (bool, "bool"), (complex, "complex128"), ("foo", "'foo'"), (None, "None")])
+@pytest.mark.parametrize(
+    "dtype, shown", [(jnp.int32, "int32"), (bool, "bool"), (complex, "complex128"), ("foo", "'foo'"), (None, "None")]
+)
 def test_stream_init_rejects_non_floating_dtypes(dtype, shown):
     with expect(TypeError, "dtype", shown, "floating"):
         streaming.init(CONFIG, 1, dtype)
@@ -186,13 +216,16 @@ def test_stream_step_rejects_a_chunk_of_another_dtype_than_the_state():
         streaming.step(PARAMS, streaming.init(CONFIG, 1, jnp.bfloat16), X, CONFIG)
 
 
-@pytest.mark.parametrize("x, error, fragments", [
-    (jnp.ones((1, 5, 4), jnp.int32), TypeError, ("x", "int32", "floating")),
-    (np.ones((1, 5, 4), bool), TypeError, ("x", "bool", "floating")),
-    (jnp.ones((5,)), ValueError, ("x", "rank >= 2", "(5,)")),
-    (jnp.ones((1, 5, 3)), ValueError, ("params['kernel']", "(3, 2, 3)", "(3, 2, 4)")),
-    (jnp.ones((1, 0, 4)), ValueError, ("length", "0", "positive integer")),
-])
+@pytest.mark.parametrize(
+    "x, error, fragments",
+    [
+        (jnp.ones((1, 5, 4), jnp.int32), TypeError, ("x", "int32", "floating")),
+        (np.ones((1, 5, 4), bool), TypeError, ("x", "bool", "floating")),
+        (jnp.ones((5,)), ValueError, ("x", "rank >= 2", "(5,)")),
+        (jnp.ones((1, 5, 3)), ValueError, ("params['kernel']", "(3, 2, 3)", "(3, 2, 4)")),
+        (jnp.ones((1, 0, 4)), ValueError, ("length", "0", "positive integer")),
+    ],
+)
 def test_stream_step_rejects_bad_chunks(x, error, fragments):
     with expect(error, *fragments):
         streaming.step(PARAMS, STATE, x, CONFIG)
@@ -205,10 +238,16 @@ def test_stream_finish_checks_the_bias_it_adds():
         streaming.finish({"kernel": PARAMS["kernel"], "bias": jnp.ones(3)}, STATE, CONFIG)
 
 
-@pytest.mark.parametrize("chunk_size, error, fragment", [
-    (0, ValueError, ">= 1"), (2.0, TypeError, "integer"), ("3", TypeError, "integer"),
-    (True, TypeError, "integer"), (None, TypeError, "integer"),
-])
+@pytest.mark.parametrize(
+    "chunk_size, error, fragment",
+    [
+        (0, ValueError, ">= 1"),
+        (2.0, TypeError, "integer"),
+        ("3", TypeError, "integer"),
+        (True, TypeError, "integer"),
+        (None, TypeError, "integer"),
+    ],
+)
 def test_chunked_op_rejects_bad_chunk_sizes(chunk_size, error, fragment):
     with expect(error, "chunk_size", repr(chunk_size), fragment):
         streaming.chunked_conv1d_transpose(PARAMS, X, CONFIG, chunk_size)
@@ -229,11 +268,15 @@ def test_streaming_lengths_reject_a_non_config(function):
 
 # --- flax modules ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("x, dtype", [
-    (jnp.ones((1, 5, 4), jnp.int32), "int32"),
-    (np.ones((1, 5, 4), bool), "bool"),
-    (jnp.ones((1, 5, 4), jnp.complex64), "complex64"),
-])
+
+@pytest.mark.parametrize(
+    "x, dtype",
+    [
+        (jnp.ones((1, 5, 4), jnp.int32), "int32"),
+        (np.ones((1, 5, 4), bool), "bool"),
+        (jnp.ones((1, 5, 4), jnp.complex64), "complex64"),
+    ],
+)
 def test_modules_refuse_non_floating_inputs_instead_of_casting_them(x, dtype):
     from flax import nnx
 
@@ -276,10 +319,17 @@ def test_nnx_module_accepts_numpy_integers_and_needs_real_rngs():
         ct.nnx.Conv1DTranspose(4, filters=2, kernel_size=3, rngs=0)
 
 
-@pytest.mark.parametrize("field, value, error", [
-    ("filters", 2.0, TypeError), ("kernel_size", "3", TypeError), ("strides", True, TypeError),
-    ("padding", "causal", ValueError), ("activation", "swishy", ValueError), ("data_format", "NCW", ValueError),
-])
+@pytest.mark.parametrize(
+    "field, value, error",
+    [
+        ("filters", 2.0, TypeError),
+        ("kernel_size", "3", TypeError),
+        ("strides", True, TypeError),
+        ("padding", "causal", ValueError),
+        ("activation", "swishy", ValueError),
+        ("data_format", "NCW", ValueError),
+    ],
+)
 def test_modules_validate_their_arguments_like_the_config(field, value, error):
     from flax import nnx
 
@@ -304,15 +354,18 @@ def test_module_from_config_needs_a_config():
 TORCH_STATE = {"weight": np.ones((4, 2, 3), np.float32), "bias": np.zeros(2, np.float32)}
 
 
-@pytest.mark.parametrize("argument, value, error, fragments", [
-    ("stride", 2.5, TypeError, ("stride", "2.5", "integer")),  # int() would silently make it 2
-    ("stride", True, TypeError, ("stride", "True", "integer")),
-    ("kernel_size", 3.0, TypeError, ("kernel_size", "3.0", "integer")),
-    ("in_channels", 4.0, TypeError, ("in_channels", "4.0", "integer")),
-    ("padding", "same", ValueError, ("padding", "'same'", "integers only")),
-    ("dilation", (1, 2), ValueError, ("dilation", "(1, 2)", "one value")),
-    ("padding_mode", "reflect", ValueError, ("padding_mode", "'reflect'", "zeros")),
-])
+@pytest.mark.parametrize(
+    "argument, value, error, fragments",
+    [
+        ("stride", 2.5, TypeError, ("stride", "2.5", "integer")),  # int() would silently make it 2
+        ("stride", True, TypeError, ("stride", "True", "integer")),
+        ("kernel_size", 3.0, TypeError, ("kernel_size", "3.0", "integer")),
+        ("in_channels", 4.0, TypeError, ("in_channels", "4.0", "integer")),
+        ("padding", "same", ValueError, ("padding", "'same'", "integers only")),
+        ("dilation", (1, 2), ValueError, ("dilation", "(1, 2)", "one value")),
+        ("padding_mode", "reflect", ValueError, ("padding_mode", "'reflect'", "zeros")),
+    ],
+)
 def test_torch_state_dict_import_rejects_non_integer_constructor_arguments(argument, value, error, fragments):
     from convtrans import interop
 
@@ -321,15 +374,30 @@ def test_torch_state_dict_import_rejects_non_integer_constructor_arguments(argum
         interop.from_torch_state_dict(TORCH_STATE, **arguments)
 
 
-@pytest.mark.parametrize("state_dict, error, fragments", [
-    (None, TypeError, ("state_dict", "mapping", "NoneType")),
-    ([TORCH_STATE["weight"]], TypeError, ("state_dict", "mapping", "list")),
-    ({"bias": TORCH_STATE["bias"]}, ValueError, ("state_dict", "'weight'")),
-    ({**TORCH_STATE, "weight": np.ones((4, 2, 3), np.complex64)}, TypeError, ("state_dict['weight']", "floating", "complex64")),
-    ({**TORCH_STATE, "weight": np.ones((4, 2, 3), np.int32)}, TypeError, ("state_dict['weight']", "floating", "int32")),
-    ({**TORCH_STATE, "weight": np.ones((5, 2, 3), np.float32)}, ValueError, ("state_dict['weight']", "(5, 2, 3)", "(4, 2, 3)")),
-    ({**TORCH_STATE, "bias": np.zeros(3, np.float32)}, ValueError, ("state_dict['bias']", "(3,)", "(2,)")),
-])
+@pytest.mark.parametrize(
+    "state_dict, error, fragments",
+    [
+        (None, TypeError, ("state_dict", "mapping", "NoneType")),
+        ([TORCH_STATE["weight"]], TypeError, ("state_dict", "mapping", "list")),
+        ({"bias": TORCH_STATE["bias"]}, ValueError, ("state_dict", "'weight'")),
+        (
+            {**TORCH_STATE, "weight": np.ones((4, 2, 3), np.complex64)},
+            TypeError,
+            ("state_dict['weight']", "floating", "complex64"),
+        ),
+        (
+            {**TORCH_STATE, "weight": np.ones((4, 2, 3), np.int32)},
+            TypeError,
+            ("state_dict['weight']", "floating", "int32"),
+        ),
+        (
+            {**TORCH_STATE, "weight": np.ones((5, 2, 3), np.float32)},
+            ValueError,
+            ("state_dict['weight']", "(5, 2, 3)", "(4, 2, 3)"),
+        ),
+        ({**TORCH_STATE, "bias": np.zeros(3, np.float32)}, ValueError, ("state_dict['bias']", "(3,)", "(2,)")),
+    ],
+)
 def test_torch_state_dict_import_checks_the_tensors(state_dict, error, fragments):
     from convtrans import interop
 
@@ -351,12 +419,15 @@ def test_torch_and_keras_importers_name_the_wrong_layer_type():
         interop.from_keras(keras.layers.Conv1DTranspose(2, 3))
 
 
-@pytest.mark.parametrize("params, error, fragments", [
-    ([np.ones((3, 2, 4))], TypeError, ("params", "mapping", "list")),
-    ({"bias": np.zeros(2)}, ValueError, ("params", "'kernel'", "(3, 2, in_channels)")),
-    ({"kernel": np.ones((3, 2)), "bias": np.zeros(2)}, ValueError, ("params['kernel']", "(3, 2)")),
-    ({"kernel": np.ones((3, 2, 4))}, ValueError, ("params", "'bias'", "(2,)")),
-])
+@pytest.mark.parametrize(
+    "params, error, fragments",
+    [
+        ([np.ones((3, 2, 4))], TypeError, ("params", "mapping", "list")),
+        ({"bias": np.zeros(2)}, ValueError, ("params", "'kernel'", "(3, 2, in_channels)")),
+        ({"kernel": np.ones((3, 2)), "bias": np.zeros(2)}, ValueError, ("params['kernel']", "(3, 2)")),
+        ({"kernel": np.ones((3, 2, 4))}, ValueError, ("params", "'bias'", "(2,)")),
+    ],
+)
 def test_keras_export_checks_the_params(params, error, fragments):
     from convtrans import interop
 
@@ -374,21 +445,25 @@ def test_keras_export_names_what_keras_cannot_express():
 
 # --- example CLI ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("argv, fragments", [
-    (["--factor", "3"], ("factor", "3", "power of two")),
-    (["--rate", "0"], ("--rate=0", ">= 1")),
-    (["--steps", "0"], ("--steps=0", ">= 1")),
-    (["--devices", "0"], ("--devices=0", ">= 1")),  # would otherwise slice the device list
-    (["--devices", "-1"], ("--devices=-1", ">= 1")),
-    (["--devices", "99"], ("--devices=99", "available")),
-    (["--checkpoint-every", "0"], ("--checkpoint-every=0", ">= 1")),
-    (["--eval-length", "1000"], ("--eval-length=1000", "multiple", ">= 1024")),  # else fails after training
-    (["--learning-rate", "nan"], ("--learning-rate=nan", "> 0")),
-    (["--l2", "-1"], ("--l2=-1.0", ">= 0")),
-    (["--steps", "400", "--stop-after", "500"], ("--stop-after=500", "--steps=400")),
-    (["--batch-size", "12"], ("batch_size=12", "divisible", "8 devices")),
-    (["--clip-length", "1001"], ("clip_length=1001", "multiple")),
-])
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["--factor", "3"], ("factor", "3", "power of two")),
+        (["--rate", "0"], ("--rate=0", ">= 1")),
+        (["--steps", "0"], ("--steps=0", ">= 1")),
+        (["--devices", "0"], ("--devices=0", ">= 1")),  # would otherwise slice the device list
+        (["--devices", "-1"], ("--devices=-1", ">= 1")),
+        (["--devices", "99"], ("--devices=99", "available")),
+        (["--checkpoint-every", "0"], ("--checkpoint-every=0", ">= 1")),
+        (["--eval-length", "1000"], ("--eval-length=1000", "multiple", ">= 1024")),  # else fails after training
+        (["--learning-rate", "nan"], ("--learning-rate=nan", "> 0")),
+        (["--l2", "-1"], ("--l2=-1.0", ">= 0")),
+        (["--steps", "400", "--stop-after", "500"], ("--stop-after=500", "--steps=400")),
+        (["--batch-size", "12"], ("batch_size=12", "divisible", "8 devices")),
+        (["--clip-length", "1001"], ("clip_length=1001", "multiple")),
+    ],
+)
 def test_example_cli_rejects_bad_settings_before_running_anything(argv, fragments, tmp_path):
     from examples.audio_upsampling import train
 
@@ -429,6 +504,7 @@ def test_example_inference_cli_reports_unparsable_sizes_with_a_usage_error(capsy
 
 # --- silently wrong results and crashes on valid input --------------------------------------------
 
+
 def test_keras_constraints_refuse_a_tree_of_another_structure_with_as_many_leaves():
     import optax
 
@@ -436,8 +512,11 @@ def test_keras_constraints_refuse_a_tree_of_another_structure_with_as_many_leave
     tx = ct.keras_constraints()
     state = tx.init(params)
     moved = {"c": ct.optim.Constrained(jnp.ones((2, 2)), ct.constraints.get("non_neg")), "b": jnp.ones(3)}
-    with pytest.raises(ValueError, match=r"params have another structure than the tree tx.init saw: leaf 0 is \['b'\] where the "
-                                         r"tree tx.init saw has \['a'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"params have another structure than the tree tx.init saw: leaf 0 is \['b'\] where the "
+        r"tree tx.init saw has \['a'\]",
+    ):
         tx.update(jax.tree.map(jnp.zeros_like, moved), state, moved)
     swapped = {"a": jnp.zeros(3), "b": jnp.zeros((2, 2))}
     with pytest.raises(ValueError, match=r"updates have another structure than params"):
@@ -462,7 +541,7 @@ def test_to_keras_refuses_a_complex_or_integer_kernel():
 def test_chunked_streaming_of_an_empty_batch_gives_an_empty_output():
     config = ct.Conv1DTransposeConfig(3, 4, strides=2)
     params = {"kernel": jnp.ones((4, 3, 2)), "bias": jnp.zeros(3)}
-    y, aux = streaming.chunked_conv1d_transpose(params, jnp.ones((0, 5, 2)), config, 2)
+    y, _aux = streaming.chunked_conv1d_transpose(params, jnp.ones((0, 5, 2)), config, 2)
     assert y.shape == (0, ct.output_length(config, 5), 3)
 
 
@@ -475,7 +554,9 @@ def test_glu_with_an_odd_channel_count_names_the_axis():
 @pytest.mark.parametrize("dtype", [jnp.float8_e4m3fn, jnp.float8_e5m2])
 def test_8_bit_floats_are_refused_by_name(dtype):
     config = ct.Conv1DTransposeConfig(3, 4)
-    with pytest.raises(TypeError, match=r"x must have a floating dtype \(float16, bfloat16, float32, float64\), got float8"):
+    with pytest.raises(
+        TypeError, match=r"x must have a floating dtype \(float16, bfloat16, float32, float64\), got float8"
+    ):
         ct.conv1d_transpose({"kernel": jnp.ones((4, 3, 2)), "bias": jnp.zeros(3)}, jnp.ones((1, 5, 2), dtype), config)
 
 
@@ -526,18 +607,36 @@ def test_linen_modules_check_their_arguments_when_made():
 
 
 # Shapes no machine holds (petabytes and more), so the refusal does not depend on this one's memory.
-@pytest.mark.parametrize("make, fragments", [
-    (lambda: ct.Conv1DTranspose(2**31 - 1, 2**20).init(jax.random.PRNGKey(0), X),
-     ("the kernel", "(1048576, 2147483647, 4)", "kernel_size=1048576", "filters=2147483647")),
-    (lambda: ct.nnx.Conv1DTranspose(2**31 - 1, filters=2**20, kernel_size=3, rngs=__import__("flax").nnx.Rngs(0)),
-     ("the kernel", "2147483647 input channels")),
-    (lambda: ct.conv1d_transpose(PARAMS, X, CONFIG.replace(strides=2**31 - 1)),
-     ("the output", "strides=2147483647", "x of shape (1, 5, 4)")),
-    (lambda: jax.eval_shape(lambda x: ct.conv1d_transpose(PARAMS, x, CONFIG), jax.ShapeDtypeStruct((2**31 - 1, 2**30, 4), jnp.float32)),
-     ("the output", "(2147483647, 2147483649, 2)")),  # under tracing too
-    (lambda: streaming.init(CONFIG.replace(filters=2**31 - 1, kernel_size=2**20), 2**31 - 1),
-     ("the stream state's carry", "batch_size=2147483647", "filters=2147483647")),
-])
+@pytest.mark.parametrize(
+    "make, fragments",
+    [
+        (
+            lambda: ct.Conv1DTranspose(2**31 - 1, 2**20).init(jax.random.PRNGKey(0), X),
+            ("the kernel", "(1048576, 2147483647, 4)", "kernel_size=1048576", "filters=2147483647"),
+        ),
+        (
+            lambda: ct.nnx.Conv1DTranspose(
+                2**31 - 1, filters=2**20, kernel_size=3, rngs=__import__("flax").nnx.Rngs(0)
+            ),
+            ("the kernel", "2147483647 input channels"),
+        ),
+        (
+            lambda: ct.conv1d_transpose(PARAMS, X, CONFIG.replace(strides=2**31 - 1)),
+            ("the output", "strides=2147483647", "x of shape (1, 5, 4)"),
+        ),
+        (
+            lambda: jax.eval_shape(
+                lambda x: ct.conv1d_transpose(PARAMS, x, CONFIG),
+                jax.ShapeDtypeStruct((2**31 - 1, 2**30, 4), jnp.float32),
+            ),
+            ("the output", "(2147483647, 2147483649, 2)"),
+        ),  # under tracing too
+        (
+            lambda: streaming.init(CONFIG.replace(filters=2**31 - 1, kernel_size=2**20), 2**31 - 1),
+            ("the stream state's carry", "batch_size=2147483647", "filters=2147483647"),
+        ),
+    ],
+)
 def test_arrays_past_the_memory_are_refused_before_anything_is_allocated(make, fragments):
     with expect(ValueError, *fragments, "more than"):
         make()
@@ -579,29 +678,42 @@ def test_a_stream_state_of_another_layer_with_the_same_carry_shape_is_refused():
 
 # --- nonsense values of the Keras objects ------------------------------------------------------------
 
-@pytest.mark.parametrize("identifier, fragments", [
-    ({"class_name": "L2", "config": {"l2": float("inf")}}, ("l2", "finite", "inf")),
-    ({"class_name": "L1L2", "config": {"l1": float("nan")}}, ("l1", "finite", "nan")),
-    ({"class_name": "L1", "config": {"l1": "0.1"}}, ("l1", "number", "'0.1'")),
-])
+
+@pytest.mark.parametrize(
+    "identifier, fragments",
+    [
+        ({"class_name": "L2", "config": {"l2": float("inf")}}, ("l2", "finite", "inf")),
+        ({"class_name": "L1L2", "config": {"l1": float("nan")}}, ("l1", "finite", "nan")),
+        ({"class_name": "L1", "config": {"l1": "0.1"}}, ("l1", "number", "'0.1'")),
+    ],
+)
 def test_regularizer_factors_must_be_finite_numbers(identifier, fragments):
     with expect(ValueError, "kernel_regularizer", *fragments):
         ct.Conv1DTransposeConfig(2, 3, kernel_regularizer=identifier)
 
 
-@pytest.mark.parametrize("identifier, fragments", [
-    ({"class_name": "MinMaxNorm", "config": {"rate": float("nan")}}, ("rate", "finite")),
-    ({"class_name": "MinMaxNorm", "config": {"rate": 1.5}}, ("rate", "<= 1.0")),
-    ({"class_name": "MaxNorm", "config": {"max_value": float("inf")}}, ("max_value", "finite")),
-])
+@pytest.mark.parametrize(
+    "identifier, fragments",
+    [
+        ({"class_name": "MinMaxNorm", "config": {"rate": float("nan")}}, ("rate", "finite")),
+        ({"class_name": "MinMaxNorm", "config": {"rate": 1.5}}, ("rate", "<= 1.0")),
+        ({"class_name": "MaxNorm", "config": {"max_value": float("inf")}}, ("max_value", "finite")),
+    ],
+)
 def test_constraint_values_must_be_finite_and_in_range(identifier, fragments):
     with expect(ValueError, "kernel_constraint", *fragments):
         ct.Conv1DTransposeConfig(2, 3, kernel_constraint=identifier)
 
 
-@pytest.mark.parametrize("field, axis, rank", [
-    ("kernel_constraint", 3, 3), ("kernel_constraint", -4, 3), ("kernel_constraint", [0, 0], 3), ("bias_constraint", 1, 1),
-])
+@pytest.mark.parametrize(
+    "field, axis, rank",
+    [
+        ("kernel_constraint", 3, 3),
+        ("kernel_constraint", -4, 3),
+        ("kernel_constraint", [0, 0], 3),
+        ("bias_constraint", 1, 1),
+    ],
+)
 def test_constraint_axes_must_name_distinct_axes_of_the_weight(field, axis, rank):
     with expect(ValueError, field, "axis", f"rank-{rank}" if axis != [0, 0] else "twice"):
         ct.Conv1DTransposeConfig(2, 3, **{field: {"class_name": "UnitNorm", "config": {"axis": axis}}})
@@ -612,17 +724,24 @@ def test_a_constraint_applied_to_a_weight_of_too_low_a_rank_names_the_axis():
         ct.constraints.MaxNorm(axis=2)(jnp.ones(3))
 
 
-@pytest.mark.parametrize("field, identifier, fragments", [
-    ("kernel_initializer", "identity", ("Identity", "rank-2", "rank 3")),
-    ("bias_initializer", "orthogonal", ("Orthogonal", "rank >= 2", "rank 1")),
-    ("kernel_initializer", {"class_name": "RandomNormal", "config": {"stddev": -1}}, ("stddev", ">= 0")),
-    ("kernel_initializer", {"class_name": "RandomNormal", "config": {"mean": float("nan")}}, ("mean", "finite")),
-    ("kernel_initializer", {"class_name": "RandomUniform", "config": {"minval": 1, "maxval": 0}}, ("minval <= maxval",)),
-    ("kernel_initializer", {"class_name": "GlorotUniform", "config": {"seed": "7"}}, ("seed", "integer")),
-    ("kernel_initializer", {"class_name": "VarianceScaling", "config": {"mode": ["fan_in"]}}, ("mode",)),
-    ("kernel_initializer", {"class_name": "VarianceScaling", "config": {"output_axes": ["a"]}}, ("output_axes",)),
-    ("kernel_initializer", {"class_name": "Orthogonal", "config": {"gain": float("inf")}}, ("gain", "finite")),
-])
+@pytest.mark.parametrize(
+    "field, identifier, fragments",
+    [
+        ("kernel_initializer", "identity", ("Identity", "rank-2", "rank 3")),
+        ("bias_initializer", "orthogonal", ("Orthogonal", "rank >= 2", "rank 1")),
+        ("kernel_initializer", {"class_name": "RandomNormal", "config": {"stddev": -1}}, ("stddev", ">= 0")),
+        ("kernel_initializer", {"class_name": "RandomNormal", "config": {"mean": float("nan")}}, ("mean", "finite")),
+        (
+            "kernel_initializer",
+            {"class_name": "RandomUniform", "config": {"minval": 1, "maxval": 0}},
+            ("minval <= maxval",),
+        ),
+        ("kernel_initializer", {"class_name": "GlorotUniform", "config": {"seed": "7"}}, ("seed", "integer")),
+        ("kernel_initializer", {"class_name": "VarianceScaling", "config": {"mode": ["fan_in"]}}, ("mode",)),
+        ("kernel_initializer", {"class_name": "VarianceScaling", "config": {"output_axes": ["a"]}}, ("output_axes",)),
+        ("kernel_initializer", {"class_name": "Orthogonal", "config": {"gain": float("inf")}}, ("gain", "finite")),
+    ],
+)
 def test_initializer_arguments_are_checked_when_the_config_is_made(field, identifier, fragments):
     with expect(ValueError, field, *fragments):
         ct.Conv1DTransposeConfig(2, 3, **{field: identifier})
@@ -639,16 +758,22 @@ def test_an_unhashable_callable_is_refused_when_the_config_is_made():
         ct.Conv1DTransposeConfig(2, 3, activation=Unhashable())
 
 
-@pytest.mark.parametrize("precision", [None, "highest", jax.lax.Precision.HIGH, ("default", "highest"),
-                                       jax.lax.DotAlgorithmPreset.DEFAULT])
+@pytest.mark.parametrize(
+    "precision", [None, "highest", jax.lax.Precision.HIGH, ("default", "highest"), jax.lax.DotAlgorithmPreset.DEFAULT]
+)
 def test_modules_accept_every_form_of_jax_precision(precision):
     assert ct.Conv1DTranspose(2, 3, precision=precision).precision == precision
 
 
-@pytest.mark.parametrize("option, value, fragment", [
-    ("precision", "bogus", "precision='bogus'"), ("dtype", "bogus", "dtype"), ("param_dtype", jnp.int32, "param_dtype"),
-    ("weight_norm", "yes", "weight_norm"),
-])
+@pytest.mark.parametrize(
+    "option, value, fragment",
+    [
+        ("precision", "bogus", "precision='bogus'"),
+        ("dtype", "bogus", "dtype"),
+        ("param_dtype", jnp.int32, "param_dtype"),
+        ("weight_norm", "yes", "weight_norm"),
+    ],
+)
 def test_module_options_are_checked_when_the_module_is_made(option, value, fragment):
     with expect((ValueError, TypeError), fragment):
         ct.Conv1DTranspose(2, 3, **{option: value})

@@ -28,6 +28,7 @@ def expect(error, *fragments):
 def pair():
     """A linen params tree holding layer ``up`` and the torch state dict of that layer."""
     import torch
+
     layer = ct.Conv1DTranspose(filters=2, kernel_size=3)
     params = {"up": layer.init(jax.random.PRNGKey(0), jnp.ones((1, 5, 4)))["params"]}
     return params, {"up.weight": torch.zeros(4, 2, 3), "up.bias": torch.zeros(2)}
@@ -40,6 +41,7 @@ def constrained():
 
 
 # --- from_torch_state_dict: the torch constructor's names -----------------------------------------
+
 
 @pytest.mark.parametrize("value, error", [(0, ValueError), (2.5, TypeError), (True, TypeError), ("2", TypeError)])
 def test_a_bad_out_channels_is_named_out_channels_not_filters(value, error):
@@ -56,8 +58,9 @@ def test_the_configs_relational_checks_speak_torch_names():
 
 def test_groups_must_divide_in_channels():
     with expect(ValueError, "groups=2", "in_channels=3"):
-        interop.from_torch_state_dict({"weight": np.ones((3, 1, 3), np.float32), "bias": np.zeros(2)}, 3, 2, 3,
-                                      groups=2)
+        interop.from_torch_state_dict(
+            {"weight": np.ones((3, 1, 3), np.float32), "bias": np.zeros(2)}, 3, 2, 3, groups=2
+        )
 
 
 @pytest.mark.parametrize("prefix", [None, 3])
@@ -66,15 +69,22 @@ def test_prefix_must_be_a_str(prefix):
         interop.from_torch_state_dict(TORCH_STATE, 4, 2, 3, prefix=prefix)
 
 
-@pytest.mark.parametrize("key, value", [
-    ("weight", None), ("weight", "abc"), ("weight", np.full((4, 2, 3), 1.0, object)), ("bias", np.full(2, 1.0, object)),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("weight", None),
+        ("weight", "abc"),
+        ("weight", np.full((4, 2, 3), 1.0, object)),
+        ("bias", np.full(2, 1.0, object)),
+    ],
+)
 def test_a_weight_that_is_no_floating_array_is_named_by_its_key(key, value):
     with expect(TypeError, f"state_dict[{key!r}]", "floating"):
         interop.from_torch_state_dict({**TORCH_STATE, key: value}, 4, 2, 3)
 
 
 # --- fold_weight_norm ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.int64, np.complex64])
 def test_fold_weight_norm_refuses_a_v_that_is_not_floating(dtype):
@@ -88,6 +98,7 @@ def test_fold_weight_norm_names_a_g_that_does_not_broadcast():
 
 
 # --- load_torch_state_dict / to_torch_state_dict ---------------------------------------------------
+
 
 def test_load_torch_state_dict_needs_mappings(pair):
     params, state_dict = pair
@@ -133,6 +144,7 @@ def test_to_torch_state_dict_refuses_a_complex_kernel(pair):
 
 
 # --- keras_constraints, Constrained, with_constraint -----------------------------------------------
+
 
 @pytest.mark.parametrize("state", [None, optax.EmptyState()])
 def test_keras_constraints_update_names_a_foreign_state(constrained, state):

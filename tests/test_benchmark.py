@@ -31,6 +31,7 @@ def test_time_interleaved_gives_one_positive_sample_per_round_for_each_implement
         def call():
             calls[name] += 1
             return jnp.zeros(())
+
         return call
 
     samples = time_interleaved({name: counter(name) for name in calls}, repeats=3, target_s=1e-4)
@@ -46,6 +47,7 @@ def test_round_ratios_divide_the_samples_of_the_same_round():
 
 # --- the document: written from the measured numbers, nothing timed here -------------------------
 
+
 def _fake_measurements():
     from benchmarks import run
 
@@ -57,20 +59,40 @@ def _fake_measurements():
         for mode, _, _ in run.MODES:
             tables[jnp.dtype(dtype).name, mode] = [(s, samples(peers, 1.5)) for s in shapes]
     return run.Measurements(
-        date="2000-01-01", machine="fake machine", cpus=2, processor="x86_64", jax_version="0.0",
-        backend="cpu", default_implementation="polyphase", quick=True, repeats=3,
+        date="2000-01-01",
+        machine="fake machine",
+        cpus=2,
+        processor="x86_64",
+        jax_version="0.0",
+        backend="cpu",
+        default_implementation="polyphase",
+        quick=True,
+        repeats=3,
         gemm_gflops={"float32": 100.0, "bfloat16": 200.0, "torch float32": 90.0},
-        tables=tables, sweep=[(s, {"torch": 2.0, "convtrans": 1.0}) for s in run.SWEEP],
-        streaming=_fake_streaming())
+        tables=tables,
+        sweep=[(s, {"torch": 2.0, "convtrans": 1.0}) for s in run.SWEEP],
+        streaming=_fake_streaming(),
+    )
 
 
 def _fake_streaming():
     from benchmarks.streaming import StreamRow
 
-    setup = dict(date="2000-01-02", cpus=2, processor="x86_64", jax_version="0.0", torch_version="0.0",
-                 frames=8, seconds=0.09, parameters=1e6, rounds=3)
-    return setup, [StreamRow("torch whole signal", 0.3, [0.3] * 3, 1e-6, 0.0),
-                   StreamRow("convtrans stream, 1-frame chunks", 0.9, [0.8, 0.9, 1.0], 1e-6, 148.0)]
+    setup = dict(
+        date="2000-01-02",
+        cpus=2,
+        processor="x86_64",
+        jax_version="0.0",
+        torch_version="0.0",
+        frames=8,
+        seconds=0.09,
+        parameters=1e6,
+        rounds=3,
+    )
+    return setup, [
+        StreamRow("torch whole signal", 0.3, [0.3] * 3, 1e-6, 0.0),
+        StreamRow("convtrans stream, 1-frame chunks", 0.9, [0.8, 0.9, 1.0], 1e-6, 148.0),
+    ]
 
 
 def _section(document, title):
@@ -82,7 +104,7 @@ def _table_rows(text, header_start):
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(header_start))
     rows = []
-    for line in lines[start + 2:]:
+    for line in lines[start + 2 :]:
         if not line.startswith("|"):
             break
         rows.append(line)
@@ -123,7 +145,8 @@ def test_the_document_has_every_section_in_order_from_fake_timings():
     assert "Measured 2000-01-02" in streaming
     assert _table_rows(streaming, "| mode |") == [
         "| torch whole signal | 0.300 | 0.300-0.300 | whole signal | 1.0e-06 |",
-        "| convtrans stream, 1-frame chunks | 0.900 | 0.800-1.000 | 148 ms | 1.0e-06 |"]
+        "| convtrans stream, 1-frame chunks | 0.900 | 0.800-1.000 | 148 ms | 1.0e-06 |",
+    ]
 
 
 def test_streaming_only_rewrites_its_own_section(tmp_path, monkeypatch):
@@ -146,15 +169,23 @@ def test_the_streaming_benchmark_checks_torch_and_the_streams_against_the_whole_
     from benchmarks.streaming import CHUNK_FRAMES, measure_streaming
     from examples.vocoder.models import HiFiGAN
 
-    model = HiFiGAN(upsample_initial_channel=8, upsample_rates=(8, 2), upsample_kernel_sizes=(16, 4),
-                    resblock_kernel_sizes=(3, 5), resblock_dilation_sizes=((1, 3), (1, 3)))
+    model = HiFiGAN(
+        upsample_initial_channel=8,
+        upsample_rates=(8, 2),
+        upsample_kernel_sizes=(16, 4),
+        resblock_kernel_sizes=(3, 5),
+        resblock_dilation_sizes=((1, 3), (1, 3)),
+    )
     mel = jnp.zeros((1, 8, 80))
     rng = np.random.default_rng(0)
-    variables = jax.tree.map(lambda leaf: jnp.asarray(rng.standard_normal(leaf.shape) * 0.1, leaf.dtype),
-                             jax.eval_shape(model.init, jax.random.key(0), mel))
-    setup, rows = measure_streaming(0.05, 1, model, variables)  # raises if any output differs
+    variables = jax.tree.map(
+        lambda leaf: jnp.asarray(rng.standard_normal(leaf.shape) * 0.1, leaf.dtype),
+        jax.eval_shape(model.init, jax.random.key(0), mel),
+    )
+    _setup, rows = measure_streaming(0.05, 1, model, variables)  # raises if any output differs
     assert [row.mode for row in rows] == ["torch whole signal", "convtrans whole signal"] + [
-        f"convtrans stream, {n}-frame chunks" for n in CHUNK_FRAMES]
+        f"convtrans stream, {n}-frame chunks" for n in CHUNK_FRAMES
+    ]
     assert all(row.rtf > 0 and row.error <= 1e-5 for row in rows)
 
 

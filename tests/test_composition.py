@@ -4,11 +4,11 @@ same computation written out with the pure functions."""
 from __future__ import annotations
 
 import flax.linen as nn
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 import convtrans as ct
 
@@ -36,8 +36,7 @@ def test_residual_takes_a_single_module():
 
 @pytest.mark.parametrize("combine", ["sum", "mean"])
 def test_parallel_combines_branches_fed_the_same_input(combine):
-    model = ct.Parallel([ct.Conv1D(4, 3, padding="same"),
-                         [nn.relu, ct.Conv1D(4, 7, padding="same")]], combine=combine)
+    model = ct.Parallel([ct.Conv1D(4, 3, padding="same"), [nn.relu, ct.Conv1D(4, 7, padding="same")]], combine=combine)
     variables = model.init(jax.random.key(2), X)
     params = variables["params"]
     total = _conv(params["branches_0"], X, kernel_size=3) + _conv(params["branches_1_1"], nn.relu(X), kernel_size=7)
@@ -46,10 +45,17 @@ def test_parallel_combines_branches_fed_the_same_input(combine):
 
 
 def test_the_parts_compose_in_flax_sequential_as_a_hifigan_block_does():
-    block = lambda k: ct.Residual([nn.leaky_relu, ct.Conv1D(4, k, padding="same", dilation_rate=3),
-                                   nn.leaky_relu, ct.Conv1D(4, k, padding="same")])
-    model = nn.Sequential([ct.Conv1DTranspose(4, 4, strides=2, padding="same"),
-                           ct.Parallel([block(3), block(5)], combine="mean")])
+    block = lambda k: ct.Residual(
+        [
+            nn.leaky_relu,
+            ct.Conv1D(4, k, padding="same", dilation_rate=3),
+            nn.leaky_relu,
+            ct.Conv1D(4, k, padding="same"),
+        ]
+    )
+    model = nn.Sequential(
+        [ct.Conv1DTranspose(4, 4, strides=2, padding="same"), ct.Parallel([block(3), block(5)], combine="mean")]
+    )
     variables = model.init(jax.random.key(3), X)
     y = jax.jit(model.apply)(variables, X)
     assert y.shape == (2, 22, 4)
@@ -73,8 +79,10 @@ def test_shapes_that_cannot_be_combined_are_errors_naming_them():
 def test_pad1d_pads_time_as_numpy_does(mode, numpy_mode, data_format):
     x = X if data_format == "channels_last" else jnp.swapaxes(X, 1, 2)
     widths = [(0, 0), (3, 1), (0, 0)] if data_format == "channels_last" else [(0, 0), (0, 0), (3, 1)]
-    for pad in (ct.Pad1D((3, 1), mode=mode, data_format=data_format),
-                ct.nnx.Pad1D((3, 1), mode=mode, data_format=data_format)):
+    for pad in (
+        ct.Pad1D((3, 1), mode=mode, data_format=data_format),
+        ct.nnx.Pad1D((3, 1), mode=mode, data_format=data_format),
+    ):
         y = pad.apply({}, x) if isinstance(pad, nn.Module) else pad(x)
         np.testing.assert_array_equal(y, np.pad(np.asarray(x), widths, mode=numpy_mode))
 

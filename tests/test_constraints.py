@@ -22,10 +22,15 @@ CASES = [
     ("min_max_norm", keras.constraints.MinMaxNorm()),
     ("non_neg", keras.constraints.NonNeg()),
     ({"class_name": "MaxNorm", "config": {"max_value": 0.7, "axis": 1}}, keras.constraints.MaxNorm(0.7, axis=1)),
-    ({"class_name": "MaxNorm", "config": {"max_value": 1.1, "axis": [0, 1]}}, keras.constraints.MaxNorm(1.1, axis=[0, 1])),
+    (
+        {"class_name": "MaxNorm", "config": {"max_value": 1.1, "axis": [0, 1]}},
+        keras.constraints.MaxNorm(1.1, axis=[0, 1]),
+    ),
     ({"class_name": "UnitNorm", "config": {"axis": -1}}, keras.constraints.UnitNorm(axis=-1)),
-    ({"class_name": "MinMaxNorm", "config": {"min_value": 0.5, "max_value": 0.9, "rate": 0.3, "axis": 2}},
-     keras.constraints.MinMaxNorm(0.5, 0.9, rate=0.3, axis=2)),
+    (
+        {"class_name": "MinMaxNorm", "config": {"min_value": 0.5, "max_value": 0.9, "rate": 0.3, "axis": 2}},
+        keras.constraints.MinMaxNorm(0.5, 0.9, rate=0.3, axis=2),
+    ),
     (constraints.MaxNorm(max_value=0.3, axis=(1, 2)), keras.constraints.MaxNorm(0.3, axis=[1, 2])),
     (constraints.MinMaxNorm(min_value=1.0, max_value=2.0, axis=0), keras.constraints.MinMaxNorm(1.0, 2.0)),
     (constraints.NonNeg(), keras.constraints.NonNeg()),
@@ -75,9 +80,18 @@ class TwoLayers(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        x = ct.Conv1DTranspose(6, 4, strides=2, padding="same", activation="relu",
-                               kernel_constraint=constraints.MaxNorm(0.5), bias_constraint="non_neg")(x)
-        x = ct.Conv1DTranspose(3, 3, strides=2, kernel_constraint={"class_name": "UnitNorm", "config": {"axis": [0, 1]}})(x)
+        x = ct.Conv1DTranspose(
+            6,
+            4,
+            strides=2,
+            padding="same",
+            activation="relu",
+            kernel_constraint=constraints.MaxNorm(0.5),
+            bias_constraint="non_neg",
+        )(x)
+        x = ct.Conv1DTranspose(
+            3, 3, strides=2, kernel_constraint={"class_name": "UnitNorm", "config": {"axis": [0, 1]}}
+        )(x)
         return nn.Dense(2)(x)
 
 
@@ -111,8 +125,9 @@ def test_transform_projects_every_constrained_parameter_of_a_linen_model_like_ke
         for (layer, name), keras_constraint in KERAS_OF_LAYER.items():
             w = np.asarray(nn.unbox(params)[layer][name]) + np.asarray(nn.unbox(raw_updates)[layer][name])
             np.testing.assert_allclose(nn.unbox(new_params)[layer][name], keras_constraint(w), rtol=1e-6, atol=1e-7)
-        np.testing.assert_array_equal(new_params["Dense_0"]["kernel"],
-                                      optax.apply_updates(params, raw_updates)["Dense_0"]["kernel"])
+        np.testing.assert_array_equal(
+            new_params["Dense_0"]["kernel"], optax.apply_updates(params, raw_updates)["Dense_0"]["kernel"]
+        )
         params = new_params
 
 
@@ -145,8 +160,17 @@ def test_transform_leaves_unconstrained_trees_unchanged():
 
 class NnxTwoLayers(nnx.Module):
     def __init__(self, rngs):
-        self.up1 = ct.nnx.Conv1DTranspose(3, 6, 4, strides=2, padding="same", activation="relu",
-                                          kernel_constraint=constraints.MaxNorm(0.5), bias_constraint="non_neg", rngs=rngs)
+        self.up1 = ct.nnx.Conv1DTranspose(
+            3,
+            6,
+            4,
+            strides=2,
+            padding="same",
+            activation="relu",
+            kernel_constraint=constraints.MaxNorm(0.5),
+            bias_constraint="non_neg",
+            rngs=rngs,
+        )
         self.up2 = ct.nnx.Conv1DTranspose(6, 3, 3, strides=2, kernel_constraint="unit_norm", rngs=rngs)
         self.head = nnx.Linear(3, 2, rngs=rngs)
 
@@ -158,8 +182,11 @@ def test_transform_projects_every_constrained_parameter_of_an_nnx_model_like_ker
     model, x = NnxTwoLayers(nnx.Rngs(0)), jax.random.normal(KEY, (2, 5, 3))
     adam = optax.adam(0.05)
     optimizer = nnx.Optimizer(model, optax.chain(adam, ct.keras_constraints()), wrt=nnx.Param)
-    keras_of = {("up1", "kernel"): keras.constraints.MaxNorm(0.5), ("up1", "bias"): keras.constraints.NonNeg(),
-                ("up2", "kernel"): keras.constraints.UnitNorm()}
+    keras_of = {
+        ("up1", "kernel"): keras.constraints.MaxNorm(0.5),
+        ("up1", "bias"): keras.constraints.NonNeg(),
+        ("up2", "kernel"): keras.constraints.UnitNorm(),
+    }
 
     def loss(m):
         return jnp.mean((m(x) - 1.0) ** 2)
@@ -183,7 +210,9 @@ def test_apply_constraints_projects_boxed_parameters_directly():
     params = jax.tree.map(lambda p: p * 10.0, params)
     projected = ct.apply_constraints(params)
     kernel = nn.unbox(projected)["Conv1DTranspose_0"]["kernel"]
-    np.testing.assert_allclose(kernel, keras.constraints.MaxNorm(0.5)(np.asarray(nn.unbox(params)["Conv1DTranspose_0"]["kernel"])), rtol=1e-6)
+    np.testing.assert_allclose(
+        kernel, keras.constraints.MaxNorm(0.5)(np.asarray(nn.unbox(params)["Conv1DTranspose_0"]["kernel"])), rtol=1e-6
+    )
     np.testing.assert_array_equal(projected["Dense_0"]["kernel"], params["Dense_0"]["kernel"])
 
 
@@ -235,4 +264,6 @@ def test_with_constraint_lets_other_flax_layers_be_projected_too():
     grads = jax.grad(lambda p: jnp.sum(dense.apply({"params": p}, x)))(params)
     updates, _ = tx.update(grads, tx.init(params), params)
     new = nn.unbox(optax.apply_updates(params, updates))["kernel"]
-    np.testing.assert_array_equal(new, keras.constraints.NonNeg()(np.asarray(nn.unbox(params)["kernel"] - nn.unbox(grads)["kernel"])))
+    np.testing.assert_array_equal(
+        new, keras.constraints.NonNeg()(np.asarray(nn.unbox(params)["kernel"] - nn.unbox(grads)["kernel"]))
+    )

@@ -24,14 +24,24 @@ def _keras_cases():
     cases = []
     rotation = itertools.count()
     for k, s, padding in itertools.product(range(1, 6), range(1, 4), ["valid", "same", "causal"]):
-        for d in ([1, 2] if s == 1 else [1]):
+        for d in [1, 2] if s == 1 else [1]:
             i = next(rotation)
             steps = (7, 8, 9)[i % 3]
             if padding == "valid" and steps < (k - 1) * d + 1:
                 steps = 9
-            cases.append(dict(kernel_size=k, strides=s, padding=padding, dilation_rate=d,
-                              groups=(1, 2)[(i // 2) % 2], data_format=("channels_last", "channels_first")[i % 2],
-                              activation=ACTIVATIONS[i % len(ACTIVATIONS)], use_bias=i % 5 != 4, steps=steps))
+            cases.append(
+                dict(
+                    kernel_size=k,
+                    strides=s,
+                    padding=padding,
+                    dilation_rate=d,
+                    groups=(1, 2)[(i // 2) % 2],
+                    data_format=("channels_last", "channels_first")[i % 2],
+                    activation=ACTIVATIONS[i % len(ACTIVATIONS)],
+                    use_bias=i % 5 != 4,
+                    steps=steps,
+                )
+            )
     return cases
 
 
@@ -56,20 +66,27 @@ def test_conv1d_is_bit_exact_with_keras(case):
     np.testing.assert_array_equal(y, np.asarray(layer(x)))
 
 
-@pytest.mark.parametrize("padding, strides, dilation, groups", [
-    (0, 1, 1, 1), (2, 1, 1, 1), ((3, 1), 2, 1, 2), (1, 3, 2, 1), ((0, 4), 2, 3, 2)])
+@pytest.mark.parametrize(
+    "padding, strides, dilation, groups",
+    [(0, 1, 1, 1), (2, 1, 1, 1), ((3, 1), 2, 1, 2), (1, 3, 2, 1), ((0, 4), 2, 3, 2)],
+)
 def test_integer_padding_is_pytorchs(padding, strides, dilation, groups):
     rng = np.random.default_rng(0)
-    config = ct.Conv1DConfig(6, 3, strides=strides, padding=padding, dilation_rate=dilation, groups=groups,
-                             data_format="channels_first")
+    config = ct.Conv1DConfig(
+        6, 3, strides=strides, padding=padding, dilation_rate=dilation, groups=groups, data_format="channels_first"
+    )
     x = rng.standard_normal((2, 4, 11)).astype(np.float32)
     kernel = rng.standard_normal(config.kernel_shape(4)).astype(np.float32)
     bias = rng.standard_normal(6).astype(np.float32)
     left, right = (padding, padding) if isinstance(padding, int) else padding
     want = torch.nn.functional.conv1d(
         torch.nn.functional.pad(torch.from_numpy(x), (left, right)),
-        torch.from_numpy(kernel.transpose(2, 1, 0).copy()), torch.from_numpy(bias), stride=strides,
-        dilation=dilation, groups=groups).numpy()
+        torch.from_numpy(kernel.transpose(2, 1, 0).copy()),
+        torch.from_numpy(bias),
+        stride=strides,
+        dilation=dilation,
+        groups=groups,
+    ).numpy()
     got, _ = ct.conv1d({"kernel": kernel, "bias": bias}, jnp.asarray(x), config)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -94,12 +111,15 @@ def test_any_rank_and_regularization_follow_conv1d_transpose():
     np.testing.assert_allclose(ct.conv1d(params, x[0, 0], config)[0], flat[0], rtol=1e-6)
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    (dict(padding="full"), ValueError, "expected 'valid', 'same' or 'causal'"),
-    (dict(strides=2, dilation_rate=2, padding="same"), ValueError, "Keras's rule"),
-    (dict(groups=3), ValueError, "groups=3 must divide filters=4"),
-    (dict(kernel_size=0), ValueError, "kernel_size must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(padding="full"), ValueError, "expected 'valid', 'same' or 'causal'"),
+        (dict(strides=2, dilation_rate=2, padding="same"), ValueError, "Keras's rule"),
+        (dict(groups=3), ValueError, "groups=3 must divide filters=4"),
+        (dict(kernel_size=0), ValueError, "kernel_size must be an integer >= 1"),
+    ],
+)
 def test_the_config_validates_like_keras(kwargs, error, message):
     arguments = dict(filters=4, kernel_size=3) | kwargs
     with pytest.raises(error, match=message):
@@ -117,8 +137,7 @@ def test_inputs_are_checked_with_the_kernel_layout_in_the_message():
 
 
 def test_the_linen_module_creates_keras_parameters_and_calls_the_pure_function():
-    model = ct.Conv1D(8, 5, strides=2, padding="causal", groups=2, activation="relu",
-                      kernel_regularizer="l2")
+    model = ct.Conv1D(8, 5, strides=2, padding="causal", groups=2, activation="relu", kernel_regularizer="l2")
     x = jnp.asarray(np.random.default_rng(0).standard_normal((3, 20, 6)), jnp.float32)
     variables = model.init(jax.random.key(0), x)
     params = variables["params"]
@@ -133,8 +152,7 @@ def test_the_linen_module_creates_keras_parameters_and_calls_the_pure_function()
 
 
 def test_the_nnx_module_matches_the_linen_module():
-    model = ct.nnx.Conv1D(4, 6, 3, padding=(2, 0), dilation_rate=2, data_format="channels_first",
-                          rngs=nnx.Rngs(0))
+    model = ct.nnx.Conv1D(4, 6, 3, padding=(2, 0), dilation_rate=2, data_format="channels_first", rngs=nnx.Rngs(0))
     assert model.kernel.shape == (3, 4, 6)
     x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 4, 9)), jnp.float32)
     np.testing.assert_array_equal(model(x), ct.conv1d(model.params, x, model.config)[0])

@@ -31,22 +31,51 @@ PLAN_TABLE = [
     (C(128, 16, strides=8, padding="same"), (8, 256, 256), "float32", "cpu", Plan.uniform("winograd")),
     (C(64, 4, strides=2, padding="same"), (4, 2048, 63), "float32", "cpu", CONVOLUTION_GRADIENTS),
     # bfloat16: Winograd gradients in float32, the forward by stacked bfloat16 products.
-    (C(128, 16, strides=8, padding="same"), (8, 256, 256), "bfloat16", "cpu",
-     Plan("polyphase", "winograd", "winograd", "stacked_product")),
-    (C(64, 9, strides=2, padding="same"), (4, 100, 64), "bfloat16", "cpu",
-     Plan("polyphase", "lhs_dilation", "polyphase", "stacked_product")),
-    (C(64, 9, strides=2, padding="same"), (4, 100, 63), "bfloat16", "cpu",
-     Plan("polyphase", "lhs_dilation", "polyphase", "convolution")),
-    (C(64, 16, strides=8, padding="same"), (4, 100, 64), "float16", "cpu",
-     Plan("polyphase", "winograd", "winograd", "convolution")),
+    (
+        C(128, 16, strides=8, padding="same"),
+        (8, 256, 256),
+        "bfloat16",
+        "cpu",
+        Plan("polyphase", "winograd", "winograd", "stacked_product"),
+    ),
+    (
+        C(64, 9, strides=2, padding="same"),
+        (4, 100, 64),
+        "bfloat16",
+        "cpu",
+        Plan("polyphase", "lhs_dilation", "polyphase", "stacked_product"),
+    ),
+    (
+        C(64, 9, strides=2, padding="same"),
+        (4, 100, 63),
+        "bfloat16",
+        "cpu",
+        Plan("polyphase", "lhs_dilation", "polyphase", "convolution"),
+    ),
+    (
+        C(64, 16, strides=8, padding="same"),
+        (4, 100, 64),
+        "float16",
+        "cpu",
+        Plan("polyphase", "winograd", "winograd", "convolution"),
+    ),
     # Narrow layers with two phase groups: one zero-padded weight gradient up to 32 channels.
-    (C(16, 9, strides=2, padding="same"), (16, 4096, 16), "float32", "cpu",
-     Plan("polyphase", "lhs_dilation", "zero_padded")),
-    (C(16, 9, strides=2, padding="same"), (16, 4096, 32), "float32", "cpu",
-     Plan("polyphase", "lhs_dilation", "zero_padded")),
+    (
+        C(16, 9, strides=2, padding="same"),
+        (16, 4096, 16),
+        "float32",
+        "cpu",
+        Plan("polyphase", "lhs_dilation", "zero_padded"),
+    ),
+    (
+        C(16, 9, strides=2, padding="same"),
+        (16, 4096, 32),
+        "float32",
+        "cpu",
+        Plan("polyphase", "lhs_dilation", "zero_padded"),
+    ),
     (C(16, 9, strides=2, padding="same"), (16, 4096, 33), "float32", "cpu", CONVOLUTION_GRADIENTS),
-    (C(16, 9, strides=2, padding=(1, 1), dilation_rate=2), (2, 50, 16), "float32", "cpu",
-     CONVOLUTION_GRADIENTS),
+    (C(16, 9, strides=2, padding=(1, 1), dilation_rate=2), (2, 50, 16), "float32", "cpu", CONVOLUTION_GRADIENTS),
     # Stride 1: plain convolutions; three taps take Winograd from 64 channels.
     (C(64, 3, dilation_rate=2, padding="same"), (8, 1024, 64), "float32", "cpu", Plan.uniform("winograd")),
     (C(64, 5, padding="same"), (8, 1024, 64), "float32", "cpu", POLYPHASE),
@@ -54,8 +83,7 @@ PLAN_TABLE = [
     (C(256, 9, strides=2, padding="same"), (1, 256, 512), "float32", "cpu", Plan.uniform("gemm")),
     (C(256, 9, strides=2, padding="same"), (1, 4096, 512), "float32", "cpu", CONVOLUTION_GRADIENTS),
     # Grouped layers: GEMM gradients whatever their width; no Winograd.
-    (C(64, 16, strides=8, padding="same", groups=4), (4, 64, 128), "float32", "cpu",
-     Plan("polyphase", "gemm", "gemm")),
+    (C(64, 16, strides=8, padding="same", groups=4), (4, 64, 128), "float32", "cpu", Plan("polyphase", "gemm", "gemm")),
     # A long example exceeds Winograd's per-example budget and keeps the convolutions.
     (C(256, 16, strides=8, padding="same"), (1, 2**14, 512), "float32", "cpu", CONVOLUTION_GRADIENTS),
     # Every other platform: the plain polyphase convolution, whatever the layer.
@@ -68,8 +96,10 @@ PLAN_TABLE = [
 
 def _row_id(row):
     config, shape, dtype, platform, _ = row
-    return (f"k{config.kernel_size}s{config.strides}d{config.dilation_rate}g{config.groups}-"
-            f"{'x'.join(map(str, shape))}-{dtype}-{platform}")
+    return (
+        f"k{config.kernel_size}s{config.strides}d{config.dilation_rate}g{config.groups}-"
+        f"{'x'.join(map(str, shape))}-{dtype}-{platform}"
+    )
 
 
 @pytest.mark.parametrize("row", PLAN_TABLE, ids=_row_id)
@@ -87,18 +117,20 @@ def test_channels_first_gets_the_plan_of_channels_last(row):
 
 def test_the_plan_depends_on_the_example_not_the_batch():
     config = C(256, 16, strides=8, padding="same")
-    plans = {ct.plan(config, shape, platform="cpu")
-             for shape in [(64, 512), (1, 64, 512), (4096, 64, 512), (3, 5, 64, 512)]}
+    plans = {
+        ct.plan(config, shape, platform="cpu") for shape in [(64, 512), (1, 64, 512), (4096, 64, 512), (3, 5, 64, 512)]
+    }
     assert plans == {Plan.uniform("winograd")}
 
 
 def test_a_symbolic_length_takes_forms_bounded_for_any_length():
     batch, steps = export.symbolic_shape("b, t")
-    for config, channels in [(C(256, 16, strides=8, padding="same"), 512),
-                             (C(256, 9, strides=2, padding="same"), 512)]:
+    for config, channels in [(C(256, 16, strides=8, padding="same"), 512), (C(256, 9, strides=2, padding="same"), 512)]:
         assert ct.plan(config, (4, 64, channels), platform="cpu").forward in ("winograd", "gemm")
         assert ct.plan(config, (batch, steps, channels), platform="cpu") == CONVOLUTION_GRADIENTS
-        assert ct.plan(config, (batch, 64, channels), platform="cpu") == ct.plan(config, (4, 64, channels), platform="cpu")
+        assert ct.plan(config, (batch, 64, channels), platform="cpu") == ct.plan(
+            config, (4, 64, channels), platform="cpu"
+        )
 
 
 def test_the_default_platform_is_the_default_backend():
@@ -112,21 +144,28 @@ def test_explain_gives_a_reason_and_the_deciding_threshold_for_each_part():
     lines = text.splitlines()
     assert lines[0].startswith(str(ct.plan(config, (16, 4096, 16), platform="cpu")))
     assert [line.split("=")[0].strip() for line in lines[1:]] == [
-        "forward", "input_gradient", "kernel_gradient", "correlation"]
+        "forward",
+        "input_gradient",
+        "kernel_gradient",
+        "correlation",
+    ]
     assert "ZERO_PADDED_MAX_CHANNELS=32" in text and "GEMM_MIN_CHANNELS=512" in text
     assert "measured on XLA:CPU only" in ct.explain(config, (16, 4096, 16), platform="cuda")
     wide = ct.explain(C(256, 16, strides=8, padding="same"), (1, 2**14, 512), platform="cpu")
     assert "exceed WINOGRAD_MAX_BYTES" in wide
 
 
-@pytest.mark.parametrize("arguments, error, message", [
-    ((C(4, 3), (5,), "float32", None), ValueError, "x_shape must have rank >= 2"),
-    ((C(4, 3), (2, 5, 3), "int32", None), TypeError, "dtype must be a floating dtype"),
-    ((C(4, 3, groups=2), (2, 5, 3), "float32", None), ValueError, "groups=2 must divide"),
-    (({"filters": 4}, (2, 5, 3), "float32", None), TypeError, "config must be a Conv1DTransposeConfig"),
-    ((C(4, 3), (2, 5, 3), "float32", 3), TypeError, "platform must be a platform name"),
-    ((C(4, 3, padding=(4, 4)), (2, 1, 3), "float32", None), ValueError, "crops more than"),
-])
+@pytest.mark.parametrize(
+    "arguments, error, message",
+    [
+        ((C(4, 3), (5,), "float32", None), ValueError, "x_shape must have rank >= 2"),
+        ((C(4, 3), (2, 5, 3), "int32", None), TypeError, "dtype must be a floating dtype"),
+        ((C(4, 3, groups=2), (2, 5, 3), "float32", None), ValueError, "groups=2 must divide"),
+        (({"filters": 4}, (2, 5, 3), "float32", None), TypeError, "config must be a Conv1DTransposeConfig"),
+        ((C(4, 3), (2, 5, 3), "float32", 3), TypeError, "platform must be a platform name"),
+        ((C(4, 3, padding=(4, 4)), (2, 1, 3), "float32", None), ValueError, "crops more than"),
+    ],
+)
 def test_plan_rejects_what_conv1d_transpose_would(arguments, error, message):
     with pytest.raises(error, match=message):
         ct.plan(*arguments)
@@ -159,10 +198,13 @@ def test_a_plan_names_only_known_forms():
 
 # --- compiled guards: the plan is what runs -------------------------------------------------
 
+
 def _layer(config, in_channels, steps=24, batch=2, seed=0):
     rng = np.random.default_rng(seed)
-    params = {"kernel": jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.float32),
-              "bias": jnp.asarray(rng.standard_normal(config.filters), jnp.float32)}
+    params = {
+        "kernel": jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.float32),
+        "bias": jnp.asarray(rng.standard_normal(config.filters), jnp.float32),
+    }
     x = jnp.asarray(rng.standard_normal((batch, steps, in_channels)), jnp.float32)
     return params, x
 
@@ -170,6 +212,7 @@ def _layer(config, in_channels, steps=24, batch=2, seed=0):
 def _loss(config, implementation=None):
     def loss(params, x):
         return jnp.sum(ct.conv1d_transpose(params, x, config, implementation=implementation)[0] ** 2)
+
     return jax.value_and_grad(loss, argnums=(0, 1))
 
 
@@ -183,8 +226,11 @@ def _op_counts(text):
 
 # A Winograd layer, a GEMM layer, a narrow two-group layer (dilated-input input gradient and
 # zero-padded kernel gradient) and a bfloat16 one (stacked products): each CPU-only form.
-CPU_ONLY_FORMS = [(C(64, 16, strides=8, padding="same"), 64), (C(32, 5, strides=3, padding="same"), 512),
-                  (C(16, 9, strides=2, padding="same"), 16)]
+CPU_ONLY_FORMS = [
+    (C(64, 16, strides=8, padding="same"), 64),
+    (C(32, 5, strides=3, padding="same"), 512),
+    (C(16, 9, strides=2, padding="same"), 16),
+]
 
 
 @pytest.mark.parametrize("config, in_channels", CPU_ONLY_FORMS)
@@ -248,10 +294,13 @@ def test_a_vmapped_call_runs_the_plan_of_the_batched_call(monkeypatch):
 
 # --- the package's layout ---------------------------------------------------------------------
 
+
 def test_importing_convtrans_loads_neither_flax_nor_optax():
-    code = ("import sys, convtrans as ct; assert not [m for m in sys.modules if m.split('.')[0] in "
-            "('flax', 'optax')], 'eager'; ct.Conv1DTranspose; assert 'flax' in sys.modules; "
-            "ct.keras_constraints; assert 'optax' in sys.modules; ct.nnx.Conv1DTranspose")
+    code = (
+        "import sys, convtrans as ct; assert not [m for m in sys.modules if m.split('.')[0] in "
+        "('flax', 'optax')], 'eager'; ct.Conv1DTranspose; assert 'flax' in sys.modules; "
+        "ct.keras_constraints; assert 'optax' in sys.modules; ct.nnx.Conv1DTranspose"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -274,8 +323,9 @@ def _module_imports():
             elif isinstance(node, ast.Import):
                 imports.update(alias.name for alias in node.names if alias.name.startswith("convtrans"))
         graph[name] = imports
-    return {name: {target for target in imports if target in graph and target != name}
-            for name, imports in graph.items()}
+    return {
+        name: {target for target in imports if target in graph and target != name} for name, imports in graph.items()
+    }
 
 
 def test_the_modules_import_each_other_without_a_cycle():
@@ -284,7 +334,7 @@ def test_the_modules_import_each_other_without_a_cycle():
 
     def visit(name):
         if name in active:
-            pytest.fail(f"import cycle: {' -> '.join(active[active.index(name):] + [name])}")
+            pytest.fail(f"import cycle: {' -> '.join(active[active.index(name) :] + [name])}")
         if name in done:
             return
         active.append(name)
@@ -310,7 +360,16 @@ def test_no_module_imports_inside_a_function_to_dodge_a_cycle():
 
 def test_the_implementation_is_private_and_the_public_names_keep_working():
     public = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__"}
-    assert public == {"activations", "constraints", "initializers", "interop", "linen", "nnx", "optim",
-                      "regularizers", "streaming"}
+    assert public == {
+        "activations",
+        "constraints",
+        "initializers",
+        "interop",
+        "linen",
+        "nnx",
+        "optim",
+        "regularizers",
+        "streaming",
+    }
     for name in ct.__all__:
         assert getattr(ct, name) is not None

@@ -12,12 +12,26 @@ import pytest
 
 ROOT = pathlib.Path(__file__).parent.parent
 DOCS = ROOT / "docs"
-PUBLIC_MODULES = ["convtrans"] + [f"convtrans.{name}" for name in (
-    "activations", "constraints", "initializers", "regularizers", "streaming", "linen", "nnx", "optim",
-    "interop")]
+PUBLIC_MODULES = ["convtrans"] + [
+    f"convtrans.{name}"
+    for name in (
+        "activations",
+        "constraints",
+        "initializers",
+        "regularizers",
+        "streaming",
+        "linen",
+        "nnx",
+        "optim",
+        "interop",
+    )
+]
 # reST directives that document a name, and the Markdown/MyST-free forms they take in the pages.
-DIRECTIVE = re.compile(r"^\.\. (?:auto(?:function|class|data|exception)|py:(?:function|class|data|"
-                       r"exception|attribute)):: +([\w.]+)", re.M)
+DIRECTIVE = re.compile(
+    r"^\.\. (?:auto(?:function|class|data|exception)|py:(?:function|class|data|"
+    r"exception|attribute)):: +([\w.]+)",
+    re.M,
+)
 MODULE_ROLE = re.compile(r":mod:`([\w.]+)`")
 
 
@@ -25,9 +39,13 @@ def public_names(module_name):
     module = importlib.import_module(module_name)
     names = getattr(module, "__all__", None)
     if names is None:  # a module without __all__: its public attributes defined in convtrans
-        names = [name for name, value in vars(module).items() if not name.startswith("_")
-                 and not inspect.ismodule(value)
-                 and (getattr(value, "__module__", "") or "").startswith("convtrans")]
+        names = [
+            name
+            for name, value in vars(module).items()
+            if not name.startswith("_")
+            and not inspect.ismodule(value)
+            and (getattr(value, "__module__", "") or "").startswith("convtrans")
+        ]
     return module, list(names)
 
 
@@ -44,10 +62,12 @@ def test_every_public_name_has_a_reference_entry(module_name):
     assert f".. automodule:: {module_name}\n" in text, f"{page.name} does not document the module itself"
     documented = set()
     for target in DIRECTIVE.findall(text):
-        documented.add(target.rsplit(".", 1)[-1] if target.rsplit(".", 1)[0] == module_name or "." not in target
-                       else target)
-    documented |= {target.rsplit(".", 1)[-1] for target in MODULE_ROLE.findall(text)
-                   if target.rsplit(".", 1)[0] == module_name}
+        documented.add(
+            target.rsplit(".", 1)[-1] if target.rsplit(".", 1)[0] == module_name or "." not in target else target
+        )
+    documented |= {
+        target.rsplit(".", 1)[-1] for target in MODULE_ROLE.findall(text) if target.rsplit(".", 1)[0] == module_name
+    }
     missing = []
     for name in names:
         value = getattr(module, name)
@@ -93,8 +113,11 @@ def test_every_public_callable_and_class_has_a_docstring(module_name):
         if not _own_doc(value):
             undocumented.append(name)
         if inspect.isclass(value):
-            undocumented += [f"{name}.{method}" for method, member in _public_methods(value)
-                             if not (inspect.getdoc(member) or "").strip()]
+            undocumented += [
+                f"{name}.{method}"
+                for method, member in _public_methods(value)
+                if not (inspect.getdoc(member) or "").strip()
+            ]
     assert not undocumented, f"{module_name}: no docstring for {sorted(set(undocumented))}"
 
 

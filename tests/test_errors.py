@@ -22,7 +22,7 @@ def test_unknown_padding_is_a_value_error_naming_it(padding):
 
 
 def test_negative_integer_padding_is_a_value_error():
-    with pytest.raises(ValueError, match="padding.*>= 0, got -1"):
+    with pytest.raises(ValueError, match=r"padding.*>= 0, got -1"):
         config(padding=-1)
 
 
@@ -73,15 +73,18 @@ def test_unknown_data_format_is_a_value_error(data_format):
         config(data_format=data_format)
 
 
-@pytest.mark.parametrize("field, value, fragment", [
-    ("activation", "relu7", "activation='relu7' is not a Keras activation"),
-    ("kernel_initializer", "glorot", "kernel_initializer='glorot' is not a known initializer"),
-    ("bias_initializer", {"class_name": "Fancy", "config": {}}, "class_name='Fancy'"),
-    ("kernel_regularizer", "l3", "kernel_regularizer='l3' is not a known regularizer"),
-    ("activity_regularizer", {"class_name": "L7"}, "class_name='L7'"),
-    ("kernel_constraint", "max", "kernel_constraint='max' is not a known constraint"),
-    ("bias_constraint", {"class_name": "Positive", "config": {}}, "class_name='Positive'"),
-])
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("activation", "relu7", "activation='relu7' is not a Keras activation"),
+        ("kernel_initializer", "glorot", "kernel_initializer='glorot' is not a known initializer"),
+        ("bias_initializer", {"class_name": "Fancy", "config": {}}, "class_name='Fancy'"),
+        ("kernel_regularizer", "l3", "kernel_regularizer='l3' is not a known regularizer"),
+        ("activity_regularizer", {"class_name": "L7"}, "class_name='L7'"),
+        ("kernel_constraint", "max", "kernel_constraint='max' is not a known constraint"),
+        ("bias_constraint", {"class_name": "Positive", "config": {}}, "class_name='Positive'"),
+    ],
+)
 def test_unknown_names_are_value_errors_naming_the_argument(field, value, fragment):
     with pytest.raises(ValueError, match=fragment):
         config(**{field: value})
@@ -103,7 +106,9 @@ def test_input_of_rank_below_2_is_a_value_error(shape):
 
 
 def test_input_channels_must_match_the_kernel():
-    with pytest.raises(ValueError, match=r"must have shape \(3, 4, 5\).*got \(3, 4, 2\).*built for 2 input channels, but x has 5"):
+    with pytest.raises(
+        ValueError, match=r"must have shape \(3, 4, 5\).*got \(3, 4, 2\).*built for 2 input channels, but x has 5"
+    ):
         ct.conv1d_transpose(PARAMS, jnp.ones((1, 6, 5)), config())
 
 
@@ -112,13 +117,16 @@ def test_channels_first_takes_channels_from_axis_1():
         ct.conv1d_transpose(PARAMS, jnp.ones((1, 6, 2)), config(data_format="channels_first"))
 
 
-@pytest.mark.parametrize("params, fragment", [
-    ({"bias": jnp.zeros(4)}, "params lacks 'kernel'"),
-    ({"kernel": jnp.ones((3, 4, 2))}, "params lacks 'bias'"),
-    ({"kernel": jnp.ones((3, 2, 4)), "bias": jnp.zeros(4)}, r"params\['kernel'\] must have shape \(3, 4, 2\)"),
-    ({"kernel": jnp.ones((3, 4, 2)), "bias": jnp.zeros(3)}, r"params\['bias'\] must have shape \(4,\), got \(3,\)"),
-    ({"kernel": jnp.ones((4, 2)), "bias": jnp.zeros(4)}, r"params\['kernel'\] must have shape"),
-])
+@pytest.mark.parametrize(
+    "params, fragment",
+    [
+        ({"bias": jnp.zeros(4)}, "params lacks 'kernel'"),
+        ({"kernel": jnp.ones((3, 4, 2))}, "params lacks 'bias'"),
+        ({"kernel": jnp.ones((3, 2, 4)), "bias": jnp.zeros(4)}, r"params\['kernel'\] must have shape \(3, 4, 2\)"),
+        ({"kernel": jnp.ones((3, 4, 2)), "bias": jnp.zeros(3)}, r"params\['bias'\] must have shape \(4,\), got \(3,\)"),
+        ({"kernel": jnp.ones((4, 2)), "bias": jnp.zeros(4)}, r"params\['kernel'\] must have shape"),
+    ],
+)
 def test_missing_or_misshapen_parameters_are_value_errors(params, fragment):
     with pytest.raises(ValueError, match=fragment):
         ct.conv1d_transpose(params, jnp.ones((1, 5, 2)), config())
@@ -162,12 +170,15 @@ def test_sizes_with_more_than_one_element_are_value_errors(field):
         config(**{field: (2, 2)})
 
 
-@pytest.mark.parametrize("padding, error, fragment", [
-    ((1, 2, 3), ValueError, r"padding=\(1, 2, 3\): expected a pair"),
-    ((1, -1), ValueError, r"padding\[1\] must be an integer >= 0, got -1"),
-    (1.5, TypeError, "padding must be 'valid', 'same', a non-negative int or a pair.*got 1.5"),
-    (None, TypeError, "padding must be.*got None"),
-])
+@pytest.mark.parametrize(
+    "padding, error, fragment",
+    [
+        ((1, 2, 3), ValueError, r"padding=\(1, 2, 3\): expected a pair"),
+        ((1, -1), ValueError, r"padding\[1\] must be an integer >= 0, got -1"),
+        (1.5, TypeError, "padding must be 'valid', 'same', a non-negative int or a pair.*got 1.5"),
+        (None, TypeError, "padding must be.*got None"),
+    ],
+)
 def test_malformed_integer_padding_is_refused(padding, error, fragment):
     with pytest.raises(error, match=fragment):
         config(padding=padding)
@@ -184,24 +195,38 @@ def test_use_bias_must_be_a_bool(value):
         config(use_bias=value)
 
 
-@pytest.mark.parametrize("field, value, fragment", [
-    ("kernel_regularizer", {"class_name": "L2", "config": {"l2": -1}}, r"kernel_regularizer: bad config.*l2 must be >= 0"),
-    ("bias_regularizer", {"class_name": "L1", "config": {"l3": 1}}, r"bias_regularizer: bad config \{'l3': 1\} for L1"),
-    ("kernel_regularizer", {"config": {}}, "kernel_regularizer=.*is not a Keras regularizer dict"),
-    ("kernel_regularizer", "orthogonal_regularizer", "OrthogonalRegularizer needs a rank-2 weight"),
-    ("kernel_initializer", None, "kernel_initializer must be an initializer, got None"),
-    ("activation", "threshold", "threshold.*default_value"),
-])
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        (
+            "kernel_regularizer",
+            {"class_name": "L2", "config": {"l2": -1}},
+            r"kernel_regularizer: bad config.*l2 must be >= 0",
+        ),
+        (
+            "bias_regularizer",
+            {"class_name": "L1", "config": {"l3": 1}},
+            r"bias_regularizer: bad config \{'l3': 1\} for L1",
+        ),
+        ("kernel_regularizer", {"config": {}}, "kernel_regularizer=.*is not a Keras regularizer dict"),
+        ("kernel_regularizer", "orthogonal_regularizer", "OrthogonalRegularizer needs a rank-2 weight"),
+        ("kernel_initializer", None, "kernel_initializer must be an initializer, got None"),
+        ("activation", "threshold", "threshold.*default_value"),
+    ],
+)
 def test_bad_object_configs_name_the_argument(field, value, fragment):
     with pytest.raises((ValueError, TypeError), match=fragment):
         config(**{field: value})
 
 
-@pytest.mark.parametrize("keras_config, error, fragment", [
-    ([("filters", 2)], TypeError, "config must be a dict from layer.get_config"),
-    ({"filters": 2}, ValueError, r"lacks the required keys \['kernel_size'\]"),
-    ({"filters": 2, "kernel_size": 3, "padding": "causal"}, ValueError, "padding='causal'"),
-])
+@pytest.mark.parametrize(
+    "keras_config, error, fragment",
+    [
+        ([("filters", 2)], TypeError, "config must be a dict from layer.get_config"),
+        ({"filters": 2}, ValueError, r"lacks the required keys \['kernel_size'\]"),
+        ({"filters": 2, "kernel_size": 3, "padding": "causal"}, ValueError, "padding='causal'"),
+    ],
+)
 def test_from_keras_errors(keras_config, error, fragment):
     with pytest.raises(error, match=fragment):
         ct.Conv1DTransposeConfig.from_keras(keras_config)
@@ -209,20 +234,25 @@ def test_from_keras_errors(keras_config, error, fragment):
 
 def test_non_floating_parameters_are_type_errors():
     with pytest.raises(TypeError, match=r"params\['kernel'\] must be floating, got dtype int32"):
-        ct.conv1d_transpose({"kernel": jnp.ones((3, 4, 2), jnp.int32), "bias": jnp.zeros(4)}, jnp.ones((1, 5, 2)),
-                            config())
+        ct.conv1d_transpose(
+            {"kernel": jnp.ones((3, 4, 2), jnp.int32), "bias": jnp.zeros(4)}, jnp.ones((1, 5, 2)), config()
+        )
     with pytest.raises(TypeError, match=r"params\['bias'\] must be floating, got dtype int32"):
-        ct.conv1d_transpose({"kernel": jnp.ones((3, 4, 2)), "bias": jnp.zeros(4, jnp.int32)}, jnp.ones((1, 5, 2)),
-                            config())
+        ct.conv1d_transpose(
+            {"kernel": jnp.ones((3, 4, 2)), "bias": jnp.zeros(4, jnp.int32)}, jnp.ones((1, 5, 2)), config()
+        )
 
 
-@pytest.mark.parametrize("params, x, cfg, error, fragment", [
-    ([1], jnp.ones((1, 5, 2)), config(), TypeError, "params must be a mapping"),
-    (PARAMS, [[1.0]], config(), TypeError, "x must be an array, got list"),
-    (PARAMS, jnp.ones((1, 5, 2)), {"filters": 4}, TypeError, "config must be a Conv1DTransposeConfig, got dict"),
-    ({**PARAMS, "gamma": jnp.ones(1)}, jnp.ones((1, 5, 2)), config(), ValueError, r"unknown keys \['gamma'\]"),
-    (PARAMS, jnp.ones((1, 0, 2)), config(), ValueError, "input length must be a positive integer, got 0"),
-])
+@pytest.mark.parametrize(
+    "params, x, cfg, error, fragment",
+    [
+        ([1], jnp.ones((1, 5, 2)), config(), TypeError, "params must be a mapping"),
+        (PARAMS, [[1.0]], config(), TypeError, "x must be an array, got list"),
+        (PARAMS, jnp.ones((1, 5, 2)), {"filters": 4}, TypeError, "config must be a Conv1DTransposeConfig, got dict"),
+        ({**PARAMS, "gamma": jnp.ones(1)}, jnp.ones((1, 5, 2)), config(), ValueError, r"unknown keys \['gamma'\]"),
+        (PARAMS, jnp.ones((1, 0, 2)), config(), ValueError, "input length must be a positive integer, got 0"),
+    ],
+)
 def test_call_time_argument_errors(params, x, cfg, error, fragment):
     with pytest.raises(error, match=fragment):
         ct.conv1d_transpose(params, x, cfg)

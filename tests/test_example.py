@@ -15,14 +15,24 @@ import pytest
 from scipy import signal
 from scipy.io import wavfile
 
-from examples.audio_upsampling import data, infer, metrics, model as model_lib
+from examples.audio_upsampling import data, infer, metrics
+from examples.audio_upsampling import model as model_lib
 from examples.audio_upsampling.train import TrainConfig, linear_upsample, parse_args, train
 
 # Two steps: the zero-initialized output layer means the first step updates only it, the second every
 # layer. (Later, Adam's division by the square root of tiny second moments amplifies all-reduce
 # rounding in the sharded run's gradients to differences of ~1e-3: same training, not same bits.)
-TINY = dict(steps=2, batch_size=8, clip_length=1024, channels=8, warmup_steps=1, eval_clips=2,
-            eval_length=2048, checkpoint_every=1, progress=False)
+TINY = dict(
+    steps=2,
+    batch_size=8,
+    clip_length=1024,
+    channels=8,
+    warmup_steps=1,
+    eval_clips=2,
+    eval_length=2048,
+    checkpoint_every=1,
+    progress=False,
+)
 
 
 def _tiny(tmp_path, name, **overrides) -> TrainConfig:
@@ -65,7 +75,7 @@ def test_smoke_training_writes_finite_losses_checkpoints_pictures_and_wavs(singl
 def test_metrics_json_has_the_documented_schema(single_device_run):
     config, _ = single_device_run
     written = json.loads((__import__("pathlib").Path(config.out) / "metrics.json").read_text())
-    scores = lambda d: set(d) >= {"snr_db", "lsd_db"} and all(type(d[k]) is float for k in ("snr_db", "lsd_db"))  # noqa: E731
+    scores = lambda d: set(d) >= {"snr_db", "lsd_db"} and all(type(d[k]) is float for k in ("snr_db", "lsd_db"))
     assert scores(written["model"])
     assert set(written["baselines"]) >= {"resample_poly", "linear"}
     assert all(scores(written["baselines"][name]) for name in ("resample_poly", "linear"))
@@ -103,11 +113,13 @@ def test_training_on_a_folder_of_wav_files_of_different_rates_and_channels(tmp_p
     folder = tmp_path / "wavs"
     (folder / "sub").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    t = lambda rate, seconds: np.arange(int(rate * seconds)) / rate  # noqa: E731
+    t = lambda rate, seconds: np.arange(int(rate * seconds)) / rate
     stereo = np.stack([np.sin(2 * np.pi * 440 * t(8000, 0.5)), np.sin(2 * np.pi * 660 * t(8000, 0.5))], axis=1)
     wavfile.write(folder / "stereo_8k.wav", 8000, (0.5 * stereo * 32767).astype(np.int16))
     wavfile.write(folder / "mono_22k.wav", 22050, (0.3 * rng.standard_normal(11025)).astype(np.float32))
-    wavfile.write(folder / "sub" / "mono_44k.wav", 44100, (0.2 * np.sin(2 * np.pi * 300 * t(44100, 0.4)) * 2**31).astype(np.int32))
+    wavfile.write(
+        folder / "sub" / "mono_44k.wav", 44100, (0.2 * np.sin(2 * np.pi * 300 * t(44100, 0.4)) * 2**31).astype(np.int32)
+    )
     dataset = data.WavFolderDataset(folder, seed=0, rate=16000, factor=2, clip_length=1024)
     assert [len(a) + len(b) for a, b in zip(dataset.train_audio, dataset.held_audio)] == [8000, 8000, 6400]
     result = train(_tiny(tmp_path, "wavrun", data=str(folder), plots=False, devices=1))
@@ -116,7 +128,7 @@ def test_training_on_a_folder_of_wav_files_of_different_rates_and_channels(tmp_p
 
 
 def test_an_empty_data_folder_is_refused_with_its_name(tmp_path):
-    with pytest.raises(ValueError, match="no .wav files"):
+    with pytest.raises(ValueError, match=r"no \.wav files"):
         data.WavFolderDataset(tmp_path, seed=0, rate=16000, factor=2, clip_length=1024)
 
 
@@ -171,7 +183,7 @@ def test_snr_and_lsd_of_known_signals():
     y = rng.standard_normal((3, 4096))
     assert metrics.snr_db(y, 0.9 * y) == pytest.approx(20.0)  # error power 1% of signal power
     assert metrics.lsd_db(y, y) == 0.0
-    assert metrics.lsd_db(y, 10 ** 0.5 * y) == pytest.approx(10.0)  # every bin 10 dB off
+    assert metrics.lsd_db(y, 10**0.5 * y) == pytest.approx(10.0)  # every bin 10 dB off
 
 
 # ------------------------------------------------------------------------------------------------
@@ -212,7 +224,17 @@ def test_infer_command_upsamples_a_stereo_wav_of_another_rate(single_device_run,
     config, _ = single_device_run
     audio = 0.5 * np.sin(2 * np.pi * 300 * np.arange(11025) / 11025)
     wavfile.write(tmp_path / "in.wav", 11025, (np.stack([audio, -audio], 1) * 32767).astype(np.int16))
-    infer.main(["--checkpoint", config.out, "--input", str(tmp_path / "in.wav"),
-                "--output", str(tmp_path / "out.wav"), "--chunk", "1000"])
+    infer.main(
+        [
+            "--checkpoint",
+            config.out,
+            "--input",
+            str(tmp_path / "in.wav"),
+            "--output",
+            str(tmp_path / "out.wav"),
+            "--chunk",
+            "1000",
+        ]
+    )
     rate, out = wavfile.read(tmp_path / "out.wav")
     assert rate == 16000 and out.shape == (16000, 2) and out.dtype == np.int16

@@ -37,8 +37,21 @@ def snapshot(folder: pathlib.Path) -> dict[str, bytes | None]:
 
 
 def train_argv(out, *flags) -> list[str]:
-    return ["--out", str(out), "--steps", "4", "--channels", "8", "--clip-length", "1024",
-            "--eval-length", "1024", "--no-plots", "--no-progress", *flags]
+    return [
+        "--out",
+        str(out),
+        "--steps",
+        "4",
+        "--channels",
+        "8",
+        "--clip-length",
+        "1024",
+        "--eval-length",
+        "1024",
+        "--no-plots",
+        "--no-progress",
+        *flags,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +136,10 @@ def test_overwrite_removes_only_the_earlier_runs_own_outputs(run):
     old_outputs = guards.fresh_run_folder(run, checkpoints.is_own_run(run), overwrite=True)
     guards.remove(old_outputs)
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == [
-        "examples", "examples/my_recording.wav", "notes.txt"]
+        "examples",
+        "examples/my_recording.wav",
+        "notes.txt",
+    ]
 
 
 def test_overwrite_refuses_a_checkpoint_folder_holding_files_the_run_did_not_write(run):
@@ -200,25 +216,28 @@ def test_resume_with_a_tampered_model_json_names_the_file(run):
 # train: flags are checked before the run folder exists.
 
 
-@pytest.mark.parametrize("flag, value, fragment", [
-    ("--learning-rate", "inf", "finite number > 0"),
-    ("--learning-rate", "-inf", "finite number > 0"),
-    ("--learning-rate", "0", "finite number > 0"),
-    ("--clip-norm", "inf", "finite number > 0"),
-    ("--max-norm", "nan", "finite number > 0"),
-    ("--l2", "inf", "finite number >= 0"),
-    ("--weight-decay", "nan", "finite number >= 0"),
-    ("--l1-weight", "-inf", "finite number >= 0"),
-    ("--stft-weight", "inf", "finite number >= 0"),
-    ("--seed", "-1", ">= 0"),
-    ("--seed", str(2**40), "<= 2147483647"),  # past what jax.random.PRNGKey and int32 steps hold
-    ("--steps", str(2**31), "<= 2147483647"),
-    ("--rate", str(10**9), "<= 768000"),
-    ("--channels", str(10**6), "<= 4096"),
-    ("--warmup-steps", "-1", ">= 0"),
-    ("--eval-clips", "0", ">= 1"),
-    ("--eval-length", str(2**30), "samples in one array"),  # 32 held-out clips of it: past int32 indexing
-])
+@pytest.mark.parametrize(
+    "flag, value, fragment",
+    [
+        ("--learning-rate", "inf", "finite number > 0"),
+        ("--learning-rate", "-inf", "finite number > 0"),
+        ("--learning-rate", "0", "finite number > 0"),
+        ("--clip-norm", "inf", "finite number > 0"),
+        ("--max-norm", "nan", "finite number > 0"),
+        ("--l2", "inf", "finite number >= 0"),
+        ("--weight-decay", "nan", "finite number >= 0"),
+        ("--l1-weight", "-inf", "finite number >= 0"),
+        ("--stft-weight", "inf", "finite number >= 0"),
+        ("--seed", "-1", ">= 0"),
+        ("--seed", str(2**40), "<= 2147483647"),  # past what jax.random.PRNGKey and int32 steps hold
+        ("--steps", str(2**31), "<= 2147483647"),
+        ("--rate", str(10**9), "<= 768000"),
+        ("--channels", str(10**6), "<= 4096"),
+        ("--warmup-steps", "-1", ">= 0"),
+        ("--eval-clips", "0", ">= 1"),
+        ("--eval-length", str(2**30), "samples in one array"),  # 32 held-out clips of it: past int32 indexing
+    ],
+)
 def test_non_finite_or_out_of_range_numbers_are_refused_before_the_folder_is_created(tmp_path, flag, value, fragment):
     out = tmp_path / "run"
     with expect(ValueError, flag, value, fragment):

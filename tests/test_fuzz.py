@@ -54,12 +54,24 @@ CASE_TIMEOUT = float(os.environ.get("CONVTRANS_FUZZ_TIMEOUT", 20))
 START_TIMEOUT = 120.0
 MEMORY = int(os.environ.get("CONVTRANS_FUZZ_MEMORY", 4 << 30))
 # Exceptions that are never an acceptable answer, even when they also derive from ValueError.
-FORBIDDEN = {"AssertionError", "ZeroDivisionError", "KeyError", "IndexError", "AttributeError", "OverflowError",
-             "NotImplementedError", "RecursionError", "MemoryError", "SystemError", "XlaRuntimeError",
-             "JaxRuntimeError"}
+FORBIDDEN = {
+    "AssertionError",
+    "ZeroDivisionError",
+    "KeyError",
+    "IndexError",
+    "AttributeError",
+    "OverflowError",
+    "NotImplementedError",
+    "RecursionError",
+    "MemoryError",
+    "SystemError",
+    "XlaRuntimeError",
+    "JaxRuntimeError",
+}
 
 
 # --- the child process ---------------------------------------------------------------------------
+
 
 class Child:
     """A tests/fuzz_child.py process that runs cases one at a time, restarted after it dies."""
@@ -70,13 +82,26 @@ class Child:
         self.stderr = None
 
     def _start(self) -> None:
-        env = dict(os.environ, JAX_PLATFORMS="cpu", KERAS_BACKEND="jax", CONVTRANS_FUZZ_MEMORY=str(MEMORY),
-                   PYTHONFAULTHANDLER="1", TF_CPP_MIN_LOG_LEVEL="2")
+        env = dict(
+            os.environ,
+            JAX_PLATFORMS="cpu",
+            KERAS_BACKEND="jax",
+            CONVTRANS_FUZZ_MEMORY=str(MEMORY),
+            PYTHONFAULTHANDLER="1",
+            TF_CPP_MIN_LOG_LEVEL="2",
+        )
         env.pop("XLA_FLAGS", None)  # one CPU device is enough, and cheaper
         self.stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.fuzz_child"], cwd=ROOT, env=env, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.stderr, text=True, bufsize=1)
+            [sys.executable, "-m", "tests.fuzz_child"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            text=True,
+            bufsize=1,
+        )
         self.lines = queue.Queue()
         threading.Thread(target=self._read, args=(self.process.stdout, self.lines), daemon=True).start()
         deadline = time.monotonic() + START_TIMEOUT
@@ -131,7 +156,7 @@ class Child:
                 self.process = None
                 return {"status": "died", "returncode": code, "stderr": tail, "seconds": time.monotonic() - start}
             if line.startswith("RESULT "):
-                return json.loads(line[len("RESULT "):])
+                return json.loads(line[len("RESULT ") :])
 
     def close(self, kill: bool = False) -> None:
         process, self.process = self.process, None
@@ -197,11 +222,34 @@ def test_the_table_covers_every_class_and_entry_point():
     names = list(fuzz_cases.CASES)
     for kind in ("size", "number", "hashable", "type", "array", "nan", "state", "keras", "torch", "module"):
         assert any(name.startswith(kind + ".") for name in names), kind
-    for entry in ("linen_init", "nnx_init", "stream_init", "stream_step", "chunked", "conv1d_transpose", "conv1d",
-                  "plan", "explain", "output_length", "transpose_pads", "streamer", "from_keras",
-                  "from_torch_state_dict", "load_torch_state_dict", "to_torch_state_dict", "fold_weight_norm",
-                  "interop_to_keras", "interop_from_keras", "optim", "initializer", "regularizer", "constraint",
-                  "pad1d", "residual", "parallel"):
+    for entry in (
+        "linen_init",
+        "nnx_init",
+        "stream_init",
+        "stream_step",
+        "chunked",
+        "conv1d_transpose",
+        "conv1d",
+        "plan",
+        "explain",
+        "output_length",
+        "transpose_pads",
+        "streamer",
+        "from_keras",
+        "from_torch_state_dict",
+        "load_torch_state_dict",
+        "to_torch_state_dict",
+        "fold_weight_norm",
+        "interop_to_keras",
+        "interop_from_keras",
+        "optim",
+        "initializer",
+        "regularizer",
+        "constraint",
+        "pad1d",
+        "residual",
+        "parallel",
+    ):
         assert any(entry in name for name in names), entry
 
 
@@ -229,10 +277,16 @@ def layers(draw):
         dilation = 1
     limit = strides if keras else max(strides, dilation)
     config = ct.Conv1DTransposeConfig(
-        filters=groups * draw(st.integers(1, 3)), kernel_size=kernel_size, strides=strides, padding=padding,
-        output_padding=draw(st.one_of(st.none(), st.integers(0, limit - 1))), dilation_rate=dilation,
-        groups=groups, data_format=draw(st.sampled_from(["channels_last", "channels_first"])),
-        use_bias=draw(st.booleans()))
+        filters=groups * draw(st.integers(1, 3)),
+        kernel_size=kernel_size,
+        strides=strides,
+        padding=padding,
+        output_padding=draw(st.one_of(st.none(), st.integers(0, limit - 1))),
+        dilation_rate=dilation,
+        groups=groups,
+        data_format=draw(st.sampled_from(["channels_last", "channels_first"])),
+        use_bias=draw(st.booleans()),
+    )
     in_channels = groups * draw(st.integers(1, 3))
     lead = draw(st.sampled_from([(), (1,), (2,), (2, 1)]))
     length = draw(st.integers(1, 8))
@@ -257,9 +311,16 @@ def _numpy_transpose(config, params, x):
     x = np.asarray(x, np.float64)
     lead = x.shape[:-2]
     y = numpy_reference.conv1d_transpose(
-        x.reshape((-1,) + x.shape[-2:]), params["kernel"], params.get("bias"), strides=config.strides,
-        padding=config.padding, output_padding=config.output_padding, dilation_rate=config.dilation_rate,
-        groups=config.groups, data_format=config.data_format)
+        x.reshape((-1,) + x.shape[-2:]),
+        params["kernel"],
+        params.get("bias"),
+        strides=config.strides,
+        padding=config.padding,
+        output_padding=config.output_padding,
+        dilation_rate=config.dilation_rate,
+        groups=config.groups,
+        data_format=config.data_format,
+    )
     return y.reshape(lead + y.shape[1:])
 
 
@@ -291,16 +352,19 @@ def test_every_implementation_computes_what_lhs_dilation_computes_and_keeps_nans
     flat = data.draw(st.integers(0, poisoned.size - 1), label="poisoned sample")
     poisoned.reshape(-1)[flat] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]), label="value")
     indicator = (~np.isfinite(poisoned)).astype(np.float64)
-    reached = _numpy_transpose(config.replace(use_bias=False), {"kernel": np.ones_like(params["kernel"])},
-                               indicator) > 0
+    reached = (
+        _numpy_transpose(config.replace(use_bias=False), {"kernel": np.ones_like(params["kernel"])}, indicator) > 0
+    )
 
     for label, implementation in _forced(config).items():
         y = np.asarray(_conv(params, x, config=config, implementation=implementation)[0])
         np.testing.assert_allclose(y, reference, rtol=0, atol=1e-4 * scale, err_msg=f"{label} on {config}")
         y_bad = np.asarray(_conv(params, poisoned, config=config, implementation=implementation)[0])
         leaked = ~np.isfinite(y_bad) & ~reached
-        assert not leaked.any(), (f"{label}: a non-finite input at flat index {flat} makes {int(leaked.sum())} "
-                                  f"outputs it does not reach non-finite, first at {np.argwhere(leaked)[0]}; {config}")
+        assert not leaked.any(), (
+            f"{label}: a non-finite input at flat index {flat} makes {int(leaked.sum())} "
+            f"outputs it does not reach non-finite, first at {np.argwhere(leaked)[0]}; {config}"
+        )
         lost = np.isfinite(y_bad) & reached
         assert not lost.any(), f"{label}: outputs reached by a non-finite input are finite; {config}"
 
@@ -309,14 +373,29 @@ def test_every_implementation_computes_what_lhs_dilation_computes_and_keeps_nans
 
 BASE = dict(filters=4, kernel_size=3, strides=2, padding="same", dilation_rate=1, groups=2)
 _junk = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=4), st.none(), st.booleans(),
-    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2), st.just(b"x"), st.just(1 + 2j),
-    st.just(np.array([[1, 2]])), st.just(np.float32(2.0)), st.just(object()),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.none(),
+    st.booleans(),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    st.just(b"x"),
+    st.just(1 + 2j),
+    st.just(np.array([[1, 2]])),
+    st.just(np.float32(2.0)),
+    st.just(object()),
 )
 _bad_size = st.one_of(
-    st.integers(max_value=0), st.lists(st.integers(1, 4), min_size=2, max_size=3), st.just([]),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=3), st.booleans(), st.none(),
-    st.just(np.bool_(True)), st.just(np.float64(2.0)), st.just([[2]]), st.just({2}),
+    st.integers(max_value=0),
+    st.lists(st.integers(1, 4), min_size=2, max_size=3),
+    st.just([]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=3),
+    st.booleans(),
+    st.none(),
+    st.just(np.bool_(True)),
+    st.just(np.float64(2.0)),
+    st.just([[2]]),
+    st.just({2}),
 )
 
 
@@ -327,15 +406,26 @@ def _not_valid_name(valid):
 _INITIALIZER_NAMES = set(keras_initializers._REGISTRY)
 _REGULARIZER_NAMES = set(keras_regularizers._REGISTRY)
 _CONSTRAINT_NAMES = set(keras_constraints._REGISTRY)
-_bad_object_dicts = st.sampled_from([
-    {"config": {}}, {"class_name": "Bogus", "config": {}}, {"class_name": 3}, {"class_name": None},
-])
+_bad_object_dicts = st.sampled_from(
+    [
+        {"config": {}},
+        {"class_name": "Bogus", "config": {}},
+        {"class_name": 3},
+        {"class_name": None},
+    ]
+)
 
 
 def _objects(valid_names, bad_configs):
     return st.one_of(
-        st.text(max_size=8).filter(_not_valid_name(valid_names)), st.integers(), st.floats(), st.booleans(),
-        st.lists(st.integers(), max_size=2), _bad_object_dicts, st.sampled_from(bad_configs))
+        st.text(max_size=8).filter(_not_valid_name(valid_names)),
+        st.integers(),
+        st.floats(),
+        st.booleans(),
+        st.lists(st.integers(), max_size=2),
+        _bad_object_dicts,
+        st.sampled_from(bad_configs),
+    )
 
 
 BAD_VALUES = {
@@ -345,35 +435,71 @@ BAD_VALUES = {
     "dilation_rate": st.one_of(_bad_size, st.integers(2, 2**70)),  # with strides=2 and padding='same'
     "groups": st.one_of(_bad_size, st.sampled_from([3, 5, 8, 2**40])),  # must divide filters=4
     "padding": st.one_of(
-        st.text(max_size=6).filter(lambda v: v.lower() not in ("valid", "same")), st.integers(max_value=-1),
-        st.floats(), st.none(), st.lists(st.integers(0, 3), min_size=3, max_size=4), st.just([]),
-        st.tuples(st.integers(max_value=-1), st.integers(0, 3)), st.tuples(st.floats(), st.integers(0, 3)),
-        st.dictionaries(st.text(max_size=2), st.integers(), max_size=2)),
+        st.text(max_size=6).filter(lambda v: v.lower() not in ("valid", "same")),
+        st.integers(max_value=-1),
+        st.floats(),
+        st.none(),
+        st.lists(st.integers(0, 3), min_size=3, max_size=4),
+        st.just([]),
+        st.tuples(st.integers(max_value=-1), st.integers(0, 3)),
+        st.tuples(st.floats(), st.integers(0, 3)),
+        st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
+    ),
     "output_padding": st.one_of(
-        st.integers(2, 2**70), st.integers(max_value=-1), st.floats(), st.text(max_size=3), st.booleans(),
-        st.lists(st.integers(0, 1), min_size=2, max_size=3)),
+        st.integers(2, 2**70),
+        st.integers(max_value=-1),
+        st.floats(),
+        st.text(max_size=3),
+        st.booleans(),
+        st.lists(st.integers(0, 1), min_size=2, max_size=3),
+    ),
     "data_format": st.one_of(
         st.text(max_size=14).filter(lambda v: v.lower() not in ("channels_last", "channels_first")),
-        st.integers(), st.none(), st.just(b"channels_last"), st.just(["channels_last"])),
+        st.integers(),
+        st.none(),
+        st.just(b"channels_last"),
+        st.just(["channels_last"]),
+    ),
     "activation": st.one_of(
-        st.text(max_size=8).filter(lambda v: v not in ct.activations.ACTIVATIONS), st.integers(), st.floats(),
-        st.lists(st.just("relu"), min_size=1, max_size=2), st.dictionaries(st.text(max_size=2), st.integers())),
+        st.text(max_size=8).filter(lambda v: v not in ct.activations.ACTIVATIONS),
+        st.integers(),
+        st.floats(),
+        st.lists(st.just("relu"), min_size=1, max_size=2),
+        st.dictionaries(st.text(max_size=2), st.integers()),
+    ),
     "use_bias": st.one_of(st.integers(), st.text(max_size=5), st.none(), st.floats(), st.just([True])),
-    "kernel_initializer": _objects(_INITIALIZER_NAMES, [
-        {"class_name": "Constant", "config": {"value": "x"}},
-        {"class_name": "VarianceScaling", "config": {"scale": -1}},
-        {"class_name": "RandomNormal", "config": {"bogus": 1}}, None]),
-    "bias_initializer": _objects(_INITIALIZER_NAMES, [
-        {"class_name": "VarianceScaling", "config": {"mode": "fan"}}, {"class_name": "Zeros", "config": {"a": 1}}]),
-    "kernel_regularizer": _objects(_REGULARIZER_NAMES, [
-        {"class_name": "L2", "config": {"l2": -1.0}}, {"class_name": "L2", "config": {"l2": float("nan")}},
-        {"class_name": "L1", "config": {"l1": float("inf")}}, {"class_name": "L1L2", "config": {"l2": "x"}}]),
+    "kernel_initializer": _objects(
+        _INITIALIZER_NAMES,
+        [
+            {"class_name": "Constant", "config": {"value": "x"}},
+            {"class_name": "VarianceScaling", "config": {"scale": -1}},
+            {"class_name": "RandomNormal", "config": {"bogus": 1}},
+            None,
+        ],
+    ),
+    "bias_initializer": _objects(
+        _INITIALIZER_NAMES,
+        [{"class_name": "VarianceScaling", "config": {"mode": "fan"}}, {"class_name": "Zeros", "config": {"a": 1}}],
+    ),
+    "kernel_regularizer": _objects(
+        _REGULARIZER_NAMES,
+        [
+            {"class_name": "L2", "config": {"l2": -1.0}},
+            {"class_name": "L2", "config": {"l2": float("nan")}},
+            {"class_name": "L1", "config": {"l1": float("inf")}},
+            {"class_name": "L1L2", "config": {"l2": "x"}},
+        ],
+    ),
     "bias_regularizer": _objects(_REGULARIZER_NAMES, [{"class_name": "L1L2", "config": {"l3": 1}}]),
     "activity_regularizer": _objects(_REGULARIZER_NAMES, [{"class_name": "L2", "config": {"l2": float("-inf")}}]),
-    "kernel_constraint": _objects(_CONSTRAINT_NAMES, [
-        {"class_name": "MaxNorm", "config": {"max_value": float("nan")}},
-        {"class_name": "MinMaxNorm", "config": {"rate": float("nan")}},
-        {"class_name": "UnitNorm", "config": {"axis": "0"}}]),
+    "kernel_constraint": _objects(
+        _CONSTRAINT_NAMES,
+        [
+            {"class_name": "MaxNorm", "config": {"max_value": float("nan")}},
+            {"class_name": "MinMaxNorm", "config": {"rate": float("nan")}},
+            {"class_name": "UnitNorm", "config": {"axis": "0"}},
+        ],
+    ),
     "bias_constraint": _objects(_CONSTRAINT_NAMES, [{"class_name": "MaxNorm", "config": {"max_value": -2}}]),
 }
 
@@ -388,12 +514,13 @@ def test_an_invalid_value_of_one_field_is_an_error_naming_that_field(data):
     except (ValueError, TypeError) as error:
         assert field in str(error), f"{field}={value!r}: {type(error).__name__}: {error}"
         return
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         pytest.fail(f"{field}={value!r}: {type(error).__name__}: {error}")
     pytest.fail(f"{field}={value!r} was accepted: {config}")
 
 
 # --- hypothesis: numeric arguments of the Keras objects ------------------------------------------
+
 
 def _finite(v):
     return bool(np.isfinite(v))
@@ -433,15 +560,31 @@ NUMERIC = [
     (initializers.Orthogonal, "gain", _finite),
     (initializers.Identity, "gain", _finite),
 ]
-_ODD = [None, "0.5", b"1", [0.5], (0.5,), {"v": 0.5}, True, False, 1 + 1j, np.complex64(1 + 1j),
-        np.array([0.5, 0.5]), object()]
+_ODD = [
+    None,
+    "0.5",
+    b"1",
+    [0.5],
+    (0.5,),
+    {"v": 0.5},
+    True,
+    False,
+    1 + 1j,
+    np.complex64(1 + 1j),
+    np.array([0.5, 0.5]),
+    object(),
+]
 
 
 @settings(max_examples=60, deadline=None, derandomize=True, database=None)
-@given(st.sampled_from(NUMERIC), st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.sampled_from([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e308, -1e308, 5e-324, 2.0, -1.0]),
-    st.sampled_from(range(len(_ODD))).map(lambda i: ("odd", i))))
+@given(
+    st.sampled_from(NUMERIC),
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from([np.nan, np.inf, -np.inf, -0.0, 0.0, 1e308, -1e308, 5e-324, 2.0, -1.0]),
+        st.sampled_from(range(len(_ODD))).map(lambda i: ("odd", i)),
+    ),
+)
 def test_numeric_arguments_of_keras_objects_are_checked(entry, value):
     cls, field, valid = entry
     if isinstance(value, tuple) and value[0] == "odd":
@@ -457,20 +600,21 @@ def test_numeric_arguments_of_keras_objects_are_checked(entry, value):
         assert verdict is not True, f"{cls.__name__}({field}={value!r}) refused: {error}"
         assert field in str(error), f"{cls.__name__}({field}={value!r}): {type(error).__name__}: {error}"
         return
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         pytest.fail(f"{cls.__name__}({field}={value!r}): {type(error).__name__}: {error}")
     assert verdict is not False, f"{cls.__name__}({field}={value!r}) was accepted: {made}"
     stored = getattr(made, field)
     assert stored == value and type(stored) in (int, float), (
-        f"{cls.__name__}({field}={value!r}) stored {stored!r} of type {type(stored).__name__}")
+        f"{cls.__name__}({field}={value!r}) stored {stored!r} of type {type(stored).__name__}"
+    )
     hash(made)
 
 
 # --- hypothesis: huge sizes never reach XLA in-process --------------------------------------------
 
+
 @settings(max_examples=30, deadline=None, derandomize=True, database=None)
-@given(st.sampled_from(["filters", "kernel_size", "strides", "dilation_rate"]),
-       st.integers(2**31 - 2, 2**64))
+@given(st.sampled_from(["filters", "kernel_size", "strides", "dilation_rate"]), st.integers(2**31 - 2, 2**64))
 def test_huge_layers_have_exact_lengths_or_are_refused_by_name(field, value):
     fields = {"filters": 2, "kernel_size": 3, "padding": 1, field: value}
     try:

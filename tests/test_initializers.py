@@ -31,13 +31,28 @@ VARIANCE_SCALING = {
     "lecun_normal": (math.sqrt(1.0 / FAN_IN), 2 * math.sqrt(1.0 / FAN_IN) / TRUNC, True),
 }
 KERAS_CLASS = {
-    "glorot_uniform": "GlorotUniform", "glorot_normal": "GlorotNormal", "he_uniform": "HeUniform",
-    "he_normal": "HeNormal", "lecun_uniform": "LecunUniform", "lecun_normal": "LecunNormal",
-    "random_normal": "RandomNormal", "random_uniform": "RandomUniform", "truncated_normal": "TruncatedNormal",
-    "variance_scaling": "VarianceScaling", "orthogonal": "Orthogonal", "zeros": "Zeros", "ones": "Ones",
+    "glorot_uniform": "GlorotUniform",
+    "glorot_normal": "GlorotNormal",
+    "he_uniform": "HeUniform",
+    "he_normal": "HeNormal",
+    "lecun_uniform": "LecunUniform",
+    "lecun_normal": "LecunNormal",
+    "random_normal": "RandomNormal",
+    "random_uniform": "RandomUniform",
+    "truncated_normal": "TruncatedNormal",
+    "variance_scaling": "VarianceScaling",
+    "orthogonal": "Orthogonal",
+    "zeros": "Zeros",
+    "ones": "Ones",
     "constant": "Constant",
 }
-RANDOM = list(VARIANCE_SCALING) + ["random_normal", "random_uniform", "truncated_normal", "variance_scaling", "orthogonal"]
+RANDOM = list(VARIANCE_SCALING) + [
+    "random_normal",
+    "random_uniform",
+    "truncated_normal",
+    "variance_scaling",
+    "orthogonal",
+]
 
 
 def _ours(identifier, shape=SHAPE):
@@ -50,7 +65,7 @@ def _keras(identifier, shape=SHAPE):
 
 @pytest.mark.parametrize("name", list(VARIANCE_SCALING))
 def test_variance_scaling_family_moments_and_bounds_follow_the_formula(name):
-    stddev, bound, truncated = VARIANCE_SCALING[name]
+    stddev, bound, _truncated = VARIANCE_SCALING[name]
     w = _ours(name)
     assert abs(w.mean()) < 5 * stddev / math.sqrt(w.size)
     np.testing.assert_allclose(w.std(), stddev, rtol=0.03)
@@ -91,7 +106,14 @@ def test_variance_scaling_options_match_keras():
 
 
 def test_variance_scaling_explicit_axes_match_keras():
-    config = {"scale": 1.0, "mode": "fan_in", "distribution": "uniform", "input_axes": [2], "output_axes": [0, 1], "seed": 2}
+    config = {
+        "scale": 1.0,
+        "mode": "fan_in",
+        "distribution": "uniform",
+        "input_axes": [2],
+        "output_axes": [0, 1],
+        "seed": 2,
+    }
     identifier = {"class_name": "VarianceScaling", "config": config}
     np.testing.assert_allclose(np.abs(_ours(identifier)).max(), math.sqrt(3.0 / 8), rtol=0.02)
     assert stats.ks_2samp(_ours(identifier), _keras(identifier)).pvalue > 1e-3
@@ -128,8 +150,15 @@ def test_orthogonal_wide_kernel_has_orthonormal_rows():
 
 @pytest.mark.parametrize(
     "identifier",
-    ["zeros", "ones", "zero", "one", {"class_name": "Constant", "config": {"value": -0.25}},
-     {"class_name": "Zeros", "config": {}}, {"class_name": "Ones", "config": {}}],
+    [
+        "zeros",
+        "ones",
+        "zero",
+        "one",
+        {"class_name": "Constant", "config": {"value": -0.25}},
+        {"class_name": "Zeros", "config": {}},
+        {"class_name": "Ones", "config": {}},
+    ],
 )
 def test_deterministic_initializers_equal_keras(identifier):
     np.testing.assert_array_equal(_ours(identifier), _keras(identifier))
@@ -165,7 +194,9 @@ def test_seed_is_kept_for_the_config_but_randomness_comes_from_the_key():
 
 
 def test_jax_initializers_are_accepted_by_config_and_modules():
-    config = ct.Conv1DTransposeConfig(4, 3, kernel_initializer=jax.nn.initializers.lecun_normal(in_axis=(0, 1), out_axis=2))
+    config = ct.Conv1DTransposeConfig(
+        4, 3, kernel_initializer=jax.nn.initializers.lecun_normal(in_axis=(0, 1), out_axis=2)
+    )
     linen = ct.Conv1DTranspose.from_config(config).init(KEY, jnp.ones((1, 5, 2)))["params"]["kernel"]
     module = ct.nnx.Conv1DTranspose.from_config(config, 2, rngs=nnx.Rngs(0))
     assert linen.shape == module.kernel.shape == (3, 4, 2)

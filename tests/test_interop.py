@@ -68,7 +68,9 @@ def test_from_keras_outputs_and_gradients_equal_keras(seed):
     assert config == ct.Conv1DTransposeConfig.from_keras(layer.get_config())
     y, aux = ct.conv1d_transpose(params, jnp.asarray(x), config)
     np.testing.assert_allclose(y, layer(x), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(sum(aux.values()), sum(float(l) for l in layer.losses) if layer.losses else 0.0, rtol=1e-5)
+    np.testing.assert_allclose(
+        sum(aux.values()), sum(float(loss) for loss in layer.losses) if layer.losses else 0.0, rtol=1e-5
+    )
     (keras_weight_grads, keras_x_grad) = _keras_loss_grads(layer, x)
     (param_grads, x_grad) = _our_loss_grads(config, params, x)
     np.testing.assert_allclose(x_grad, keras_x_grad, rtol=1e-5, atol=1e-5)
@@ -78,8 +80,14 @@ def test_from_keras_outputs_and_gradients_equal_keras(seed):
 
 def test_from_keras_keeps_initializers_regularizers_and_constraints():
     layer = keras.layers.Conv1DTranspose(
-        4, 3, kernel_initializer="he_normal", bias_initializer="ones", kernel_regularizer=keras.regularizers.L2(0.3),
-        bias_regularizer="l1", activity_regularizer="l2", kernel_constraint=keras.constraints.MaxNorm(1.5, axis=[0, 1]),
+        4,
+        3,
+        kernel_initializer="he_normal",
+        bias_initializer="ones",
+        kernel_regularizer=keras.regularizers.L2(0.3),
+        bias_regularizer="l1",
+        activity_regularizer="l2",
+        kernel_constraint=keras.constraints.MaxNorm(1.5, axis=[0, 1]),
         bias_constraint="non_neg",
     )
     layer.build((None, None, 2))
@@ -115,7 +123,9 @@ def test_to_keras_refuses_what_keras_cannot_express():
     with pytest.raises(ValueError, match="groups"):
         interop.to_keras(ct.Conv1DTransposeConfig(4, 3, groups=2), params)
     with pytest.raises(ValueError, match="padding"):
-        interop.to_keras(ct.Conv1DTransposeConfig(4, 3, padding=1), {"kernel": jnp.ones((3, 4, 2)), "bias": jnp.zeros(4)})
+        interop.to_keras(
+            ct.Conv1DTransposeConfig(4, 3, padding=1), {"kernel": jnp.ones((3, 4, 2)), "bias": jnp.zeros(4)}
+        )
     with pytest.raises(ValueError, match="kernel"):
         interop.to_keras(ct.Conv1DTransposeConfig(5, 3), params)
 
@@ -130,7 +140,9 @@ def test_from_keras_refuses_other_layers_and_unbuilt_layers():
 class Decoder(nn.Module):
     @nn.compact
     def __call__(self, x):
-        x = ct.Conv1DTranspose(6, 4, strides=2, padding="same", activation="relu", kernel_constraint="max_norm", name="up1")(x)
+        x = ct.Conv1DTranspose(
+            6, 4, strides=2, padding="same", activation="relu", kernel_constraint="max_norm", name="up1"
+        )(x)
         x = Block(name="block")(x)
         return nn.Dense(2, name="head")(x)
 
@@ -142,13 +154,19 @@ class Block(nn.Module):
 
 
 def _keras_decoder():
-    inner = keras.Sequential([keras.Input((None, 6)), keras.layers.Conv1DTranspose(3, 3, strides=3, name="up2")], name="block")
-    model = keras.Sequential([
-        keras.Input((None, 4)),
-        keras.layers.Conv1DTranspose(6, 4, strides=2, padding="same", activation="relu", kernel_constraint="max_norm", name="up1"),
-        inner,
-        keras.layers.Dense(2, name="head"),
-    ])
+    inner = keras.Sequential(
+        [keras.Input((None, 6)), keras.layers.Conv1DTranspose(3, 3, strides=3, name="up2")], name="block"
+    )
+    model = keras.Sequential(
+        [
+            keras.Input((None, 4)),
+            keras.layers.Conv1DTranspose(
+                6, 4, strides=2, padding="same", activation="relu", kernel_constraint="max_norm", name="up1"
+            ),
+            inner,
+            keras.layers.Dense(2, name="head"),
+        ]
+    )
     for layer in (model.layers[0], inner.layers[0]):
         layer.bias.assign(np.linspace(-1, 1, layer.bias.shape[0]).astype(np.float32))
     return model
@@ -164,7 +182,10 @@ def test_load_keras_weights_fills_linen_layers_by_name_including_nested_models()
     np.testing.assert_array_equal(loaded["block"]["up2"]["bias"], model.get_layer("block").layers[0].bias)
     np.testing.assert_array_equal(loaded["head"]["kernel"], params["head"]["kernel"])  # not a convtrans layer
     # With the Dense head copied too, the whole model computes what Keras computes.
-    loaded["head"] = {"kernel": jnp.asarray(model.get_layer("head").kernel), "bias": jnp.asarray(model.get_layer("head").bias)}
+    loaded["head"] = {
+        "kernel": jnp.asarray(model.get_layer("head").kernel),
+        "bias": jnp.asarray(model.get_layer("head").bias),
+    }
     np.testing.assert_allclose(Decoder().apply({"params": loaded}, x), model(x), rtol=1e-5, atol=1e-5)
 
 
@@ -201,9 +222,15 @@ def _random_torch_module(seed):
     effective = (kernel_size - 1) * dilation + 1
     torch.manual_seed(seed)
     module = torch.nn.ConvTranspose1d(
-        groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4)), kernel_size, stride=stride,
-        padding=int(rng.integers(0, effective // 2 + 1)), output_padding=int(rng.integers(0, max(stride, dilation))),
-        groups=groups, bias=bool(rng.integers(2)), dilation=dilation,
+        groups * int(rng.integers(1, 4)),
+        groups * int(rng.integers(1, 4)),
+        kernel_size,
+        stride=stride,
+        padding=int(rng.integers(0, effective // 2 + 1)),
+        output_padding=int(rng.integers(0, max(stride, dilation))),
+        groups=groups,
+        bias=bool(rng.integers(2)),
+        dilation=dilation,
     )
     x = torch.randn(2, module.in_channels, int(rng.integers(2, 8)), requires_grad=True)
     return module, x
@@ -228,7 +255,10 @@ def test_from_torch_outputs_and_gradients_equal_pytorch(seed):
 
 def test_from_torch_state_dict_with_prefix_equals_the_module():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Identity(), torch.nn.ConvTranspose1d(4, 6, 5, stride=3, padding=2, output_padding=1, groups=2, dilation=2))
+    net = torch.nn.Sequential(
+        torch.nn.Identity(),
+        torch.nn.ConvTranspose1d(4, 6, 5, stride=3, padding=2, output_padding=1, groups=2, dilation=2),
+    )
     config, params = interop.from_torch_state_dict(
         net.state_dict(), 4, 6, 5, stride=3, padding=2, output_padding=1, groups=2, dilation=2, prefix="1."
     )
@@ -236,8 +266,9 @@ def test_from_torch_state_dict_with_prefix_equals_the_module():
     assert config == module_config
     np.testing.assert_array_equal(params["kernel"], module_params["kernel"])
     x = torch.randn(3, 4, 7)
-    np.testing.assert_allclose(ct.conv1d_transpose(params, jnp.asarray(x.numpy()), config)[0],
-                               net(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        ct.conv1d_transpose(params, jnp.asarray(x.numpy()), config)[0], net(x).detach().numpy(), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_torch_stride_with_dilation_and_large_output_padding_is_supported():
@@ -245,8 +276,9 @@ def test_torch_stride_with_dilation_and_large_output_padding_is_supported():
     config, params = interop.from_torch(module)
     assert (config.strides, config.dilation_rate, config.output_padding) == (2, 3, 2)
     x = torch.randn(1, 2, 4)
-    np.testing.assert_allclose(ct.conv1d_transpose(params, jnp.asarray(x.numpy()), config)[0],
-                               module(x).detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        ct.conv1d_transpose(params, jnp.asarray(x.numpy()), config)[0], module(x).detach().numpy(), rtol=1e-5, atol=1e-5
+    )
 
 
 def test_non_zero_padding_modes_are_refused_clearly():
@@ -264,8 +296,11 @@ def test_state_dict_shape_and_bias_mismatches_raise():
         interop.from_torch_state_dict(state, 2, 4, 3)
     with pytest.raises(ValueError, match="bias=False"):
         interop.from_torch_state_dict(state, 2, 4, 3, groups=2, bias=False)
-    with pytest.raises(ValueError, match=r"no weight for 'up.': expected 'up.weight', or 'up.weight_g' and 'up.weight_v', "
-                                         r"or 'up.parametrizations.weight.original0' and .*; the keys there are \[\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"no weight for 'up.': expected 'up.weight', or 'up.weight_g' and 'up.weight_v', "
+        r"or 'up.parametrizations.weight.original0' and .*; the keys there are \[\]",
+    ):
         interop.from_torch_state_dict(state, 2, 4, 3, groups=2, prefix="up.")
     with pytest.raises(TypeError, match="ConvTranspose1d"):
         interop.from_torch(torch.nn.Conv1d(2, 3, 3))
@@ -289,6 +324,7 @@ def test_ported_torch_weights_run_in_the_linen_and_nnx_modules():
 
 # --- weight norm and 16-bit modules ------------------------------------------------------------
 
+
 def _weight_normed(style, dim):
     torch.manual_seed(3)
     module = torch.nn.ConvTranspose1d(4, 6, 5, stride=2, padding=1, groups=2)
@@ -306,7 +342,9 @@ def test_weight_normed_modules_are_folded_into_the_kernel(style, dim):
     config, params = interop.from_torch(module)
     x = torch.randn(2, 4, 7)
     want = module(x).detach().numpy()  # (the old style recomputes module.weight in its forward hook)
-    np.testing.assert_allclose(params["kernel"], module.weight.detach().numpy().transpose(2, 1, 0), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        params["kernel"], module.weight.detach().numpy().transpose(2, 1, 0), rtol=1e-6, atol=1e-7
+    )
     y, _ = ct.conv1d_transpose(params, jnp.asarray(x.numpy()), config)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
 

@@ -36,20 +36,38 @@ def _grid(kernel_size):
     """
     cases = []
     for strides in range(1, 6):
-        for dilation in ([1, 2, 3] if strides == 1 else [1]):
+        for dilation in [1, 2, 3] if strides == 1 else [1]:
             for padding, output_padding in itertools.product(["valid", "same"], [None, *range(strides)]):
                 data_format = DATA_FORMATS[(len(cases) + kernel_size) % 2]
                 cases.append((strides, dilation, padding, output_padding, data_format))
     return cases
 
 
-def _keras_layer(rng, *, kernel_size, strides=1, dilation=1, padding="valid", output_padding=None,
-                 data_format="channels_last", activation=None, use_bias=True, **kwargs):
+def _keras_layer(
+    rng,
+    *,
+    kernel_size,
+    strides=1,
+    dilation=1,
+    padding="valid",
+    output_padding=None,
+    data_format="channels_last",
+    activation=None,
+    use_bias=True,
+    **kwargs,
+):
     """A built Keras layer with a random bias (Keras starts it at zero), and an input for it."""
     layer = keras.layers.Conv1DTranspose(
-        filters=4, kernel_size=kernel_size, strides=strides, padding=padding,
-        output_padding=output_padding, data_format=data_format, dilation_rate=dilation,
-        activation=activation, use_bias=use_bias, **kwargs,
+        filters=4,
+        kernel_size=kernel_size,
+        strides=strides,
+        padding=padding,
+        output_padding=output_padding,
+        data_format=data_format,
+        dilation_rate=dilation,
+        activation=activation,
+        use_bias=use_bias,
+        **kwargs,
     )
     shape = (BATCH, STEPS, IN_CHANNELS) if data_format == "channels_last" else (BATCH, IN_CHANNELS, STEPS)
     layer.build(shape)
@@ -90,13 +108,23 @@ def test_reference_is_bit_exact_with_keras_and_every_implementation_agrees(kerne
         if activation == "glu" and data_format == "channels_first":
             activation = "silu"  # glu halves the last axis, here the (odd-length) time axis
         use_bias = index % 3 != 2
-        layer, x = _keras_layer(rng, kernel_size=kernel_size, strides=strides, dilation=dilation, padding=padding,
-                                output_padding=output_padding, data_format=data_format,
-                                activation=activation, use_bias=use_bias)
+        layer, x = _keras_layer(
+            rng,
+            kernel_size=kernel_size,
+            strides=strides,
+            dilation=dilation,
+            padding=padding,
+            output_padding=output_padding,
+            data_format=data_format,
+            activation=activation,
+            use_bias=use_bias,
+        )
         layers.append(layer)
         xs.append(x)
-        labels.append(f"k={kernel_size} s={strides} d={dilation} {padding} op={output_padding} {data_format} "
-                      f"{activation} bias={use_bias}")
+        labels.append(
+            f"k={kernel_size} s={strides} d={dilation} {padding} op={output_padding} {data_format} "
+            f"{activation} bias={use_bias}"
+        )
     expected = _keras_jitted(_Layers(layers), [[v.value for v in layer.trainable_variables] for layer in layers], xs)
     configs = tuple(ct.Conv1DTransposeConfig.from_keras(layer.get_config()) for layer in layers)
     params = [_params(layer) for layer in layers]
@@ -107,12 +135,14 @@ def test_reference_is_bit_exact_with_keras_and_every_implementation_agrees(kerne
     # data formats) alternating with it, so every geometry meets about half the kernel sizes.
     subset = [i for i in range(len(layers)) if (i // 2) % 2 == kernel_size % 2]
     for name in sorted(set(ct.IMPLEMENTATIONS) - {"lhs_dilation"}):
-        ours = _ours_jitted([params[i] for i in subset], [xs[i] for i in subset],
-                            tuple(configs[i] for i in subset), name)
+        ours = _ours_jitted(
+            [params[i] for i in subset], [xs[i] for i in subset], tuple(configs[i] for i in subset), name
+        )
         for i, y in zip(subset, ours):
             assert y.shape == expected[i].shape, labels[i]
-            np.testing.assert_allclose(np.asarray(y), np.asarray(expected[i]), rtol=2e-5, atol=2e-5,
-                                       err_msg=f"{name}: {labels[i]}")
+            np.testing.assert_allclose(
+                np.asarray(y), np.asarray(expected[i]), rtol=2e-5, atol=2e-5, err_msg=f"{name}: {labels[i]}"
+            )
 
 
 EAGER_CASES = [
@@ -126,15 +156,18 @@ EAGER_CASES = [
         (9, 5, "valid", None, "channels_first", "leaky_relu", False),
         (6, 5, "same", 1, "channels_last", "selu", True),
     ]
-] + [dict(kernel_size=3, dilation=3, padding="same", activation="sigmoid"),
-     dict(kernel_size=4, dilation=2, padding="valid", output_padding=0, data_format="channels_first")]
+] + [
+    dict(kernel_size=3, dilation=3, padding="same", activation="sigmoid"),
+    dict(kernel_size=4, dilation=2, padding="valid", output_padding=0, data_format="channels_first"),
+]
 
 
 @pytest.mark.parametrize("case", EAGER_CASES, ids=lambda c: "-".join(map(str, c.values())))
 def test_reference_is_bit_exact_with_eager_keras(case):
     layer, x = _keras_layer(np.random.default_rng(0), **case)
-    y, _ = ct.conv1d_transpose(_params(layer), x, ct.Conv1DTransposeConfig.from_keras(layer.get_config()),
-                               implementation="lhs_dilation")
+    y, _ = ct.conv1d_transpose(
+        _params(layer), x, ct.Conv1DTransposeConfig.from_keras(layer.get_config()), implementation="lhs_dilation"
+    )
     np.testing.assert_array_equal(np.asarray(y), np.asarray(layer(x)))
 
 
@@ -164,14 +197,38 @@ def test_a_zero_length_result_is_an_empty_axis_as_in_keras():
 # the same outputs and the same losses from the same weights.
 OUR_CONFIGS = [
     ct.Conv1DTransposeConfig(4, [5], strides=(3,), padding="SAME", activation="relu", kernel_regularizer="l2"),
-    ct.Conv1DTransposeConfig(4, 3, strides=2, padding="Valid", output_padding=[1], data_format="Channels_First",
-                             activation=keras.activations.gelu, bias_regularizer=ct.regularizers.L1(0.3),
-                             activity_regularizer={"class_name": "L2", "config": {"l2": 0.05}}),
-    ct.Conv1DTransposeConfig(4, 4, dilation_rate=2, padding="same", output_padding=0, use_bias=False,
-                             kernel_initializer="he_normal", kernel_regularizer=keras.regularizers.L1L2(0.01, 0.02),
-                             kernel_constraint=keras.constraints.MaxNorm(1.5), activation="hard_sigmoid"),
-    ct.Conv1DTransposeConfig(4, 2, strides=4, output_padding=3, activation="log_softmax",
-                             bias_initializer=ct.initializers.Constant(0.2), bias_constraint="non_neg"),
+    ct.Conv1DTransposeConfig(
+        4,
+        3,
+        strides=2,
+        padding="Valid",
+        output_padding=[1],
+        data_format="Channels_First",
+        activation=keras.activations.gelu,
+        bias_regularizer=ct.regularizers.L1(0.3),
+        activity_regularizer={"class_name": "L2", "config": {"l2": 0.05}},
+    ),
+    ct.Conv1DTransposeConfig(
+        4,
+        4,
+        dilation_rate=2,
+        padding="same",
+        output_padding=0,
+        use_bias=False,
+        kernel_initializer="he_normal",
+        kernel_regularizer=keras.regularizers.L1L2(0.01, 0.02),
+        kernel_constraint=keras.constraints.MaxNorm(1.5),
+        activation="hard_sigmoid",
+    ),
+    ct.Conv1DTransposeConfig(
+        4,
+        2,
+        strides=4,
+        output_padding=3,
+        activation="log_softmax",
+        bias_initializer=ct.initializers.Constant(0.2),
+        bias_constraint="non_neg",
+    ),
 ]
 
 

@@ -43,7 +43,9 @@ def test_from_config_round_trips():
 
 
 def test_parameters_have_keras_layout_and_initializers():
-    module = ct.Conv1DTranspose(6, 5, groups=3, kernel_initializer="ones", bias_initializer={"class_name": "Constant", "config": {"value": 0.5}})
+    module = ct.Conv1DTranspose(
+        6, 5, groups=3, kernel_initializer="ones", bias_initializer={"class_name": "Constant", "config": {"value": 0.5}}
+    )
     params = module.init(KEY, jnp.zeros((2, 7, 9)))["params"]
     np.testing.assert_array_equal(params["kernel"], np.ones((5, 2, 9), np.float32))
     np.testing.assert_array_equal(params["bias"], np.full((6,), 0.5, np.float32))
@@ -82,17 +84,22 @@ def test_output_matches_keras_with_the_same_weights(kwargs):
 
 def test_regularization_terms_are_sown_and_match_keras_losses():
     module = ct.Conv1DTranspose(
-        4, 3, strides=2, kernel_regularizer="l2", bias_regularizer={"class_name": "L1", "config": {"l1": 0.3}},
-        activity_regularizer=regularizers.L1L2(l1=0.01, l2=0.02), bias_initializer="random_uniform",
+        4,
+        3,
+        strides=2,
+        kernel_regularizer="l2",
+        bias_regularizer={"class_name": "L1", "config": {"l1": 0.3}},
+        activity_regularizer=regularizers.L1L2(l1=0.01, l2=0.02),
+        bias_initializer="random_uniform",
     )
     x = jax.random.normal(KEY, (3, 5, 2))
     params = module.init(KEY, x)["params"]
-    y, state = module.apply({"params": params}, x, mutable=["losses"])
+    _y, state = module.apply({"params": params}, x, mutable=["losses"])
     losses = state["losses"]
     assert set(losses) == {"kernel_regularization", "bias_regularization", "activity_regularization"}
     layer = _keras_layer(module.config, 2, params["kernel"], params["bias"])
     layer(np.asarray(x))
-    np.testing.assert_allclose(sum(jax.tree.leaves(losses)), sum(float(l) for l in layer.losses), rtol=1e-5)
+    np.testing.assert_allclose(sum(jax.tree.leaves(losses)), sum(float(loss) for loss in layer.losses), rtol=1e-5)
 
 
 def test_nothing_is_sown_during_init_or_without_regularizers():

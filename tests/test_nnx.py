@@ -35,7 +35,11 @@ def test_config_holds_the_keras_arguments():
 
 def test_initializers_come_from_the_config():
     module = Conv1DTranspose(
-        2, 4, 3, kernel_initializer="ones", bias_initializer={"class_name": "Constant", "config": {"value": 2.0}},
+        2,
+        4,
+        3,
+        kernel_initializer="ones",
+        bias_initializer={"class_name": "Constant", "config": {"value": 2.0}},
         rngs=nnx.Rngs(0),
     )
     np.testing.assert_array_equal(module.kernel[...], np.ones((3, 4, 2)))
@@ -68,8 +72,14 @@ def test_output_equals_the_pure_function():
 
 def test_regularization_is_captured_and_matches_keras_losses():
     module = Conv1DTranspose(
-        2, 4, 3, kernel_regularizer="l2", bias_regularizer=regularizers.L1(0.2), activity_regularizer="l1",
-        bias_initializer="random_uniform", rngs=nnx.Rngs(0),
+        2,
+        4,
+        3,
+        kernel_regularizer="l2",
+        bias_regularizer=regularizers.L1(0.2),
+        activity_regularizer="l1",
+        bias_initializer="random_uniform",
+        rngs=nnx.Rngs(0),
     )
     x = np.asarray(jax.random.normal(KEY, (3, 5, 2)))
     _, sown = nnx.capture(module, RegularizationLoss)(x)
@@ -79,7 +89,7 @@ def test_regularization_is_captured_and_matches_keras_losses():
     layer.set_weights([np.asarray(v) for v in module.params.values()])
     layer(x)
     _, penalty = with_regularization_loss(module)(x)
-    np.testing.assert_allclose(penalty, sum(float(l) for l in layer.losses), rtol=1e-5)
+    np.testing.assert_allclose(penalty, sum(float(loss) for loss in layer.losses), rtol=1e-5)
 
 
 def test_regularization_of_a_whole_model_sums_every_layer():
@@ -93,7 +103,9 @@ def test_regularization_of_a_whole_model_sums_every_layer():
 
     model = Model(nnx.Rngs(0))
     _, penalty = with_regularization_loss(lambda m, x: m(x))(model, jnp.ones((1, 4, 2)))
-    np.testing.assert_allclose(penalty, model.up1.weight_regularization() + model.up2.weight_regularization(), rtol=1e-6)
+    np.testing.assert_allclose(
+        penalty, model.up1.weight_regularization() + model.up2.weight_regularization(), rtol=1e-6
+    )
 
 
 def test_nothing_is_stored_outside_a_capture():
@@ -103,8 +115,15 @@ def test_nothing_is_stored_outside_a_capture():
 
 
 def test_weight_regularization_is_the_kernel_and_bias_penalty():
-    module = Conv1DTranspose(2, 4, 3, kernel_regularizer=regularizers.L2(0.5), bias_regularizer="l1",
-                             bias_initializer="ones", rngs=nnx.Rngs(0))
+    module = Conv1DTranspose(
+        2,
+        4,
+        3,
+        kernel_regularizer=regularizers.L2(0.5),
+        bias_regularizer="l1",
+        bias_initializer="ones",
+        rngs=nnx.Rngs(0),
+    )
     expected = 0.5 * np.sum(np.square(module.kernel[...])) + 0.01 * 4
     np.testing.assert_allclose(module.weight_regularization(), expected, rtol=1e-6)
 
@@ -129,8 +148,14 @@ def test_bfloat16_dtype_gives_bfloat16_outputs_with_float32_parameters():
 
 
 def test_constraint_is_variable_metadata():
-    module = Conv1DTranspose(2, 4, 3, kernel_constraint={"class_name": "MaxNorm", "config": {"max_value": 1.5, "axis": 0}},
-                             bias_constraint=constraints.NonNeg(), rngs=nnx.Rngs(0))
+    module = Conv1DTranspose(
+        2,
+        4,
+        3,
+        kernel_constraint={"class_name": "MaxNorm", "config": {"max_value": 1.5, "axis": 0}},
+        bias_constraint=constraints.NonNeg(),
+        rngs=nnx.Rngs(0),
+    )
     assert module.kernel.get_metadata()["constraint"] == constraints.MaxNorm(1.5)
     assert module.bias.get_metadata()["constraint"] == constraints.NonNeg()
 

@@ -34,9 +34,17 @@ def setup(name, rng, **overrides):
 
 
 def reference_for(config, x, kernel, bias=None):
-    return reference(x, kernel, bias, strides=config.strides, padding=config.padding,
-                     output_padding=config.output_padding, dilation_rate=config.dilation_rate,
-                     groups=config.groups, data_format=config.data_format)
+    return reference(
+        x,
+        kernel,
+        bias,
+        strides=config.strides,
+        padding=config.padding,
+        output_padding=config.output_padding,
+        dilation_rate=config.dilation_rate,
+        groups=config.groups,
+        data_format=config.data_format,
+    )
 
 
 def dependents(config, kernel, index):
@@ -114,7 +122,8 @@ ACCURACY_SHAPES = [  # (kernel_size, strides, padding, in_channels, filters)
 @pytest.mark.parametrize("dtype_name", sorted(HALF_PRECISION))
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_half_precision_inputs_give_half_precision_outputs_within_the_documented_accuracy(
-        implementation, dtype_name, shape):
+    implementation, dtype_name, shape
+):
     dtype, max_tol, rms_tol = HALF_PRECISION[dtype_name]
     k, s, padding, cin, filters = shape
     config = ct.Conv1DTransposeConfig(filters=filters, kernel_size=k, strides=s, padding=padding)
@@ -124,9 +133,10 @@ def test_half_precision_inputs_give_half_precision_outputs_within_the_documented
         "bias": jnp.asarray(0.1 * rng.standard_normal(filters), jnp.float32),
     }
     x = rng.standard_normal((4, 64, cin))
-    want, _ = ct.conv1d_transpose(params, jnp.asarray(x, jnp.float32), config,
-                                  precision=jax.lax.Precision.HIGHEST, implementation=implementation)
-    y, aux = ct.conv1d_transpose(params, jnp.asarray(x, dtype), config, implementation=implementation)
+    want, _ = ct.conv1d_transpose(
+        params, jnp.asarray(x, jnp.float32), config, precision=jax.lax.Precision.HIGHEST, implementation=implementation
+    )
+    y, _aux = ct.conv1d_transpose(params, jnp.asarray(x, dtype), config, implementation=implementation)
     assert y.dtype == dtype
     want, got = np.asarray(want), np.asarray(y, np.float32)
     error = np.abs(got - want)
@@ -143,8 +153,9 @@ def test_a_half_precision_stream_stays_in_its_dtype(dtype):
     y, _ = streaming.chunked_conv1d_transpose(params, x, config, 3)
     want, _ = ct.conv1d_transpose(params, x, config)
     assert y.dtype == dtype
-    np.testing.assert_allclose(np.asarray(y, np.float32), np.asarray(want, np.float32),
-                               rtol=1e-2, atol=1e-2 * float(jnp.abs(want).max()))
+    np.testing.assert_allclose(
+        np.asarray(y, np.float32), np.asarray(want, np.float32), rtol=1e-2, atol=1e-2 * float(jnp.abs(want).max())
+    )
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -189,6 +200,7 @@ def test_winograd_phases_keep_a_nonfinite_sample_to_the_outputs_that_depend_on_i
 
 # --- a non-finite kernel entry ---------------------------------------------------------------------
 
+
 def _output_channel(config, tap_index):
     """The output channel that kernel entry ``tap_index`` feeds."""
     if isinstance(config, ct.Conv1DConfig):  # (k, in/g, filters)
@@ -199,7 +211,10 @@ def _output_channel(config, tap_index):
 
 def _poisoned_channel_only(y, clean, channel, config):
     """Every output of ``channel`` is non-finite; every other output equals the clean run's."""
-    y, clean = np.moveaxis(np.asarray(y), config.channel_axis, 0), np.moveaxis(np.asarray(clean), config.channel_axis, 0)
+    y, clean = (
+        np.moveaxis(np.asarray(y), config.channel_axis, 0),
+        np.moveaxis(np.asarray(clean), config.channel_axis, 0),
+    )
     assert not np.isfinite(y[channel]).any(), f"channel {channel} has finite outputs"
     others = np.arange(y.shape[0]) != channel
     np.testing.assert_array_equal(y[others], clean[others])
@@ -223,8 +238,11 @@ def test_a_nonfinite_kernel_entry_poisons_its_whole_output_channel_in_every_impl
     for tap_index in [(0, 1, 0), (config.kernel_size - 1, 0, IN_CHANNELS - 1)]:
         poisoned_params, clean = _kernel_poisoned(config, value, tap_index)
         for implementation in plans:
-            op = jax.jit(lambda p: ct.conv1d_transpose(p, jnp.asarray(x, jnp.float32), config,
-                                                       implementation=implementation)[0])
+            op = jax.jit(
+                lambda p, implementation=implementation: ct.conv1d_transpose(
+                    p, jnp.asarray(x, jnp.float32), config, implementation=implementation
+                )[0]
+            )
             _poisoned_channel_only(op(poisoned_params), op(clean), _output_channel(config, tap_index), config)
 
 
@@ -239,10 +257,12 @@ def test_a_nonfinite_kernel_entry_poisons_its_channel_in_streams_too():
         state = streaming.init(config, 2)
         state, first = streaming.step(params, state, x[:, :4], config)
         state, second = streaming.step(params, state, x[:, 4:], config)
-        return jnp.concatenate([first, second, streaming.finish(params, state, config)], axis=1)[:, streaming.latency(config):]
+        return jnp.concatenate([first, second, streaming.finish(params, state, config)], axis=1)[
+            :, streaming.latency(config) :
+        ]
 
     _poisoned_channel_only(streamed(poisoned_params), streamed(clean), channel, config)
-    chunked = lambda p: streaming.chunked_conv1d_transpose(p, x, config, 2)[0]  # noqa: E731
+    chunked = lambda p: streaming.chunked_conv1d_transpose(p, x, config, 2)[0]
     _poisoned_channel_only(chunked(poisoned_params), chunked(clean), channel, config)
 
 

@@ -45,14 +45,27 @@ def _sdist_names(sdist: Path) -> set[str]:
 
 def test_the_sdist_carries_what_its_test_suite_needs(sdist):
     names = _sdist_names(sdist)
-    needed = {"LICENSE", "tests/__init__.py", "tests/conftest.py", "tests/numpy_reference.py", "examples/__init__.py",
-              "benchmarks/run.py", "convtrans/py.typed", ".ci/lowest_constraints.py", "pyproject.toml"}
+    needed = {
+        "LICENSE",
+        "tests/__init__.py",
+        "tests/conftest.py",
+        "tests/numpy_reference.py",
+        "examples/__init__.py",
+        "benchmarks/run.py",
+        "convtrans/py.typed",
+        ".ci/lowest_constraints.py",
+        "pyproject.toml",
+    }
     assert needed <= names, needed - names
 
 
 def test_the_sdist_holds_every_python_file_of_the_package_its_tests_examples_and_benchmarks(sdist):
-    sources = {str(path.relative_to(ROOT)) for folder in ("convtrans", "tests", "examples", "benchmarks")
-               for path in (ROOT / folder).rglob("*.py") if "__pycache__" not in path.parts}
+    sources = {
+        str(path.relative_to(ROOT))
+        for folder in ("convtrans", "tests", "examples", "benchmarks")
+        for path in (ROOT / folder).rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
     missing = sources - _sdist_names(sdist)
     assert not missing, sorted(missing)
 
@@ -61,8 +74,13 @@ def test_the_unpacked_sdist_collects_its_whole_suite_and_passes_a_test_file_agai
     with tarfile.open(sdist) as archive:
         archive.extractall(tmp_path / "unpacked", filter="data")
     (root,) = (tmp_path / "unpacked").iterdir()
-    imported = subprocess.run([sys.executable, "-c", "import convtrans; print(convtrans.__file__)"], cwd=root,
-                              check=True, capture_output=True, text=True).stdout.strip()
+    imported = subprocess.run(
+        [sys.executable, "-c", "import convtrans; print(convtrans.__file__)"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     assert Path(imported).is_relative_to(root), imported
     pytest_in_sdist = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
     collected = subprocess.run([*pytest_in_sdist, "--collect-only", "tests"], cwd=root, capture_output=True, text=True)
@@ -91,7 +109,8 @@ def test_every_dependency_of_every_extra_has_the_lower_bound_the_lowest_versions
 @pytest.mark.parametrize("requirement", ["newlib", "newlib<2", "newlib>=1,>=2"])
 def test_a_requirement_without_exactly_one_lower_bound_is_refused(tmp_path, requirement):
     (tmp_path / "pyproject.toml").write_text(
-        f'[project]\ndependencies = ["{requirement}"]\n[project.optional-dependencies]\ntest = []\n')
+        f'[project]\ndependencies = ["{requirement}"]\n[project.optional-dependencies]\ntest = []\n'
+    )
     with pytest.raises(ValueError, match="newlib"):
         _lowest_constraints_module().lowest_constraints([], tmp_path / "pyproject.toml")
 

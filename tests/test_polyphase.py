@@ -18,8 +18,14 @@ from convtrans import Plan
 from convtrans._src import plan as plan_forms
 from convtrans._src.api import transposed_convolution
 from convtrans._src.dispatch import GEMM_MAX_BYTES, ZERO_PADDED_MAX_CHANNELS, check_plan
-from convtrans._src.geometry import (PhaseGroup, full_result_offset, output_blocks, output_length,
-                                     phase_column, phase_groups)
+from convtrans._src.geometry import (
+    PhaseGroup,
+    full_result_offset,
+    output_blocks,
+    output_length,
+    phase_column,
+    phase_groups,
+)
 from convtrans._src.kernels.polyphase import convolve, phase_kernels
 from convtrans._src.kernels.reference import lhs_dilation_conv
 from tests.numpy_reference import conv1d_transpose as numpy_reference
@@ -87,8 +93,14 @@ def _grid():
         data_format = ("channels_last", "channels_first")[i % 2]
         steps = (1, 2, 3, 7)[(i // 3) % 4]
         config = ct.Conv1DTransposeConfig(
-            filters=2 * groups, kernel_size=k, strides=s, padding=padding, output_padding=op,
-            dilation_rate=d, groups=groups, data_format=data_format,
+            filters=2 * groups,
+            kernel_size=k,
+            strides=s,
+            padding=padding,
+            output_padding=op,
+            dilation_rate=d,
+            groups=groups,
+            data_format=data_format,
         )
         try:
             output_length(config, steps)
@@ -103,16 +115,29 @@ def _every_output_padding():
     for k, s, d, padding in [(4, 3, 1, "valid"), (5, 4, 1, "same"), (3, 2, 3, (1, 2)), (2, 5, 1, 1)]:
         for op in _legal_output_paddings(padding, s, d):
             for data_format in ("channels_last", "channels_first"):
-                cases.append((ct.Conv1DTransposeConfig(
-                    filters=3, kernel_size=k, strides=s, padding=padding, output_padding=op,
-                    dilation_rate=d, data_format=data_format), 3))
+                cases.append(
+                    (
+                        ct.Conv1DTransposeConfig(
+                            filters=3,
+                            kernel_size=k,
+                            strides=s,
+                            padding=padding,
+                            output_padding=op,
+                            dilation_rate=d,
+                            data_format=data_format,
+                        ),
+                        3,
+                    )
+                )
     return cases
 
 
 def _case_id(case):
     config, steps = case
-    return (f"k{config.kernel_size}-s{config.strides}-d{config.dilation_rate}-p{config.padding}-"
-            f"op{config.output_padding}-g{config.groups}-{config.data_format[9:]}-n{steps}")
+    return (
+        f"k{config.kernel_size}-s{config.strides}-d{config.dilation_rate}-p{config.padding}-"
+        f"op{config.output_padding}-g{config.groups}-{config.data_format[9:]}-n{steps}"
+    )
 
 
 @functools.partial(jax.jit, static_argnums=(3, 4))
@@ -125,8 +150,10 @@ def _outputs_and_gradients(x, kernel, cotangent_seed, config, plans):
         cotangent = jnp.cos(cotangent_seed + jnp.arange(y.size, dtype=y.dtype)).reshape(y.shape)
         return (y, *vjp(cotangent))
 
-    return (run(lambda x, k: lhs_dilation_conv(x, k, config)),
-            *[run(lambda x, k, plan=plan: convolve(x, k, config, None, plan)) for plan in plans])
+    return (
+        run(lambda x, k: lhs_dilation_conv(x, k, config)),
+        *[run(lambda x, k, plan=plan: convolve(x, k, config, None, plan)) for plan in plans],
+    )
 
 
 def _random_inputs(config, steps, seed=0):
@@ -144,17 +171,16 @@ SAMPLING = 3
 
 
 def _sampled_plans(config, position):
-    return tuple(plan for plan in _plans_for(config)
-                 if (PLANS.index(plan) + position // SAMPLING) % SAMPLING == 0)
+    return tuple(plan for plan in _plans_for(config) if (PLANS.index(plan) + position // SAMPLING) % SAMPLING == 0)
 
 
 def _assert_matches_reference(config, steps, position=None):
     x, kernel = _random_inputs(config, steps)
     # Every layer takes the polyphase, GEMM and reference plans at least.
-    assert {Plan(), Plan.uniform("gemm"), Plan.uniform("lhs_dilation"),
-            Plan("polyphase", "gemm", "gemm")} <= set(_plans_for(config))
-    plans = (_plans_for(config) if position is None else
-             _sampled_plans(config, position))
+    assert {Plan(), Plan.uniform("gemm"), Plan.uniform("lhs_dilation"), Plan("polyphase", "gemm", "gemm")} <= set(
+        _plans_for(config)
+    )
+    plans = _plans_for(config) if position is None else _sampled_plans(config, position)
     reference, *polyphase = _outputs_and_gradients(x, kernel, 0.5, config, plans)
     assert len(polyphase) == len(plans)
     for plan, results in zip(plans, polyphase):
@@ -171,7 +197,9 @@ def test_the_grid_runs_every_plan_on_many_layers():
         assert layers >= 9, (plan, layers)
 
 
-@pytest.mark.parametrize("position, case", list(enumerate(_grid())), ids=lambda v: _case_id(v) if isinstance(v, tuple) else str(v))
+@pytest.mark.parametrize(
+    "position, case", list(enumerate(_grid())), ids=lambda v: _case_id(v) if isinstance(v, tuple) else str(v)
+)
 def test_output_and_gradients_equal_the_reference_over_the_grid(position, case):
     _assert_matches_reference(*case, position=position)
 
@@ -183,12 +211,20 @@ def test_output_and_gradients_equal_the_reference_for_every_output_padding(case)
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_stride_and_dilation_together_match_the_numpy_oracle(data_format):
-    config = ct.Conv1DTransposeConfig(filters=4, kernel_size=3, strides=2, padding=(2, 1),
-                                      output_padding=1, dilation_rate=3, groups=2,
-                                      data_format=data_format)
+    config = ct.Conv1DTransposeConfig(
+        filters=4,
+        kernel_size=3,
+        strides=2,
+        padding=(2, 1),
+        output_padding=1,
+        dilation_rate=3,
+        groups=2,
+        data_format=data_format,
+    )
     x, kernel = _random_inputs(config, 5, seed=3)
-    want = numpy_reference(x, kernel, strides=2, padding=(2, 1), output_padding=1, dilation_rate=3,
-                           groups=2, data_format=data_format)
+    want = numpy_reference(
+        x, kernel, strides=2, padding=(2, 1), output_padding=1, dilation_rate=3, groups=2, data_format=data_format
+    )
     got = transposed_convolution(jnp.asarray(x), jnp.asarray(kernel), config)
     np.testing.assert_allclose(got, want, **TOLERANCE)
     for plan in _plans_for(config):
@@ -199,15 +235,14 @@ def test_stride_and_dilation_together_match_the_numpy_oracle(data_format):
 @pytest.mark.parametrize("plan", [None, *PLANS], ids=lambda plan: "default" if plan is None else _plan_id(plan))
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_an_empty_output_has_the_right_shape_and_zero_gradients(data_format, plan):
-    config = ct.Conv1DTransposeConfig(filters=2, kernel_size=2, strides=1, padding=(1, 1),
-                                      data_format=data_format)
+    config = ct.Conv1DTransposeConfig(filters=2, kernel_size=2, strides=1, padding=(1, 1), data_format=data_format)
     x, kernel = _random_inputs(config, 1)
     assert plan is None or _applies(plan, config)
     y = transposed_convolution(jnp.asarray(x), jnp.asarray(kernel), config, implementation=plan)
     assert y.shape == ((2, 0, 2) if data_format == "channels_last" else (2, 2, 0))
     grad_x, grad_kernel = jax.grad(
-        lambda x, k: jnp.sum(transposed_convolution(x, k, config, implementation=plan)),
-        argnums=(0, 1))(x, kernel)
+        lambda x, k: jnp.sum(transposed_convolution(x, k, config, implementation=plan)), argnums=(0, 1)
+    )(x, kernel)
     assert not np.any(grad_x) and not np.any(grad_kernel)
 
 
@@ -245,8 +280,7 @@ def test_every_output_column_holds_one_phase_from_its_first_block_on(case):
 def test_the_gradient_slices_each_phase_cotangent_out_of_the_outputs_without_a_padded_copy(data_format):
     # Phases 0 (five taps) and 1 (four) are separate convolutions, and output step 0 is phase 1:
     # the full blocks would hold 2 * 38 = 76 steps, of which the output is 74.
-    config = ct.Conv1DTransposeConfig(filters=7, kernel_size=9, strides=2, padding="same",
-                                      data_format=data_format)
+    config = ct.Conv1DTransposeConfig(filters=7, kernel_size=9, strides=2, padding="same", data_format=data_format)
     first, stop, _ = output_blocks(config, 74)
     assert (stop - first) * config.strides == 76
     # Wider than ZERO_PADDED_MAX_CHANNELS: each phase group has its own kernel gradient.
@@ -260,15 +294,18 @@ def test_the_gradient_slices_each_phase_cotangent_out_of_the_outputs_without_a_p
     assert len(_convolutions(text)) == 3 and full not in text
 
 
-@pytest.mark.parametrize("k, s, d, want", [
-    (16, 8, 1, [PhaseGroup(tuple(range(8)), 0, 2, 1)]),
-    # 9 = 4 * 2 + 1: phase 0 has taps 0, 2, ..., 8 (m = 0..4), phase 1 taps 1, ..., 7 (m = 0..3).
-    (9, 2, 1, [PhaseGroup((0,), 0, 5, 1), PhaseGroup((1,), 0, 4, 1)]),
-    # taps at 0, 3, 6 -> (m, r) = (0, 0), (1, 1), (3, 0): phase 0 at m = 0, 3; phase 1 at m = 1.
-    (3, 2, 3, [PhaseGroup((0,), 0, 2, 3), PhaseGroup((1,), 1, 1, 3)]),
-    # s > ke: phases 2, 3, 4 are reached by no tap.
-    (2, 5, 1, [PhaseGroup((0, 1), 0, 1, 1), PhaseGroup((2, 3, 4), 0, 0, 1)]),
-])
+@pytest.mark.parametrize(
+    "k, s, d, want",
+    [
+        (16, 8, 1, [PhaseGroup(tuple(range(8)), 0, 2, 1)]),
+        # 9 = 4 * 2 + 1: phase 0 has taps 0, 2, ..., 8 (m = 0..4), phase 1 taps 1, ..., 7 (m = 0..3).
+        (9, 2, 1, [PhaseGroup((0,), 0, 5, 1), PhaseGroup((1,), 0, 4, 1)]),
+        # taps at 0, 3, 6 -> (m, r) = (0, 0), (1, 1), (3, 0): phase 0 at m = 0, 3; phase 1 at m = 1.
+        (3, 2, 3, [PhaseGroup((0,), 0, 2, 3), PhaseGroup((1,), 1, 1, 3)]),
+        # s > ke: phases 2, 3, 4 are reached by no tap.
+        (2, 5, 1, [PhaseGroup((0, 1), 0, 1, 1), PhaseGroup((2, 3, 4), 0, 0, 1)]),
+    ],
+)
 def test_phases_are_grouped_by_the_pattern_of_their_taps(k, s, d, want):
     assert list(phase_groups(k, s, d)) == want
 
@@ -279,19 +316,24 @@ def test_each_phase_kernel_holds_exactly_the_taps_of_its_phases():
     kernel = jnp.arange(1.0, 6.0).reshape(5, 1, 1)
     groups = phase_groups(5, 3, 2)
     kernels = phase_kernels(kernel, config)
-    taps = {r: np.asarray(rhs[::-1, 0, i]).tolist()  # unflipped, one filter: phase r's taps
-            for group, rhs in zip(groups, kernels) for i, r in enumerate(group.phases)}
+    taps = {
+        r: np.asarray(rhs[::-1, 0, i]).tolist()  # unflipped, one filter: phase r's taps
+        for group, rhs in zip(groups, kernels)
+        for i, r in enumerate(group.phases)
+    }
     assert taps == {0: [1.0, 4.0], 1: [3.0], 2: [2.0, 5.0]}
     assert all(group.step == 2 for group in groups)
 
 
 BFLOAT16_CONFIGS = [
     ct.Conv1DTransposeConfig(filters=6, kernel_size=8, strides=4, padding="same"),
-    ct.Conv1DTransposeConfig(filters=4, kernel_size=7, strides=3, padding=(2, 1), output_padding=1,
-                             groups=2, data_format="channels_first"),
+    ct.Conv1DTransposeConfig(
+        filters=4, kernel_size=7, strides=3, padding=(2, 1), output_padding=1, groups=2, data_format="channels_first"
+    ),
     ct.Conv1DTransposeConfig(filters=4, kernel_size=3, dilation_rate=2, padding="same", groups=2),
-    ct.Conv1DTransposeConfig(filters=4, kernel_size=5, strides=2, dilation_rate=3, padding=1,
-                             data_format="channels_first"),
+    ct.Conv1DTransposeConfig(
+        filters=4, kernel_size=5, strides=2, dilation_rate=3, padding=1, data_format="channels_first"
+    ),
 ]
 BFLOAT16_IDS = ["s4", "s3-groups2-first", "s1-d2-groups2", "s2-d3-first"]
 # Every forward form, the correlating ones with either correlation (None: the CPU default).
@@ -312,9 +354,12 @@ BFLOAT16_GRADIENTS = [
 
 def _bfloat16_cases(plans):
     """``(config, plan)`` for every config of BFLOAT16_CONFIGS and every plan that applies to it."""
-    return [pytest.param(config, plan, id=f"{name}-{'default' if plan is None else _plan_id(plan)}")
-            for config, name in zip(BFLOAT16_CONFIGS, BFLOAT16_IDS)
-            for plan in plans if plan is None or _applies(plan, config)]
+    return [
+        pytest.param(config, plan, id=f"{name}-{'default' if plan is None else _plan_id(plan)}")
+        for config, name in zip(BFLOAT16_CONFIGS, BFLOAT16_IDS)
+        for plan in plans
+        if plan is None or _applies(plan, config)
+    ]
 
 
 def test_every_bfloat16_plan_runs_on_some_config():
@@ -334,8 +379,11 @@ def test_bfloat16_outputs_are_the_float32_sums_rounded_once(config, plan, in_per
     x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
     kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
     y16 = transposed_convolution(x, kernel, config, implementation=plan)
-    want = np.asarray(lhs_dilation_conv(x.astype(jnp.float32), kernel.astype(jnp.float32), config,
-                                        precision=jax.lax.Precision.HIGHEST))
+    want = np.asarray(
+        lhs_dilation_conv(
+            x.astype(jnp.float32), kernel.astype(jnp.float32), config, precision=jax.lax.Precision.HIGHEST
+        )
+    )
     assert y16.dtype == jnp.bfloat16
     assert y16.shape == want.shape
     np.testing.assert_array_less(np.abs(np.asarray(y16, np.float32) - want), 2.0**-7 * np.abs(want) + 1e-5)
@@ -355,8 +403,9 @@ def test_bfloat16_gradients_are_the_float32_sums_rounded_once(config, plan):
     for name, got, want in zip(("grad x", "grad kernel"), vjp(cotangent), vjp32(cotangent.astype(jnp.float32))):
         assert got.dtype == jnp.bfloat16
         want = np.asarray(want)
-        np.testing.assert_array_less(np.abs(np.asarray(got, np.float32) - want),
-                                     2.0**-7 * np.abs(want) + 1e-5, err_msg=name)
+        np.testing.assert_array_less(
+            np.abs(np.asarray(got, np.float32) - want), 2.0**-7 * np.abs(want) + 1e-5, err_msg=name
+        )
 
 
 # --- what the default path compiles to ------------------------------------------------------
@@ -367,8 +416,9 @@ SLOW_CONVOLUTION_MARKERS = ("rhs_reversal", "lhs_dilate")
 
 HLO_CONFIGS = [
     ct.Conv1DTransposeConfig(filters=8, kernel_size=16, strides=8, padding="same"),
-    ct.Conv1DTransposeConfig(filters=8, kernel_size=9, strides=2, padding=(3, 4), output_padding=1,
-                             data_format="channels_first"),
+    ct.Conv1DTransposeConfig(
+        filters=8, kernel_size=9, strides=2, padding=(3, 4), output_padding=1, data_format="channels_first"
+    ),
     ct.Conv1DTransposeConfig(filters=8, kernel_size=3, dilation_rate=2, padding="same"),
     ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="same", groups=2),
 ]
@@ -424,9 +474,12 @@ CONVOLUTION_GRADIENTS = [
 
 
 def _convolution_gradient_cases():
-    return [pytest.param(config, plan, id=f"{name}-{_plan_id(plan)}")
-            for config, name in zip(HLO_CONFIGS[:3], HLO_IDS[:3])
-            for plan in CONVOLUTION_GRADIENTS if _applies(plan, config)]
+    return [
+        pytest.param(config, plan, id=f"{name}-{_plan_id(plan)}")
+        for config, name in zip(HLO_CONFIGS[:3], HLO_IDS[:3])
+        for plan in CONVOLUTION_GRADIENTS
+        if _applies(plan, config)
+    ]
 
 
 @pytest.mark.parametrize("config, plan", _convolution_gradient_cases())
@@ -445,9 +498,11 @@ def test_narrow_ungrouped_layers_take_the_convolution_gradients_on_cpu(config):
     # Whatever the length: the strided layers' input gradient from the reference (one strided
     # convolution of the cotangent), the kernel gradient as one zero-padded convolution where
     # there are several phase groups (k9 s2) and d = 1.
-    want = {"s8": Plan("polyphase", "lhs_dilation", "polyphase"),
-            "s2-channels_first": Plan("polyphase", "lhs_dilation", "zero_padded"),
-            "s1-d2": Plan()}[HLO_IDS[HLO_CONFIGS.index(config)]]
+    want = {
+        "s8": Plan("polyphase", "lhs_dilation", "polyphase"),
+        "s2-channels_first": Plan("polyphase", "lhs_dilation", "zero_padded"),
+        "s1-d2": Plan(),
+    }[HLO_IDS[HLO_CONFIGS.index(config)]]
     for steps in (32, 2**20):
         _, x = _abstract_inputs(config, IN_CHANNELS, steps=steps)
         assert ct.plan(config, x.shape, platform="cpu") == want
@@ -457,8 +512,7 @@ def test_narrow_ungrouped_layers_take_the_convolution_gradients_on_cpu(config):
 def _abstract_inputs(config, in_channels, steps=32, dtype=jnp.float32, batch=2):
     """``(kernel, x)`` as ShapeDtypeStructs in ``config``'s layout, to compile for."""
     shape = (batch, steps, in_channels) if config.data_format == "channels_last" else (batch, in_channels, steps)
-    return (jax.ShapeDtypeStruct(config.kernel_shape(in_channels), dtype),
-            jax.ShapeDtypeStruct(shape, dtype))
+    return (jax.ShapeDtypeStruct(config.kernel_shape(in_channels), dtype), jax.ShapeDtypeStruct(shape, dtype))
 
 
 def _forward_hlo(config, kernel, x):
@@ -563,16 +617,21 @@ def test_the_gemm_budget_is_per_example_whatever_the_batch():
     assert fits * config.kernel_size * config.filters * 4 <= GEMM_MAX_BYTES
     for batch in (1, 64):
         assert ct.plan(config, (batch, fits, 512), platform="cpu") == Plan.uniform("gemm")
-        assert ct.plan(config, (batch, fits + 1, 512), platform="cpu") == Plan(
-            "polyphase", "lhs_dilation", "polyphase")
+        assert ct.plan(config, (batch, fits + 1, 512), platform="cpu") == Plan("polyphase", "lhs_dilation", "polyphase")
     # A batch of examples that each fit takes the GEMM form, though together they exceed it.
     text = _gradient_hlo(config, *_abstract_inputs(config, 512, fits // 8, batch=16))
     assert len(_convolutions(text)) == 0
 
 
-@pytest.mark.parametrize("field, known", [
-    ("forward", plan_forms.FORWARD_FORMS), ("input_gradient", plan_forms.INPUT_GRADIENT_FORMS),
-    ("kernel_gradient", plan_forms.KERNEL_GRADIENT_FORMS), ("correlation", plan_forms.CORRELATIONS)])
+@pytest.mark.parametrize(
+    "field, known",
+    [
+        ("forward", plan_forms.FORWARD_FORMS),
+        ("input_gradient", plan_forms.INPUT_GRADIENT_FORMS),
+        ("kernel_gradient", plan_forms.KERNEL_GRADIENT_FORMS),
+        ("correlation", plan_forms.CORRELATIONS),
+    ],
+)
 def test_unknown_forms_are_a_value_error_listing_the_known_ones(field, known):
     with pytest.raises(ValueError, match=f"{field}='adjoint'.*" + ".*".join(known)):
         Plan(**{field: "adjoint"})
@@ -585,27 +644,49 @@ DILATED = ct.Conv1DTransposeConfig(filters=4, kernel_size=3, strides=2, dilation
 WINOGRAD_LAYER = ct.Conv1DTransposeConfig(filters=4, kernel_size=4, strides=2, padding="same")
 
 
-@pytest.mark.parametrize("plan, config, match", [
-    # Winograd's F(2, r), in any part of the plan: groups = 1 only ...
-    (Plan.uniform("winograd"), GROUPED, r"groups=1 layers only; this layer has groups=2"),
-    (Plan("winograd"), GROUPED, r"groups=1 .*groups=2"),
-    (Plan("polyphase", "winograd", "polyphase"), GROUPED, r"groups=1 .*groups=2"),
-    (Plan("polyphase", "polyphase", "winograd"), GROUPED, r"groups=1 .*groups=2"),
-    # ... and a phase of 2 or 3 taps.
-    (Plan.uniform("winograd"), FOUR_TAPS, r"needs a phase of 2 or 3 taps; this layer's phases have \[4\] taps"),
-    (Plan("polyphase", "winograd", "polyphase"), FOUR_TAPS, r"2 or 3 taps.*\[4\] taps.*kernel_size=8"),
-    (Plan("polyphase", "polyphase", "winograd"), ONE_TAP, r"2 or 3 taps.*\[1\] taps.*strides=3"),
-    # The zero-padded kernel gradient: d = 1 only.
-    (Plan("polyphase", "lhs_dilation", "zero_padded"), DILATED,
-     r"kernel_gradient='zero_padded' needs dilation_rate=1.*dilation_rate=2"),
-    # Stacked products: the correlations of the polyphase and Winograd forward forms only.
-    (Plan("gemm", correlation="stacked_product"), WINOGRAD_LAYER,
-     r"correlation='stacked_product' applies to the polyphase and winograd.*forward='gemm'"),
-    (Plan("lhs_dilation", correlation="stacked_product"), WINOGRAD_LAYER,
-     r"correlation='stacked_product'.*forward='lhs_dilation'"),
-], ids=["winograd-groups", "winograd-forward-groups", "winograd-input-groups", "winograd-kernel-groups",
-        "winograd-4-taps", "winograd-input-4-taps", "winograd-kernel-1-tap", "zero-padded-dilated",
-        "stacked-gemm", "stacked-lhs-dilation"])
+@pytest.mark.parametrize(
+    "plan, config, match",
+    [
+        # Winograd's F(2, r), in any part of the plan: groups = 1 only ...
+        (Plan.uniform("winograd"), GROUPED, r"groups=1 layers only; this layer has groups=2"),
+        (Plan("winograd"), GROUPED, r"groups=1 .*groups=2"),
+        (Plan("polyphase", "winograd", "polyphase"), GROUPED, r"groups=1 .*groups=2"),
+        (Plan("polyphase", "polyphase", "winograd"), GROUPED, r"groups=1 .*groups=2"),
+        # ... and a phase of 2 or 3 taps.
+        (Plan.uniform("winograd"), FOUR_TAPS, r"needs a phase of 2 or 3 taps; this layer's phases have \[4\] taps"),
+        (Plan("polyphase", "winograd", "polyphase"), FOUR_TAPS, r"2 or 3 taps.*\[4\] taps.*kernel_size=8"),
+        (Plan("polyphase", "polyphase", "winograd"), ONE_TAP, r"2 or 3 taps.*\[1\] taps.*strides=3"),
+        # The zero-padded kernel gradient: d = 1 only.
+        (
+            Plan("polyphase", "lhs_dilation", "zero_padded"),
+            DILATED,
+            r"kernel_gradient='zero_padded' needs dilation_rate=1.*dilation_rate=2",
+        ),
+        # Stacked products: the correlations of the polyphase and Winograd forward forms only.
+        (
+            Plan("gemm", correlation="stacked_product"),
+            WINOGRAD_LAYER,
+            r"correlation='stacked_product' applies to the polyphase and winograd.*forward='gemm'",
+        ),
+        (
+            Plan("lhs_dilation", correlation="stacked_product"),
+            WINOGRAD_LAYER,
+            r"correlation='stacked_product'.*forward='lhs_dilation'",
+        ),
+    ],
+    ids=[
+        "winograd-groups",
+        "winograd-forward-groups",
+        "winograd-input-groups",
+        "winograd-kernel-groups",
+        "winograd-4-taps",
+        "winograd-input-4-taps",
+        "winograd-kernel-1-tap",
+        "zero-padded-dilated",
+        "stacked-gemm",
+        "stacked-lhs-dilation",
+    ],
+)
 def test_check_plan_rejects_each_inapplicable_plan_saying_why(plan, config, match):
     in_channels = 2 * config.groups
     with pytest.raises(ValueError, match=match):
@@ -616,14 +697,20 @@ def test_check_plan_rejects_each_inapplicable_plan_saying_why(plan, config, matc
     with pytest.raises(ValueError, match=match):
         transposed_convolution(jnp.ones(shape), kernel, config, implementation=plan)
     with pytest.raises(ValueError, match=match):
-        ct.conv1d_transpose({"kernel": kernel, "bias": jnp.zeros(4)}, jnp.ones(shape), config,
-                            implementation=plan)
+        ct.conv1d_transpose({"kernel": kernel, "bias": jnp.zeros(4)}, jnp.ones(shape), config, implementation=plan)
 
 
-@pytest.mark.parametrize("plan", [
-    Plan.uniform("winograd"), Plan("polyphase", "winograd", "zero_padded", "stacked_product"),
-    Plan("winograd", correlation="stacked_product"), Plan.uniform("gemm"), Plan.uniform("lhs_dilation"),
-], ids=_plan_id)
+@pytest.mark.parametrize(
+    "plan",
+    [
+        Plan.uniform("winograd"),
+        Plan("polyphase", "winograd", "zero_padded", "stacked_product"),
+        Plan("winograd", correlation="stacked_product"),
+        Plan.uniform("gemm"),
+        Plan.uniform("lhs_dilation"),
+    ],
+    ids=_plan_id,
+)
 def test_check_plan_accepts_what_the_layer_can_compute(plan):
     # The counterparts of the rejected plans: groups = 1 with 2-tap phases and d = 1.
     assert check_plan(plan, WINOGRAD_LAYER) is None
@@ -642,15 +729,14 @@ def test_a_forced_winograd_plan_on_a_grouped_layer_is_a_value_error():
 def test_an_unknown_implementation_is_a_value_error_listing_the_known_ones():
     config = HLO_CONFIGS[0]
     params, x = _inputs(config)
-    with pytest.raises(ValueError, match="implementation='adjoint'.*gemm.*lhs_dilation.*polyphase.*Plan"):
+    with pytest.raises(ValueError, match=r"implementation='adjoint'.*gemm.*lhs_dilation.*polyphase.*Plan"):
         transposed_convolution(x, params["kernel"], config, implementation="adjoint")
 
 
 @pytest.mark.parametrize("in_channels, groups, convolutions", [(512, 1, 0), (256, 1, 1), (1024, 2, 0)])
 def test_wide_inputs_take_the_gemm_forward(in_channels, groups, convolutions):
     # Four taps per phase: Winograd's F(2, r) is used for two or three only.
-    config = ct.Conv1DTransposeConfig(filters=2 * groups, kernel_size=8, strides=2, padding="same",
-                                      groups=groups)
+    config = ct.Conv1DTransposeConfig(filters=2 * groups, kernel_size=8, strides=2, padding="same", groups=groups)
     text = _forward_hlo(config, *_abstract_inputs(config, in_channels, steps=8, batch=1))
     assert len(_convolutions(text)) == convolutions
 
@@ -687,8 +773,10 @@ def test_the_gradients_of_a_long_input_need_temporary_memory_within_five_outputs
     assert _temp_bytes_over_output(jax.grad(loss, argnums=(0, 1)), config, 2**18, in_channels) <= 5 + input_over_output
 
 
-@pytest.mark.parametrize("dtype, in_channels, convolutions", [
-    (jnp.bfloat16, 64, 0), (jnp.bfloat16, 16, 1), (jnp.float16, 64, 1), (jnp.float32, 64, 1)])
+@pytest.mark.parametrize(
+    "dtype, in_channels, convolutions",
+    [(jnp.bfloat16, 64, 0), (jnp.bfloat16, 16, 1), (jnp.float16, 64, 1), (jnp.float32, 64, 1)],
+)
 def test_on_cpu_bfloat16_with_64_channels_is_multiplied_as_a_matrix_product(dtype, in_channels, convolutions):
     # Four taps per phase, so that float32 is not computed by Winograd's F(2, r) either.
     config = ct.Conv1DTransposeConfig(filters=8, kernel_size=8, strides=2, padding="same")
@@ -698,10 +786,14 @@ def test_on_cpu_bfloat16_with_64_channels_is_multiplied_as_a_matrix_product(dtyp
 
 # --- forward-mode and higher derivatives --------------------------------------------------------
 
+
 def _plan_cases(configs, config_id):
     """``(config, plan)`` for each of ``configs`` and each plan of PLANS that applies to it."""
-    return [pytest.param(config, plan, id=f"{config_id(config)}-{_plan_id(plan)}")
-            for config in configs for plan in _plans_for(config)]
+    return [
+        pytest.param(config, plan, id=f"{config_id(config)}-{_plan_id(plan)}")
+        for config in configs
+        for plan in _plans_for(config)
+    ]
 
 
 def test_the_forward_mode_cases_run_every_plan_on_several_layers():
@@ -718,7 +810,7 @@ def test_jvp_equals_the_reference_jvp(case):
     jvp = jax.jit(jax.jvp, static_argnums=0)  # compiled: op by op, a jvp of a phase form is slow
     want = jvp(lambda x, k: lhs_dilation_conv(x, k, config), (x, kernel), (dx, dkernel))
     for plan in _plans_for(config):
-        got = jvp(lambda x, k: convolve(x, k, config, None, plan), (x, kernel), (dx, dkernel))
+        got = jvp(lambda x, k, plan=plan: convolve(x, k, config, None, plan), (x, kernel), (dx, dkernel))
         for name, w, g in zip(("output", "tangent"), want, got):
             np.testing.assert_allclose(g, w, err_msg=f"{name} ({plan})", **TOLERANCE)
 
@@ -733,9 +825,12 @@ def test_second_derivatives_equal_the_reference(config, plan):
         return jax.jit(jax.jacfwd(jax.grad(loss, argnums=0), argnums=1))(x, kernel)
 
     polyphase = lambda x, k: convolve(x, k, config, None, plan)
-    np.testing.assert_allclose(hessian_of_a_cubic_loss(polyphase),
-                               hessian_of_a_cubic_loss(lambda x, k: lhs_dilation_conv(x, k, config)),
-                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        hessian_of_a_cubic_loss(polyphase),
+        hessian_of_a_cubic_loss(lambda x, k: lhs_dilation_conv(x, k, config)),
+        rtol=1e-4,
+        atol=1e-4,
+    )
 
 
 def test_bfloat16_matrix_products_are_differentiated_through_convolutions():
@@ -749,8 +844,10 @@ def test_bfloat16_matrix_products_are_differentiated_through_convolutions():
 def test_the_bfloat16_bias_gradient_is_a_plain_float32_sum():
     # XLA:CPU lowers a bfloat16 sum over batch and steps to a slow windowed reduction.
     config = ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="same")
-    params = {"kernel": jax.ShapeDtypeStruct(config.kernel_shape(64), jnp.bfloat16),
-              "bias": jax.ShapeDtypeStruct((8,), jnp.bfloat16)}
+    params = {
+        "kernel": jax.ShapeDtypeStruct(config.kernel_shape(64), jnp.bfloat16),
+        "bias": jax.ShapeDtypeStruct((8,), jnp.bfloat16),
+    }
     x = jax.ShapeDtypeStruct((4, 512, 64), jnp.bfloat16)
     loss = lambda params, x: jnp.sum(ct.conv1d_transpose(params, x, config)[0].astype(jnp.float32) ** 2)
     text = jax.jit(jax.grad(loss)).lower(params, x).compile().as_text()

@@ -48,8 +48,13 @@ def cases(draw, max_steps=8):
     output_padding = draw(st.one_of(st.none(), st.integers(0, limit - 1)))
     groups = draw(st.sampled_from([1, 2]))
     config = ct.Conv1DTransposeConfig(
-        filters=2 * groups, kernel_size=kernel_size, strides=strides, padding=padding,
-        output_padding=output_padding, dilation_rate=dilation, groups=groups,
+        filters=2 * groups,
+        kernel_size=kernel_size,
+        strides=strides,
+        padding=padding,
+        output_padding=output_padding,
+        dilation_rate=dilation,
+        groups=groups,
         data_format=draw(st.sampled_from(["channels_last", "channels_first"])),
         activation=draw(st.sampled_from(sorted(ACTIVATIONS, key=str))),
         use_bias=draw(st.booleans()),
@@ -69,10 +74,18 @@ def arrays(config, in_channels, steps, seed, dtype=np.float32):
 
 
 def oracle(config, kernel, bias, x):
-    return reference(x, kernel, bias, strides=config.strides, padding=config.padding,
-                     output_padding=config.output_padding, dilation_rate=config.dilation_rate,
-                     groups=config.groups, data_format=config.data_format,
-                     activation=ACTIVATIONS[None if config.activation == "linear" else config.activation])
+    return reference(
+        x,
+        kernel,
+        bias,
+        strides=config.strides,
+        padding=config.padding,
+        output_padding=config.output_padding,
+        dilation_rate=config.dilation_rate,
+        groups=config.groups,
+        data_format=config.data_format,
+        activation=ACTIVATIONS[None if config.activation == "linear" else config.activation],
+    )
 
 
 def params_of(kernel, bias):
@@ -91,14 +104,21 @@ def test_op_matches_the_numpy_oracle_on_random_configurations(case, seed, implem
     y, _ = op(params_of(kernel, bias), jnp.asarray(x), config, implementation=implementation)
     want = oracle(config, kernel, bias, x)
     out = ct.output_length(config, steps)
-    assert y.shape == want.shape == ((2, out, config.filters) if config.data_format == "channels_last"
-                                     else (2, config.filters, out))
+    assert (
+        y.shape
+        == want.shape
+        == ((2, out, config.filters) if config.data_format == "channels_last" else (2, config.filters, out))
+    )
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
 
 
 @settings(max_examples=60, database=None)
-@given(case=cases(max_steps=12), seed=st.integers(0, 2**16), chunk_size=st.integers(1, 5),
-       implementation=st.sampled_from(sorted(ct.IMPLEMENTATIONS)))
+@given(
+    case=cases(max_steps=12),
+    seed=st.integers(0, 2**16),
+    chunk_size=st.integers(1, 5),
+    implementation=st.sampled_from(sorted(ct.IMPLEMENTATIONS)),
+)
 def test_streaming_matches_the_numpy_oracle_on_random_configurations(case, seed, chunk_size, implementation):
     config, in_channels, steps = case
     kernel, bias, x = arrays(config, in_channels, steps, seed)
@@ -121,5 +141,6 @@ def test_gradients_match_finite_differences_on_random_configurations(case, seed,
         # eps=1e-6: with jax's default step of 1e-4 the central difference's own truncation
         # error exceeded 1e-6 for some configurations, for every implementation alike (float64
         # rounding at this step is ~1e-10).
-        check_grads(f, (params_of(kernel, bias), jnp.asarray(x)), order=1, modes=("fwd", "rev"),
-                    atol=1e-6, rtol=1e-6, eps=1e-6)
+        check_grads(
+            f, (params_of(kernel, bias), jnp.asarray(x)), order=1, modes=("fwd", "rev"), atol=1e-6, rtol=1e-6, eps=1e-6
+        )

@@ -25,8 +25,14 @@ def test_output_length_table_rows_match_output_length():
     assert len(rows) == 4
     for padding, op, formula in rows:
         for n, k, s, d, op_value in [(10, 5, 3, 1, 2), (7, 4, 4, 1, 1), (3, 3, 1, 2, 0), (1, 2, 1, 1, 0)]:
-            config = ct.Conv1DTransposeConfig(2, k, strides=s, dilation_rate=d, padding=padding.strip('"'),
-                                              output_padding=None if op == "None" else op_value)
+            config = ct.Conv1DTransposeConfig(
+                2,
+                k,
+                strides=s,
+                dilation_rate=d,
+                padding=padding.strip('"'),
+                output_padding=None if op == "None" else op_value,
+            )
             ke = (k - 1) * d + 1
             expected = eval(formula, {"n": n, "s": s, "ke": ke, "op": op_value, "max": max})
             assert ct.output_length(config, n) == expected, (padding, op, formula)
@@ -34,7 +40,12 @@ def test_output_length_table_rows_match_output_length():
 
 def test_pytorch_padding_row_matches_output_length():
     (formula,) = re.findall(r"^\| `p` or `\(pl, pr\)` \(PyTorch\) \| op \(None = 0\) \| `(.+?)` \|$", README, re.M)
-    for n, k, s, d, pl, pr, op in [(10, 5, 3, 1, 2, 1, 2), (4, 3, 2, 3, 0, 4, None), (1, 4, 1, 1, 2, 2, 0), (6, 2, 5, 1, 1, 1, 4)]:
+    for n, k, s, d, pl, pr, op in [
+        (10, 5, 3, 1, 2, 1, 2),
+        (4, 3, 2, 3, 0, 4, None),
+        (1, 4, 1, 1, 2, 2, 0),
+        (6, 2, 5, 1, 1, 1, 4),
+    ]:
         config = ct.Conv1DTransposeConfig(2, k, strides=s, dilation_rate=d, padding=(pl, pr), output_padding=op)
         expected = eval(formula, {"n": n, "s": s, "ke": (k - 1) * d + 1, "pl": pl, "pr": pr, "op": op or 0})
         assert ct.output_length(config, n) == expected, (n, k, s, d, pl, pr, op)

@@ -13,10 +13,18 @@ CASES = [
     dict(kernel_regularizer="l2"),
     dict(kernel_regularizer="l1", bias_regularizer="l2"),
     dict(activity_regularizer="l1"),
-    dict(kernel_regularizer=keras.regularizers.L1L2(l1=0.03, l2=0.2), bias_regularizer="l1",
-         activity_regularizer=keras.regularizers.L2(0.5), activation="tanh"),
-    dict(activity_regularizer=keras.regularizers.L1L2(l1=0.1, l2=0.1), padding="same", strides=3,
-         data_format="channels_first"),
+    dict(
+        kernel_regularizer=keras.regularizers.L1L2(l1=0.03, l2=0.2),
+        bias_regularizer="l1",
+        activity_regularizer=keras.regularizers.L2(0.5),
+        activation="tanh",
+    ),
+    dict(
+        activity_regularizer=keras.regularizers.L1L2(l1=0.1, l2=0.1),
+        padding="same",
+        strides=3,
+        data_format="channels_first",
+    ),
     dict(kernel_regularizer="l1l2", bias_regularizer=keras.regularizers.L1(0.3), use_bias=True),
 ]
 
@@ -47,11 +55,17 @@ def test_aux_has_the_same_keys_with_or_without_regularizers():
     assert jax.tree.structure(plain) == jax.tree.structure(regularized)
 
 
-@pytest.mark.parametrize("identifier, l1, l2", [
-    ("l1", 0.01, 0.0), ("l2", 0.0, 0.01), ("l1l2", 0.0, 0.0), ("l1_l2", 0.01, 0.01),
-    ({"class_name": "L1L2", "config": {"l1": 0.5, "l2": None}}, 0.5, 0.0),
-    (regularizers.L1L2(0.2, 0.3), 0.2, 0.3),
-])
+@pytest.mark.parametrize(
+    "identifier, l1, l2",
+    [
+        ("l1", 0.01, 0.0),
+        ("l2", 0.0, 0.01),
+        ("l1l2", 0.0, 0.0),
+        ("l1_l2", 0.01, 0.01),
+        ({"class_name": "L1L2", "config": {"l1": 0.5, "l2": None}}, 0.5, 0.0),
+        (regularizers.L1L2(0.2, 0.3), 0.2, 0.3),
+    ],
+)
 def test_regularizer_identifiers_and_their_penalties(identifier, l1, l2):
     w = jnp.asarray([[-2.0, 1.0], [0.5, 3.0]])
     penalty = regularizers.get(identifier)(w)
@@ -76,9 +90,9 @@ def test_aux_trains_with_value_and_grad_has_aux():
 
     def loss(params, x):
         y, aux = ct.conv1d_transpose(params, x, config)
-        return jnp.mean(y ** 2) + sum(aux.values()), aux
+        return jnp.mean(y**2) + sum(aux.values()), aux
 
-    (value, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, jnp.ones((2, 5, 2)))
+    (_value, aux), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params, jnp.ones((2, 5, 2)))
     assert set(aux) == {"kernel", "bias", "activity"}
     expected_kernel_grad = jax.grad(lambda p: loss(p, jnp.ones((2, 5, 2)))[0])(params)["kernel"]
     np.testing.assert_allclose(grads["kernel"], expected_kernel_grad)
@@ -87,19 +101,36 @@ def test_aux_trains_with_value_and_grad_has_aux():
 
 @pytest.mark.parametrize("batch", [1, 4])
 def test_each_term_equals_the_keras_regularizer_of_its_weight_or_output(batch):
-    kernel_reg, bias_reg, activity_reg = (keras.regularizers.L1L2(0.02, 0.03), keras.regularizers.L2(0.4),
-                                          keras.regularizers.L1(0.05))
-    layer = keras.layers.Conv1DTranspose(3, 4, strides=2, padding="same", activation="sigmoid",
-                                         kernel_regularizer=kernel_reg, bias_regularizer=bias_reg,
-                                         activity_regularizer=activity_reg)
+    kernel_reg, bias_reg, activity_reg = (
+        keras.regularizers.L1L2(0.02, 0.03),
+        keras.regularizers.L2(0.4),
+        keras.regularizers.L1(0.05),
+    )
+    layer = keras.layers.Conv1DTranspose(
+        3,
+        4,
+        strides=2,
+        padding="same",
+        activation="sigmoid",
+        kernel_regularizer=kernel_reg,
+        bias_regularizer=bias_reg,
+        activity_regularizer=activity_reg,
+    )
     x = np.random.default_rng(5).standard_normal((batch, 5, 2)).astype(np.float32)
     layer.build(x.shape)
     layer.bias.assign(np.array([0.5, -1.0, 2.0], np.float32))
     y = np.asarray(layer(x))
     # Objects of Keras itself are accepted too, read through their get_config.
-    config = ct.Conv1DTransposeConfig(3, 4, strides=2, padding="same", activation="sigmoid",
-                                      kernel_regularizer=kernel_reg, bias_regularizer=bias_reg,
-                                      activity_regularizer=activity_reg)
+    config = ct.Conv1DTransposeConfig(
+        3,
+        4,
+        strides=2,
+        padding="same",
+        activation="sigmoid",
+        kernel_regularizer=kernel_reg,
+        bias_regularizer=bias_reg,
+        activity_regularizer=activity_reg,
+    )
     params = {"kernel": np.asarray(layer.kernel.value), "bias": np.asarray(layer.bias.value)}
     _, aux = ct.conv1d_transpose(params, x, config)
     assert float(aux["kernel"]) == pytest.approx(float(kernel_reg(params["kernel"])), rel=1e-6)

@@ -27,16 +27,21 @@ def _symbolic_cases():
     cases = []
     rotation = itertools.count()
     for padding, data_format, groups, dtype in itertools.product(
-            PADDINGS, ["channels_last", "channels_first"], [1, 2], DTYPES):
+        PADDINGS, ["channels_last", "channels_first"], [1, 2], DTYPES
+    ):
         i = next(rotation)
         k, s, d = LAYERS[i % len(LAYERS)]
         if isinstance(padding, str) and s > 1 and d > 1:
             d = 1
         in_channels = (4, 64)[(i // 5) % 2] * groups
-        cases.append(pytest.param(
-            C(4 * groups, k, strides=s, padding=padding, data_format=data_format, dilation_rate=d,
-              groups=groups), in_channels, dtype,
-            id=f"k{k}s{s}d{d}-p{padding}-{data_format[9:]}-g{groups}-c{in_channels}-{dtype}"))
+        cases.append(
+            pytest.param(
+                C(4 * groups, k, strides=s, padding=padding, data_format=data_format, dilation_rate=d, groups=groups),
+                in_channels,
+                dtype,
+                id=f"k{k}s{s}d{d}-p{padding}-{data_format[9:]}-g{groups}-c{in_channels}-{dtype}",
+            )
+        )
     return cases
 
 
@@ -46,8 +51,10 @@ def _x_shape(config, batch, steps, channels):
 
 def _params(config, in_channels, dtype=jnp.float32, seed=0):
     rng = np.random.default_rng(seed)
-    return {"kernel": jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)) / 4, dtype),
-            "bias": jnp.asarray(rng.standard_normal(config.filters), dtype)}
+    return {
+        "kernel": jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)) / 4, dtype),
+        "bias": jnp.asarray(rng.standard_normal(config.filters), dtype),
+    }
 
 
 def _x(shape, dtype, seed=1):
@@ -66,17 +73,21 @@ def test_an_export_with_symbolic_batch_and_length_equals_the_concrete_computatio
             x = _x(_x_shape(config, b, n, in_channels), dtype)
             (got, got_aux), (want, want_aux) = exported.call(params, x), jax.jit(fn)(params, x)
             assert got.shape == want.shape == _x_shape(config, b, ct.output_length(config, n), config.filters)
-            np.testing.assert_allclose(np.asarray(got, np.float64), np.asarray(want, np.float64),
-                                       rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype])
+            np.testing.assert_allclose(
+                np.asarray(got, np.float64), np.asarray(want, np.float64), rtol=TOLERANCE[dtype], atol=TOLERANCE[dtype]
+            )
             assert jax.tree.map(jnp.shape, got_aux) == jax.tree.map(jnp.shape, want_aux)
 
 
-@pytest.mark.parametrize("config, in_channels", [
-    (C(4, 16, strides=8, padding="same"), 64),            # Winograd when concrete
-    (C(4, 9, strides=2, padding="same"), 16),             # dilated-input and zero-padded gradients
-    (C(4, 9, strides=2, padding="same", groups=2), 512),  # GEMM gradients when concrete
-    (C(4, 3, padding="valid", dilation_rate=2, data_format="channels_first"), 8),
-])
+@pytest.mark.parametrize(
+    "config, in_channels",
+    [
+        (C(4, 16, strides=8, padding="same"), 64),  # Winograd when concrete
+        (C(4, 9, strides=2, padding="same"), 16),  # dilated-input and zero-padded gradients
+        (C(4, 9, strides=2, padding="same", groups=2), 512),  # GEMM gradients when concrete
+        (C(4, 3, padding="valid", dilation_rate=2, data_format="channels_first"), 8),
+    ],
+)
 def test_an_exported_gradient_with_symbolic_shapes_equals_the_concrete_gradient(config, in_channels):
     params = _params(config, in_channels)
     grad = jax.grad(lambda p, x: jnp.sum(jnp.sin(ct.conv1d_transpose(p, x, config)[0])), argnums=(0, 1))
@@ -95,7 +106,8 @@ def test_output_length_of_a_symbolic_length_is_the_concrete_one_at_every_size(pa
     (steps,) = export.symbolic_shape("t")
     length = ct.output_length(config, steps)
     exported = export.export(jax.jit(lambda x: jnp.zeros(ct.output_length(config, x.shape[0]))))(
-        jax.ShapeDtypeStruct((steps,), jnp.float32))
+        jax.ShapeDtypeStruct((steps,), jnp.float32)
+    )
     assert not isinstance(length, int)
     for n in (1, 2, 7, 100):
         assert exported.call(jnp.zeros(n)).shape == (ct.output_length(config, n),)
@@ -111,8 +123,7 @@ def test_the_linen_module_exports_with_symbolic_shapes():
 
 
 def test_the_nnx_module_exports_with_symbolic_shapes():
-    model = ct.nnx.Conv1DTranspose(3, 6, 4, strides=2, padding="same", data_format="channels_first",
-                                   rngs=nnx.Rngs(0))
+    model = ct.nnx.Conv1DTranspose(3, 6, 4, strides=2, padding="same", data_format="channels_first", rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(model)
     apply = lambda state, x: nnx.merge(graphdef, state)(x)
     batch, steps = export.symbolic_shape("b, t")
@@ -123,9 +134,10 @@ def test_the_nnx_module_exports_with_symbolic_shapes():
 
 # --- any rank >= 2 ----------------------------------------------------------------------------
 
-RANK_CONFIGS = [C(4, 5, strides=3, padding="same", activity_regularizer="l2"),
-                C(4, 4, strides=2, padding="valid", data_format="channels_first", groups=2,
-                  activity_regularizer="l1")]
+RANK_CONFIGS = [
+    C(4, 5, strides=3, padding="same", activity_regularizer="l2"),
+    C(4, 4, strides=2, padding="valid", data_format="channels_first", groups=2, activity_regularizer="l1"),
+]
 
 
 @pytest.mark.parametrize("config", RANK_CONFIGS, ids=["channels_last", "channels_first"])

@@ -18,7 +18,8 @@ IMPLEMENTATIONS = sorted(ct.IMPLEMENTATIONS)
 CONFIGS = {
     "same-s3-channels_last": dict(kernel_size=5, strides=3, padding="same", activation="tanh"),
     "valid-s2-channels_first-groups": dict(
-        kernel_size=2, strides=2, padding="valid", data_format="channels_first", groups=2),
+        kernel_size=2, strides=2, padding="valid", data_format="channels_first", groups=2
+    ),
     "torch-s4-d2": dict(kernel_size=3, strides=4, dilation_rate=2, padding=(1, 3), output_padding=3),
 }
 
@@ -154,11 +155,14 @@ def test_time_sharding_exchanges_halos_instead_of_gathering_the_signal(implement
     config = ct.Conv1DTransposeConfig(filters=4, kernel_size=16, strides=8, padding="same")
     m = mesh()
     time = NamedSharding(m, P(None, "data"))
-    params = {"kernel": jax.ShapeDtypeStruct((16, 4, 6), jnp.float32, sharding=NamedSharding(m, P())),
-              "bias": jax.ShapeDtypeStruct((4,), jnp.float32, sharding=NamedSharding(m, P()))}
+    params = {
+        "kernel": jax.ShapeDtypeStruct((16, 4, 6), jnp.float32, sharding=NamedSharding(m, P())),
+        "bias": jax.ShapeDtypeStruct((4,), jnp.float32, sharding=NamedSharding(m, P())),
+    }
     x = jax.ShapeDtypeStruct((2, 4096, 6), jnp.float32, sharding=time)
-    forward = jax.jit(lambda p, x: ct.conv1d_transpose(p, x, config, implementation=implementation)[0],
-                      out_shardings=time)
+    forward = jax.jit(
+        lambda p, x: ct.conv1d_transpose(p, x, config, implementation=implementation)[0], out_shardings=time
+    )
     hlo = forward.lower(params, x).compile().as_text()
     assert "all-gather(" not in hlo and "collective-permute(" in hlo
 
@@ -174,8 +178,10 @@ WINOGRAD_CONFIGS = {
 def winograd_setup(name, batch=8, steps=32):
     config = ct.Conv1DTransposeConfig(filters=4, **WINOGRAD_CONFIGS[name])
     rng = np.random.default_rng(1)
-    params = {"kernel": jnp.asarray(rng.standard_normal(config.kernel_shape(64)) / 8, jnp.float32),
-              "bias": jnp.asarray(rng.standard_normal(4), jnp.float32)}
+    params = {
+        "kernel": jnp.asarray(rng.standard_normal(config.kernel_shape(64)) / 8, jnp.float32),
+        "bias": jnp.asarray(rng.standard_normal(4), jnp.float32),
+    }
     shape = (batch, steps, 64) if config.data_format == "channels_last" else (batch, 64, steps)
     return config, params, jnp.asarray(rng.standard_normal(shape), jnp.float32)
 

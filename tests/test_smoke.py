@@ -19,6 +19,8 @@ def test_numpy_reference_agrees_on_a_pytorch_style_padding():
     config = ct.Conv1DTransposeConfig(filters=2, kernel_size=5, strides=3, padding=(1, 2), output_padding=2)
     rng = np.random.default_rng(0)
     kernel, x = rng.standard_normal((5, 2, 3)), rng.standard_normal((2, 4, 3))
-    y, _ = ct.conv1d_transpose({"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.zeros(2)}, jnp.asarray(x, jnp.float32), config)
+    y, _ = ct.conv1d_transpose(
+        {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.zeros(2)}, jnp.asarray(x, jnp.float32), config
+    )
     expected = reference(x, kernel, strides=3, padding=(1, 2), output_padding=2)
     np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)

@@ -7,11 +7,11 @@ zeros followed by ``model.apply(variables, x)``, to float rounding, for any chun
 from __future__ import annotations
 
 import flax.linen as nn
-from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -63,8 +63,9 @@ def _random_variables(model, x, seed=0):
     return jax.tree.map(draw, jax.eval_shape(model.init, jax.random.key(0), x))
 
 
-def assert_streams_exactly(model, x, chunks=None, *, variables=None, tolerance=2e-6, more_chunkings=(),
-                           **streamer_options):
+def assert_streams_exactly(
+    model, x, chunks=None, *, variables=None, tolerance=2e-6, more_chunkings=(), **streamer_options
+):
     """The stream of ``x`` equals ``latency`` zeros then the whole-signal output, for ``chunks``
     (default: random) and every chunking in ``more_chunkings`` (one streamer: shared compiles)."""
     variables = variables if variables is not None else _random_variables(model, x)
@@ -72,8 +73,8 @@ def assert_streams_exactly(model, x, chunks=None, *, variables=None, tolerance=2
     streamer = Streamer(model, variables, x.shape[:-2], **streamer_options)
     axis = streamer._axis % x.ndim
     scale = max(float(jnp.abs(want).max()), 1.0)
-    for chunks in [chunks or _random_chunks(x.shape[axis], streamer.chunk_multiple, RNG), *more_chunkings]:
-        got = _stream(streamer, x, chunks)
+    for chunking in [chunks or _random_chunks(x.shape[axis], streamer.chunk_multiple, RNG), *more_chunkings]:
+        got = _stream(streamer, x, chunking)
         lead = jax.lax.slice_in_dim(got, 0, streamer.latency, axis=axis)
         body = jax.lax.slice_in_dim(got, streamer.latency, got.shape[axis], axis=axis)
         np.testing.assert_array_equal(lead, 0)
@@ -98,10 +99,18 @@ PARTS = {
     "reflect pad": ct.Pad1D((3, 2), mode="reflect"),
     "replicate pad": ct.Pad1D(2, mode="replicate"),
     "reflect pad then valid conv": nn.Sequential([ct.Pad1D(3, mode="reflect"), nn.leaky_relu, ct.Conv1D(4, 7)]),
-    "replicate pad then strided conv": nn.Sequential([ct.Pad1D((1, 3), mode="replicate"), ct.Conv1D(4, 3, strides=2, padding=(0, 0))]),
-    "residual": ct.Residual([nn.tanh, ct.Conv1D(4, 3, padding="same", dilation_rate=3), ct.Conv1D(4, 2, padding="causal")]),
-    "parallel mean": ct.Parallel([ct.Conv1D(4, 3, padding="same"), ct.Conv1D(4, 5, padding="causal"), ct.Conv1D(4, 1)], combine="mean"),
-    "down then up": nn.Sequential([ct.Conv1D(4, 4, strides=2, padding="same"), nn.relu, ct.Conv1DTranspose(4, 4, strides=2, padding="same")]),
+    "replicate pad then strided conv": nn.Sequential(
+        [ct.Pad1D((1, 3), mode="replicate"), ct.Conv1D(4, 3, strides=2, padding=(0, 0))]
+    ),
+    "residual": ct.Residual(
+        [nn.tanh, ct.Conv1D(4, 3, padding="same", dilation_rate=3), ct.Conv1D(4, 2, padding="causal")]
+    ),
+    "parallel mean": ct.Parallel(
+        [ct.Conv1D(4, 3, padding="same"), ct.Conv1D(4, 5, padding="causal"), ct.Conv1D(4, 1)], combine="mean"
+    ),
+    "down then up": nn.Sequential(
+        [ct.Conv1D(4, 4, strides=2, padding="same"), nn.relu, ct.Conv1DTranspose(4, 4, strides=2, padding="same")]
+    ),
     "up then down": nn.Sequential([ct.Conv1DTranspose(4, 4, strides=3, padding="same"), ct.Conv1D(4, 3, strides=2)]),
 }
 
@@ -119,24 +128,36 @@ def test_any_batch_axes_stream(batch_shape):
 
 def test_channels_first_models_stream():
     fmt = dict(data_format="channels_first")
-    model = nn.Sequential([
-        ct.Pad1D(2, mode="reflect", **fmt), ct.Conv1D(4, 5, **fmt),
-        ct.Residual([ct.Conv1DTranspose(4, 4, strides=2, padding="same", **fmt), ct.Conv1D(4, 3, strides=2, padding="same", **fmt)]),
-    ])
+    model = nn.Sequential(
+        [
+            ct.Pad1D(2, mode="reflect", **fmt),
+            ct.Conv1D(4, 5, **fmt),
+            ct.Residual(
+                [
+                    ct.Conv1DTranspose(4, 4, strides=2, padding="same", **fmt),
+                    ct.Conv1D(4, 3, strides=2, padding="same", **fmt),
+                ]
+            ),
+        ]
+    )
     streamer = assert_streams_exactly(model, _signal((2, 4, 18)), [6, 2, 10])
     assert streamer.data_format == "channels_first" and streamer.in_channels == 4
 
 
 # --- latency ---------------------------------------------------------------------------------
 
+
 def test_a_causal_model_streams_with_no_latency():
     # Causal convolutions and transposed convolutions cropped on the right (EnCodec's way).
-    model = nn.Sequential([
-        ct.Conv1D(4, 7, padding="causal"), nn.elu,
-        ct.Conv1DTranspose(4, 8, strides=4, padding=(0, 4)),
-        ct.Residual([ct.Conv1D(4, 3, padding="causal", dilation_rate=3), nn.elu, ct.Conv1D(4, 1)]),
-        ct.Conv1D(2, 4, strides=2, padding="causal"),
-    ])
+    model = nn.Sequential(
+        [
+            ct.Conv1D(4, 7, padding="causal"),
+            nn.elu,
+            ct.Conv1DTranspose(4, 8, strides=4, padding=(0, 4)),
+            ct.Residual([ct.Conv1D(4, 3, padding="causal", dilation_rate=3), nn.elu, ct.Conv1D(4, 1)]),
+            ct.Conv1D(2, 4, strides=2, padding="causal"),
+        ]
+    )
     assert assert_streams_exactly(model, _signal((1, 10, 3)), [2, 4, 4]).latency == 0
 
 
@@ -163,8 +184,9 @@ def test_generators_stream_exactly_for_random_chunkings(name):
     mel = _signal((1, 11, 80), seed=1)
     model = GENERATORS[name]
     variables = _random_variables(model, mel, seed=1)
-    assert_streams_exactly(model, mel, [1] * 3 + [8], more_chunkings=[[8] + [1] * 3, [1, 8, 1, 1]],
-                           variables=variables, tolerance=1e-5)
+    assert_streams_exactly(
+        model, mel, [1] * 3 + [8], more_chunkings=[[8] + [1] * 3, [1, 8, 1, 1]], variables=variables, tolerance=1e-5
+    )
 
 
 # --- random compositions -----------------------------------------------------------------------
@@ -175,7 +197,9 @@ CHANNELS = 2
 @st.composite
 def _keeping_length(draw, depth):
     """A part whose output has its input's length and channels."""
-    kind = draw(st.sampled_from(["same", "causal", "mirror", "act", "updown"] + (["residual", "parallel"] if depth else [])))
+    kind = draw(
+        st.sampled_from(["same", "causal", "mirror", "act", "updown"] + (["residual", "parallel"] if depth else []))
+    )
     k = draw(st.integers(1, 5))
     d = draw(st.integers(1, 2))
     if kind == "same":
@@ -184,17 +208,25 @@ def _keeping_length(draw, depth):
         return ct.Conv1D(CHANNELS, k, padding="causal", dilation_rate=d)
     if kind == "mirror":
         p = draw(st.integers(1, 2))
-        return nn.Sequential([ct.Pad1D(p, mode=draw(st.sampled_from(["reflect", "replicate"]))), ct.Conv1D(CHANNELS, 2 * p + 1)])
+        return nn.Sequential(
+            [ct.Pad1D(p, mode=draw(st.sampled_from(["reflect", "replicate"]))), ct.Conv1D(CHANNELS, 2 * p + 1)]
+        )
     if kind == "act":
         return draw(st.sampled_from([nn.tanh, nn.sigmoid, nn.leaky_relu]))
     if kind == "updown":
         s = draw(st.integers(2, 3))
-        return nn.Sequential([ct.Conv1DTranspose(CHANNELS, draw(st.integers(1, 6)), strides=s, padding="same"),
-                              ct.Conv1D(CHANNELS, draw(st.integers(1, 5)), strides=s, padding="same")])
+        return nn.Sequential(
+            [
+                ct.Conv1DTranspose(CHANNELS, draw(st.integers(1, 6)), strides=s, padding="same"),
+                ct.Conv1D(CHANNELS, draw(st.integers(1, 5)), strides=s, padding="same"),
+            ]
+        )
     inner = [draw(_keeping_length(depth - 1)) for _ in range(draw(st.integers(1, 2)))]
     if kind == "residual":
         return ct.Residual(inner)
-    return ct.Parallel([[part] for part in inner] + [ct.Conv1D(CHANNELS, 1)], combine=draw(st.sampled_from(["sum", "mean"])))
+    return ct.Parallel(
+        [[part] for part in inner] + [ct.Conv1D(CHANNELS, 1)], combine=draw(st.sampled_from(["sum", "mean"]))
+    )
 
 
 @st.composite
@@ -211,8 +243,10 @@ def _any_part(draw):
         padding = draw(st.sampled_from(["valid", "same", 0, 1]))
         d = draw(st.integers(1, 2)) if s == 1 or not isinstance(padding, str) else 1
         return ct.Conv1DTranspose(CHANNELS, k, strides=s, padding=padding, dilation_rate=d)
-    return ct.Pad1D((draw(st.integers(0, 2)), draw(st.integers(0, 2))),
-                    mode=draw(st.sampled_from(["constant", "reflect", "replicate"])))
+    return ct.Pad1D(
+        (draw(st.integers(0, 2)), draw(st.integers(0, 2))),
+        mode=draw(st.sampled_from(["constant", "reflect", "replicate"])),
+    )
 
 
 @settings(max_examples=20, database=None)
@@ -238,6 +272,7 @@ def test_random_compositions_stream_exactly(parts, seed):
 
 # --- transformations, memory, sharding ----------------------------------------------------------
 
+
 def test_step_is_a_lax_scan_body():
     model = nn.Sequential([ct.Conv1D(3, 3, padding="same"), ct.Conv1DTranspose(3, 4, strides=2, padding="same")])
     x = _signal((2, 12, 4))
@@ -251,7 +286,7 @@ def test_step_is_a_lax_scan_body():
         return jnp.concatenate([jnp.moveaxis(ys, 0, 1).reshape(2, -1, 3), streamer.finish(state)], axis=1)
 
     got = run(chunks)
-    np.testing.assert_allclose(got[:, streamer.latency:], model.apply(variables, x), atol=2e-6)
+    np.testing.assert_allclose(got[:, streamer.latency :], model.apply(variables, x), atol=2e-6)
 
 
 def _bytes(tree):
@@ -289,8 +324,14 @@ def test_the_state_shards_over_the_batch():
     if devices.size < 4:
         pytest.skip("needs 4 devices (tests/conftest.py simulates 8 on CPU)")
     mesh = Mesh(devices, ("batch",))
-    model = nn.Sequential([ct.Pad1D(2, mode="reflect"), ct.Conv1D(3, 5), ct.Conv1DTranspose(3, 4, strides=2, padding="same"),
-                           ct.Parallel([ct.Conv1D(3, 1), ct.Conv1D(3, 3, padding="same")])])
+    model = nn.Sequential(
+        [
+            ct.Pad1D(2, mode="reflect"),
+            ct.Conv1D(3, 5),
+            ct.Conv1DTranspose(3, 4, strides=2, padding="same"),
+            ct.Parallel([ct.Conv1D(3, 1), ct.Conv1D(3, 3, padding="same")]),
+        ]
+    )
     x = _signal((8, 12, 4))
     variables = _random_variables(model, x)
     streamer = Streamer(model, variables, 8)
@@ -298,34 +339,47 @@ def test_the_state_shards_over_the_batch():
     state = jax.device_put(streamer.init(), batch)  # every leaf is batch first, counters too
     pieces = []
     for start in range(0, 12, 4):
-        state, y = streamer.step(state, jax.device_put(x[:, start:start + 4], batch))
+        state, y = streamer.step(state, jax.device_put(x[:, start : start + 4], batch))
         pieces.append(y)
     for leaf in jax.tree.leaves(state):
         if leaf.size:  # an empty carry has nothing to shard
             assert leaf.sharding.is_equivalent_to(batch, leaf.ndim), leaf.sharding
     got = jnp.concatenate(pieces + [streamer.finish(state)], axis=1)
-    np.testing.assert_allclose(got[:, streamer.latency:], model.apply(variables, x), atol=1e-5)
+    np.testing.assert_allclose(got[:, streamer.latency :], model.apply(variables, x), atol=1e-5)
 
 
 # --- parameters as flax stores them ------------------------------------------------------------
 
+
 def test_constraint_boxed_params_stream():
-    model = nn.Sequential([ct.Conv1D(3, 3, padding="same", kernel_constraint="max_norm"),
-                           ct.Conv1DTranspose(3, 4, strides=2, padding="same", kernel_constraint="non_neg")])
+    model = nn.Sequential(
+        [
+            ct.Conv1D(3, 3, padding="same", kernel_constraint="max_norm"),
+            ct.Conv1DTranspose(3, 4, strides=2, padding="same", kernel_constraint="non_neg"),
+        ]
+    )
     x = _signal((1, 10, 2))
     variables = model.init(jax.random.key(0), x)
-    assert any(isinstance(leaf, ct.optim.Constrained)
-               for leaf in jax.tree.leaves(variables, is_leaf=lambda v: isinstance(v, ct.optim.Constrained)))
+    assert any(
+        isinstance(leaf, ct.optim.Constrained)
+        for leaf in jax.tree.leaves(variables, is_leaf=lambda v: isinstance(v, ct.optim.Constrained))
+    )
     assert_streams_exactly(model, x, [5, 5], variables=variables)
 
 
 def test_weight_normed_params_stream():
-    model = nn.Sequential([nn.WeightNorm(ct.Conv1D(3, 3, padding="same")), nn.leaky_relu,
-                           nn.WeightNorm(ct.Conv1DTranspose(3, 4, strides=2, padding="same"))])
+    model = nn.Sequential(
+        [
+            nn.WeightNorm(ct.Conv1D(3, 3, padding="same")),
+            nn.leaky_relu,
+            nn.WeightNorm(ct.Conv1DTranspose(3, 4, strides=2, padding="same")),
+        ]
+    )
     assert_streams_exactly(model, _signal((1, 10, 2)), [5, 5])
 
 
 # --- nnx ---------------------------------------------------------------------------------------
+
 
 class _NnxGenerator(nnx.Module):
     """Every part, in nnx: a stem, an upsampler, a MelGAN-style block and a residual."""
@@ -334,8 +388,12 @@ class _NnxGenerator(nnx.Module):
         N = ct.nnx
         self.stem = N.Conv1D(3, 4, 7, padding="same", rngs=rngs)
         self.up = N.Conv1DTranspose(4, 4, 4, strides=2, padding="same", rngs=rngs)
-        self.block = N.Parallel([N.Conv1D(4, 4, 1, rngs=rngs),
-                                 [nn.leaky_relu, N.Pad1D(2, "reflect"), N.Conv1D(4, 4, 3, dilation_rate=2, rngs=rngs)]])
+        self.block = N.Parallel(
+            [
+                N.Conv1D(4, 4, 1, rngs=rngs),
+                [nn.leaky_relu, N.Pad1D(2, "reflect"), N.Conv1D(4, 4, 3, dilation_rate=2, rngs=rngs)],
+            ]
+        )
         self.residual = N.Residual([jnp.tanh, N.Conv1D(4, 4, 3, padding="causal", rngs=rngs)])
 
     def __call__(self, x):
@@ -350,11 +408,12 @@ def test_nnx_models_stream_exactly():
     assert streamer.in_channels == 3 and streamer.rate == 2
     for chunks in ([3, 5, 4], [1] * 12):
         got = _stream(streamer, x, chunks)
-        np.testing.assert_array_equal(got[:, :streamer.latency], 0)
-        np.testing.assert_allclose(got[:, streamer.latency:], want, atol=2e-6)
+        np.testing.assert_array_equal(got[:, : streamer.latency], 0)
+        np.testing.assert_allclose(got[:, streamer.latency :], want, atol=2e-6)
 
 
 # --- errors --------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def streamer():
@@ -362,12 +421,15 @@ def streamer():
     return Streamer(model, model.init(jax.random.key(0), _signal((2, 8, 4))), 2)
 
 
-@pytest.mark.parametrize("shape, message", [
-    ((2, 4, 5), r"chunk has shape \(2, 4, 5\).*batch \(2,\) and in_channels=4"),
-    ((3, 4, 4), r"chunk has shape \(3, 4, 4\)"),
-    ((4, 4), r"chunk has shape \(4, 4\)"),
-    ((2, 3, 4), r"chunk has 3 time steps; chunks must hold a positive multiple of 2"),
-])
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        ((2, 4, 5), r"chunk has shape \(2, 4, 5\).*batch \(2,\) and in_channels=4"),
+        ((3, 4, 4), r"chunk has shape \(3, 4, 4\)"),
+        ((4, 4), r"chunk has shape \(4, 4\)"),
+        ((2, 3, 4), r"chunk has 3 time steps; chunks must hold a positive multiple of 2"),
+    ],
+)
 def test_a_wrong_chunk_shape_is_an_error_naming_it(streamer, shape, message):
     with pytest.raises(ValueError, match=message):
         streamer.step(streamer.init(), jnp.zeros(shape))
@@ -391,7 +453,9 @@ def test_a_wrong_state_is_an_error_naming_it(streamer):
 
 
 def test_a_model_the_streamer_cannot_follow_is_an_error_naming_it():
-    with pytest.raises(TypeError, match="model must be a flax.linen.Module or a flax.nnx.Module, got Conv1DTransposeConfig"):
+    with pytest.raises(
+        TypeError, match=r"model must be a flax\.linen\.Module or a flax\.nnx\.Module, got Conv1DTransposeConfig"
+    ):
         Streamer(ct.Conv1DTransposeConfig(3, 4), {}, 1)
     with pytest.raises(TypeError, match=r"a linen model streams with its variables: Streamer\(model, variables"):
         Streamer(ct.Conv1D(2, 3), batch_size=1)

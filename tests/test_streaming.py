@@ -149,7 +149,9 @@ def test_a_signal_shorter_than_the_latency_still_comes_out_whole():
     np.testing.assert_array_equal(strip_latency(stream(params, x, config, [1, 1]), config, 2), expected)
 
 
-@pytest.mark.parametrize("fields", [CONFIGS[0], CONFIGS[6], CONFIGS[10]], ids=[CONFIG_IDS[0], CONFIG_IDS[6], CONFIG_IDS[10]])
+@pytest.mark.parametrize(
+    "fields", [CONFIGS[0], CONFIGS[6], CONFIGS[10]], ids=[CONFIG_IDS[0], CONFIG_IDS[6], CONFIG_IDS[10]]
+)
 def test_step_runs_as_the_body_of_lax_scan_under_jit(fields):
     config = make_config(**fields)
     rng = np.random.default_rng(4)
@@ -160,14 +162,18 @@ def test_step_runs_as_the_body_of_lax_scan_under_jit(fields):
 
     @jax.jit
     def run(params, x):
-        split = x.shape[:axis] + (chunks, size) + x.shape[axis + 1:]
+        split = x.shape[:axis] + (chunks, size) + x.shape[axis + 1 :]
         xs = jnp.moveaxis(x.reshape(split), axis, 0)
         state, ys = jax.lax.scan(
             lambda state, chunk: streaming.step(params, state, chunk, config),
-            streaming.init(config, x.shape[0], x.dtype), xs)
+            streaming.init(config, x.shape[0], x.dtype),
+            xs,
+        )
         ys = jnp.moveaxis(ys, 0, axis)
-        return jnp.concatenate([ys.reshape(ys.shape[:axis] + (-1,) + ys.shape[axis + 2:]),
-                                streaming.finish(params, state, config)], axis=axis)
+        return jnp.concatenate(
+            [ys.reshape(ys.shape[:axis] + (-1,) + ys.shape[axis + 2 :]), streaming.finish(params, state, config)],
+            axis=axis,
+        )
 
     expected, _ = whole(params, x, config)
     np.testing.assert_array_equal(strip_latency(run(params, x), config, chunks * size), expected)
@@ -213,14 +219,17 @@ def test_the_state_has_the_documented_shape_and_is_a_pytree():
 def test_compiled_memory_of_a_long_stream_does_not_grow_with_its_length():
     config = make_config(kernel_size=16, strides=8, padding="same")
     batch, size = 1, 4
-    params = {"kernel": jax.ShapeDtypeStruct(config.kernel_shape(IN_CHANNELS), jnp.float32),
-              "bias": jax.ShapeDtypeStruct((FILTERS,), jnp.float32)}
+    params = {
+        "kernel": jax.ShapeDtypeStruct(config.kernel_shape(IN_CHANNELS), jnp.float32),
+        "bias": jax.ShapeDtypeStruct((FILTERS,), jnp.float32),
+    }
 
     def run(params, xs):
         def body(carry, chunk):
             state, energy = carry
             state, y = streaming.step(params, state, chunk, config)
             return (state, energy + jnp.sum(y * y)), None  # a consumer that keeps no per-chunk data
+
         (state, energy), _ = jax.lax.scan(body, (streaming.init(config, batch), jnp.zeros(())), xs)
         return energy + jnp.sum(streaming.finish(params, state, config) ** 2)
 
@@ -237,8 +246,10 @@ def test_compiled_memory_of_a_long_stream_does_not_grow_with_its_length():
 def test_compiled_temporaries_of_the_chunked_op_stay_within_twice_the_output():
     config = ct.Conv1DTransposeConfig(filters=16, kernel_size=16, strides=8, padding="same")
     steps, in_channels = 2**15, 32
-    params = {"kernel": jax.ShapeDtypeStruct(config.kernel_shape(in_channels), jnp.float32),
-              "bias": jax.ShapeDtypeStruct((16,), jnp.float32)}
+    params = {
+        "kernel": jax.ShapeDtypeStruct(config.kernel_shape(in_channels), jnp.float32),
+        "bias": jax.ShapeDtypeStruct((16,), jnp.float32),
+    }
     x = jax.ShapeDtypeStruct((1, steps, in_channels), jnp.float32)
     run = jax.jit(lambda p, x: streaming.chunked_conv1d_transpose(p, x, config, 256)[0])
     temp = run.lower(params, x).compile().memory_analysis().temp_size_in_bytes

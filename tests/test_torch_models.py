@@ -15,12 +15,19 @@ from benchmarks.torch_hifigan import Generator as TorchHiFiGAN
 from convtrans import interop
 from examples.vocoder.models import HiFiGAN, MelGAN
 
-SMALL_HIFIGAN = HiFiGAN(upsample_initial_channel=16, upsample_rates=(8, 2), upsample_kernel_sizes=(16, 4),
-                        resblock_kernel_sizes=(3, 5), resblock_dilation_sizes=((1, 3), (1, 3)))
+SMALL_HIFIGAN = HiFiGAN(
+    upsample_initial_channel=16,
+    upsample_rates=(8, 2),
+    upsample_kernel_sizes=(16, 4),
+    resblock_kernel_sizes=(3, 5),
+    resblock_dilation_sizes=((1, 3), (1, 3)),
+)
 
 
 def _zeros_like_init(model, x):
-    return jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), jax.eval_shape(model.init, jax.random.key(0), x))
+    return jax.tree.map(
+        lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), jax.eval_shape(model.init, jax.random.key(0), x)
+    )
 
 
 def _weight_norm_everything(module, new_style, seed):
@@ -44,8 +51,12 @@ class _TorchResnetBlock(torch.nn.Module):  # descriptinc/melgan-neurips, modules
     def __init__(self, dim, dilation):
         super().__init__()
         self.block = torch.nn.Sequential(
-            torch.nn.LeakyReLU(0.2), torch.nn.ReflectionPad1d(dilation), torch.nn.Conv1d(dim, dim, 3, dilation=dilation),
-            torch.nn.LeakyReLU(0.2), torch.nn.Conv1d(dim, dim, 1))
+            torch.nn.LeakyReLU(0.2),
+            torch.nn.ReflectionPad1d(dilation),
+            torch.nn.Conv1d(dim, dim, 3, dilation=dilation),
+            torch.nn.LeakyReLU(0.2),
+            torch.nn.Conv1d(dim, dim, 1),
+        )
         self.shortcut = torch.nn.Conv1d(dim, dim, 1)
 
     def forward(self, x):
@@ -58,9 +69,11 @@ class _TorchMelGAN(torch.nn.Module):
         mult = 2 ** len(ratios)
         model = [torch.nn.ReflectionPad1d(3), torch.nn.Conv1d(80, mult * ngf, 7)]
         for r in ratios:
-            model += [torch.nn.LeakyReLU(0.2),
-                      torch.nn.ConvTranspose1d(mult * ngf, mult * ngf // 2, r * 2, r, r // 2 + r % 2, r % 2)]
-            model += [_TorchResnetBlock(mult * ngf // 2, 3 ** j) for j in range(n_residual_layers)]
+            model += [
+                torch.nn.LeakyReLU(0.2),
+                torch.nn.ConvTranspose1d(mult * ngf, mult * ngf // 2, r * 2, r, r // 2 + r % 2, r % 2),
+            ]
+            model += [_TorchResnetBlock(mult * ngf // 2, 3**j) for j in range(n_residual_layers)]
             mult //= 2
         model += [torch.nn.LeakyReLU(0.2), torch.nn.ReflectionPad1d(3), torch.nn.Conv1d(ngf, 1, 7), torch.nn.Tanh()]
         self.model = torch.nn.Sequential(*model)
@@ -73,8 +86,9 @@ class _TorchMelGAN(torch.nn.Module):
 def test_a_weight_normed_hifigan_checkpoint_loads_with_one_call(new_style):
     torch_model = _weight_norm_everything(TorchHiFiGAN(SMALL_HIFIGAN), new_style, seed=0)
     mel = torch.randn(1, 80, 6)
-    variables = interop.load_torch_state_dict(_zeros_like_init(SMALL_HIFIGAN, jnp.zeros((1, 6, 80))),
-                                              torch_model.state_dict())
+    variables = interop.load_torch_state_dict(
+        _zeros_like_init(SMALL_HIFIGAN, jnp.zeros((1, 6, 80))), torch_model.state_dict()
+    )
     y = SMALL_HIFIGAN.apply(variables, jnp.asarray(mel.numpy().transpose(0, 2, 1)))
     assert _relative_error(np.asarray(y).transpose(0, 2, 1), torch_model(mel).detach().numpy()) < 1e-5
 
@@ -113,8 +127,8 @@ class _TorchMixed(torch.nn.Module):
         self.up = torch.nn.ConvTranspose1d(6, 3, 4, stride=2)
 
     def forward(self, tokens):
-        x = self.norm(self.dense(self.embed(tokens)))           # (batch, steps, 4)
-        x = self.batch_norm(x.transpose(1, 2))                   # (batch, 4, steps)
+        x = self.norm(self.dense(self.embed(tokens)))  # (batch, steps, 4)
+        x = self.batch_norm(x.transpose(1, 2))  # (batch, 4, steps)
         return self.up(self.conv(x))
 
 
@@ -136,8 +150,9 @@ def test_flax_layers_load_by_their_kind():
         torch_model.norm.weight.uniform_(0.5, 2)
     tokens = torch.randint(0, 10, (2, 5))
     model = _FlaxMixed()
-    variables = interop.load_torch_state_dict(_zeros_like_init(model, jnp.zeros((2, 5), jnp.int32)),
-                                              torch_model.state_dict())
+    variables = interop.load_torch_state_dict(
+        _zeros_like_init(model, jnp.zeros((2, 5), jnp.int32)), torch_model.state_dict()
+    )
     y = model.apply(variables, jnp.asarray(tokens.numpy()))
     want = torch_model(tokens).detach().numpy().transpose(0, 2, 1)
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
@@ -153,8 +168,11 @@ def test_a_mismatch_lists_both_sides_with_shapes():
     model = _PreUp()
     variables = _zeros_like_init(model, jnp.zeros((1, 8, 2)))
     state = {"pre.weight": torch.zeros(3, 2, 3), "pre.bias": torch.zeros(3), "post.weight": torch.zeros(1, 2, 7)}
-    with pytest.raises(ValueError, match=r"(?s)no torch key fills: \['params/up/kernel \(4, 2, 3\)', "
-                                         r"'params/up/bias \(2,\)'\].*nothing takes: \['post.weight \(1, 2, 7\)'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"(?s)no torch key fills: \['params/up/kernel \(4, 2, 3\)', "
+        r"'params/up/bias \(2,\)'\].*nothing takes: \['post.weight \(1, 2, 7\)'\]",
+    ):
         interop.load_torch_state_dict(variables, state)
     loaded = interop.load_torch_state_dict(variables, state, strict=False)
     assert loaded["params"]["up"]["kernel"].shape == (4, 2, 3)
@@ -175,7 +193,8 @@ def test_a_flax_conv_transpose_with_square_channels_is_named_to_be_told_apart():
     model = _FlaxSquareTranspose()
     zeros = _zeros_like_init(model, jnp.zeros((1, 5, 3)))
     variables = interop.load_torch_state_dict(zeros, torch_model.state_dict(), flax_conv_transpose=["up"])
-    np.testing.assert_allclose(model.apply(variables, jnp.asarray(x.numpy().transpose(0, 2, 1))), want,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        model.apply(variables, jnp.asarray(x.numpy().transpose(0, 2, 1))), want, rtol=1e-5, atol=1e-5
+    )
     saved = interop.to_torch_state_dict(variables, torch_model, flax_conv_transpose=["up"])
     np.testing.assert_allclose(saved["up.weight"].numpy(), torch_model.up.weight.detach().numpy(), rtol=1e-6)

@@ -19,8 +19,9 @@ MAX_NORM = 0.5
 FACTOR = 4  # two layers of stride 2
 
 
-_COMMON = dict(padding="same", kernel_regularizer=ct.regularizers.L2(1e-3),
-               kernel_constraint=ct.constraints.MaxNorm(MAX_NORM))
+_COMMON = dict(
+    padding="same", kernel_regularizer=ct.regularizers.L2(1e-3), kernel_constraint=ct.constraints.MaxNorm(MAX_NORM)
+)
 CONFIGS = {
     "up1": ct.Conv1DTransposeConfig(8, 4, strides=2, activation="tanh", **_COMMON),
     "up2": ct.Conv1DTransposeConfig(1, 4, strides=2, **_COMMON),

@@ -10,8 +10,16 @@ import convtrans as ct
 
 CONFIGS = [
     ct.Conv1DTransposeConfig(3, 4, strides=2, padding="same", activation="tanh"),
-    ct.Conv1DTransposeConfig(4, 3, strides=3, padding="valid", output_padding=1, data_format="channels_first",
-                             kernel_regularizer="l2", activity_regularizer="l1"),
+    ct.Conv1DTransposeConfig(
+        4,
+        3,
+        strides=3,
+        padding="valid",
+        output_padding=1,
+        data_format="channels_first",
+        kernel_regularizer="l2",
+        activity_regularizer="l1",
+    ),
     ct.Conv1DTransposeConfig(4, 3, dilation_rate=2, padding=(1, 2), groups=2, activation="softplus"),
 ]
 
@@ -19,8 +27,10 @@ CONFIGS = [
 def _inputs(config, key=0, batch=2, steps=5, in_channels=2):
     k1, k2, k3 = jax.random.split(jax.random.PRNGKey(key), 3)
     shape = (batch, steps, in_channels) if config.data_format == "channels_last" else (batch, in_channels, steps)
-    params = {"kernel": 0.5 * jax.random.normal(k1, config.kernel_shape(in_channels)),
-              "bias": jax.random.normal(k2, (config.filters,))}
+    params = {
+        "kernel": 0.5 * jax.random.normal(k1, config.kernel_shape(in_channels)),
+        "bias": jax.random.normal(k2, (config.filters,)),
+    }
     return params, jax.random.normal(k3, shape)
 
 
@@ -50,8 +60,9 @@ def test_vmap_over_parameters_of_an_ensemble():
     x = _inputs(config)[1]
     ys = jax.vmap(lambda p: ct.conv1d_transpose(p, x, config)[0])(params)
     for i in range(4):
-        np.testing.assert_allclose(ys[i], ct.conv1d_transpose(jax.tree.map(lambda a: a[i], params), x, config)[0],
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            ys[i], ct.conv1d_transpose(jax.tree.map(lambda a, i=i: a[i], params), x, config)[0], rtol=1e-5, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("config", CONFIGS)

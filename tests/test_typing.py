@@ -53,15 +53,17 @@ def _module(name: str) -> types.ModuleType:
 
 def _public_objects() -> set[int]:
     """The ids of the objects that the public modules export."""
-    return {id(getattr(_module(module_name), name)) for module_name in PUBLIC_MODULES
-            for name in _module(module_name).__all__}
+    return {
+        id(getattr(_module(module_name), name))
+        for module_name in PUBLIC_MODULES
+        for name in _module(module_name).__all__
+    }
 
 
 def _is_typing_construct(value: object) -> bool:
     if isinstance(value, (typing.TypeVar, typing.ParamSpec, types.GenericAlias, types.UnionType)):
         return True
-    return (getattr(value, "__module__", None) in TYPING_MODULES
-            or type(value).__module__ in TYPING_MODULES)
+    return getattr(value, "__module__", None) in TYPING_MODULES or type(value).__module__ in TYPING_MODULES
 
 
 def _own_function(function: typing.Callable[..., object]) -> bool:
@@ -114,8 +116,7 @@ def test_the_public_surface_has_callables_to_check():
 def test_public_callables_annotate_every_parameter_and_the_return(qualified, function):
     signature = inspect.signature(function)
     hints = typing.get_type_hints(function)  # raises for an annotation that does not resolve
-    parameters = [p for i, p in enumerate(signature.parameters.values())
-                  if not (i == 0 and p.name in ("self", "cls"))]
+    parameters = [p for i, p in enumerate(signature.parameters.values()) if not (i == 0 and p.name in ("self", "cls"))]
     unannotated = [p.name for p in parameters if p.name not in hints]
     assert not unannotated, f"{qualified}: parameters without annotation: {unannotated}"
     assert "return" in hints, f"{qualified}: no return annotation"
@@ -135,10 +136,12 @@ def test_public_classes_field_annotations_resolve(module_name):
             for field, annotation in vars(klass).get("__annotations__", {}).items():
                 if isinstance(annotation, str):
                     try:
-                        eval(annotation, dict(namespace), {klass.__name__: klass})  # noqa: S307
-                    except Exception as error:  # noqa: BLE001 - the message names what failed
-                        pytest.fail(f"{module_name}.{name}: {klass.__qualname__}.{field}: {annotation!r} "
-                                    f"does not resolve ({type(error).__name__}: {error})")
+                        eval(annotation, dict(namespace), {klass.__name__: klass})
+                    except Exception as error:
+                        pytest.fail(
+                            f"{module_name}.{name}: {klass.__qualname__}.{field}: {annotation!r} "
+                            f"does not resolve ({type(error).__name__}: {error})"
+                        )
         if dataclasses.is_dataclass(value):
             assert all(f.type is not dataclasses.MISSING for f in dataclasses.fields(value))
 
@@ -156,5 +159,7 @@ def test_no_public_name_outside_all(module_name):
         if id(value) in exported:
             continue  # a public object of another public module, used here
         stray.append(name)
-    assert not stray, (f"{module_name} has public names outside __all__: {stray}; add them to __all__ "
-                       "or give them a leading underscore")
+    assert not stray, (
+        f"{module_name} has public names outside __all__: {stray}; add them to __all__ "
+        "or give them a leading underscore"
+    )

@@ -12,8 +12,10 @@ from examples.vocoder import stream
 def test_the_script_streams_both_generators_and_reports_each_mode(capsys):
     rows = stream.main(["--seconds", "0.1", "--chunks", "1", "3", "--hifigan-channels", "16", "--melgan-ngf", "4"])
     assert [(row["model"], row["mode"]) for row in rows] == [
-        (name, mode) for name in ("hifigan", "melgan")
-        for mode in ("whole signal", "stream, 1-frame chunks", "stream, 3-frame chunks")]
+        (name, mode)
+        for name in ("hifigan", "melgan")
+        for mode in ("whole signal", "stream, 1-frame chunks", "stream, 3-frame chunks")
+    ]
     assert all(row["rtf"] > 0 and row["error"] <= 1e-5 for row in rows)
     printed = capsys.readouterr().out
     assert "real-time factor" in printed and "hifigan  stream, 3-frame chunks" in printed

@@ -74,7 +74,7 @@ def test_bfloat16_is_transformed_and_multiplied_in_float32_and_rounded_once(taps
 
 def test_grouped_layers_are_a_value_error():
     config = ct.Conv1DTransposeConfig(filters=4, kernel_size=2, groups=2)
-    with pytest.raises(ValueError, match="groups=1.*groups=2"):
+    with pytest.raises(ValueError, match=r"groups=1.*groups=2"):
         winograd.correlate(jnp.ones((1, 5, 4)), jnp.ones((2, 4, 2)), 1, config)
 
 
@@ -82,8 +82,9 @@ def test_grouped_layers_are_a_value_error():
 
 WIDE_CONFIGS = [
     ct.Conv1DTransposeConfig(filters=8, kernel_size=16, strides=8, padding="same"),  # HiFi-GAN, MelGAN
-    ct.Conv1DTransposeConfig(filters=8, kernel_size=4, strides=2, padding="valid", output_padding=1,
-                             data_format="channels_first"),
+    ct.Conv1DTransposeConfig(
+        filters=8, kernel_size=4, strides=2, padding="valid", output_padding=1, data_format="channels_first"
+    ),
     ct.Conv1DTransposeConfig(filters=8, kernel_size=5, strides=2, padding="same"),  # 3- and 2-tap phases
     ct.Conv1DTransposeConfig(filters=8, kernel_size=3, dilation_rate=2, padding="same"),  # stride 1
     ct.Conv1DTransposeConfig(filters=8, kernel_size=3, strides=2, dilation_rate=2, padding=(1, 2)),
@@ -110,8 +111,11 @@ def _output_and_gradients(config, x, kernel, fn=transposed_convolution, **implem
 def test_the_default_output_and_gradients_equal_the_reference_from_64_channels(config):
     x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=19)
     assert ct.plan(config, x.shape, platform="cpu") == Plan.uniform("winograd")
-    for name, got, want in zip(("output", "grad x", "grad kernel"), _output_and_gradients(config, x, kernel),
-                               _output_and_gradients(config, x, kernel, fn=lhs_dilation_conv)):
+    for name, got, want in zip(
+        ("output", "grad x", "grad kernel"),
+        _output_and_gradients(config, x, kernel),
+        _output_and_gradients(config, x, kernel, fn=lhs_dilation_conv),
+    ):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
 
 
@@ -168,11 +172,15 @@ def _assert_same(got, want):
         np.testing.assert_array_equal(np.asarray(g, np.float32), np.asarray(w, np.float32), err_msg=name)
 
 
-@pytest.mark.parametrize("in_channels, groups, kernel_size, cannot", [
-    (WINOGRAD_MIN_CHANNELS // 4, 1, 16, None),  # narrow: its extra passes cost more
-    (WINOGRAD_MIN_CHANNELS, 2, 16, "groups"),  # grouped
-    (WINOGRAD_MIN_CHANNELS, 1, 32, "2 or 3 taps"),  # four taps per phase
-], ids=["narrow", "groups2", "4-taps"])
+@pytest.mark.parametrize(
+    "in_channels, groups, kernel_size, cannot",
+    [
+        (WINOGRAD_MIN_CHANNELS // 4, 1, 16, None),  # narrow: its extra passes cost more
+        (WINOGRAD_MIN_CHANNELS, 2, 16, "groups"),  # grouped
+        (WINOGRAD_MIN_CHANNELS, 1, 32, "2 or 3 taps"),  # four taps per phase
+    ],
+    ids=["narrow", "groups2", "4-taps"],
+)
 def test_the_default_keeps_the_direct_sum_elsewhere(in_channels, groups, kernel_size, cannot):
     config = ct.Conv1DTransposeConfig(filters=8 * groups, kernel_size=kernel_size, strides=8, groups=groups)
     x, kernel = _inputs(config, in_channels * groups, steps=16)
@@ -190,13 +198,24 @@ def test_the_default_keeps_the_direct_sum_elsewhere(in_channels, groups, kernel_
             transposed_convolution(x, kernel, config, implementation=Plan("winograd"))
 
 
-@pytest.mark.parametrize("plan", [Plan("winograd"), Plan("polyphase", "winograd", "polyphase"),
-                                  Plan("polyphase", "polyphase", "winograd"), Plan.uniform("winograd")],
-                         ids=["forward", "input-gradient", "kernel-gradient", "uniform"])
-@pytest.mark.parametrize("groups, kernel_size, match", [
-    (2, 16, "groups"),  # grouped
-    (1, 32, "2 or 3 taps"),  # four taps per phase
-], ids=["groups2", "4-taps"])
+@pytest.mark.parametrize(
+    "plan",
+    [
+        Plan("winograd"),
+        Plan("polyphase", "winograd", "polyphase"),
+        Plan("polyphase", "polyphase", "winograd"),
+        Plan.uniform("winograd"),
+    ],
+    ids=["forward", "input-gradient", "kernel-gradient", "uniform"],
+)
+@pytest.mark.parametrize(
+    "groups, kernel_size, match",
+    [
+        (2, 16, "groups"),  # grouped
+        (1, 32, "2 or 3 taps"),  # four taps per phase
+    ],
+    ids=["groups2", "4-taps"],
+)
 def test_forcing_it_where_it_cannot_apply_is_a_value_error_saying_why(groups, kernel_size, match, plan):
     config = ct.Conv1DTransposeConfig(filters=8 * groups, kernel_size=kernel_size, strides=8, groups=groups)
     x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS * groups, steps=16)
@@ -228,10 +247,10 @@ def test_the_default_for_a_vocoder_layer_is_winograd():
     config = WIDE_CONFIGS[0]
     x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=16)
     assert ct.plan(config, x.shape, platform="cpu") == Plan.uniform("winograd")
-    np.testing.assert_array_equal(transposed_convolution(x, kernel, config),
-                                  convolve(x, kernel, config, None, Plan.uniform("winograd")))
-    assert not np.array_equal(transposed_convolution(x, kernel, config),
-                              convolve(x, kernel, config, None, Plan()))
+    np.testing.assert_array_equal(
+        transposed_convolution(x, kernel, config), convolve(x, kernel, config, None, Plan.uniform("winograd"))
+    )
+    assert not np.array_equal(transposed_convolution(x, kernel, config), convolve(x, kernel, config, None, Plan()))
 
 
 def test_a_long_example_keeps_the_convolutions_whatever_the_batch():
@@ -261,9 +280,15 @@ def test_float64_takes_it_too_and_matches_the_numpy_reference_to_1e12(config):
     in_channels = WINOGRAD_MIN_CHANNELS
     shape = (2, 11, in_channels) if config.data_format == "channels_last" else (2, in_channels, 11)
     x, kernel = rng.standard_normal(shape), rng.standard_normal(config.kernel_shape(in_channels))
-    want = numpy_reference(x, kernel, strides=config.strides, padding=config.padding,
-                           output_padding=config.output_padding, dilation_rate=config.dilation_rate,
-                           data_format=config.data_format)
+    want = numpy_reference(
+        x,
+        kernel,
+        strides=config.strides,
+        padding=config.padding,
+        output_padding=config.output_padding,
+        dilation_rate=config.dilation_rate,
+        data_format=config.data_format,
+    )
     with jax.enable_x64(True):
         x64, kernel64 = jnp.asarray(x, jnp.float64), jnp.asarray(kernel, jnp.float64)
         assert ct.plan(config, x64.shape, dtype=x64.dtype, platform="cpu") == Plan.uniform("winograd")

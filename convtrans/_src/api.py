@@ -11,38 +11,52 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Mapping, Optional, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 from jax.typing import DTypeLike
 
-from convtrans._src import dispatch
-from convtrans._src.checks import (check_allocation, check_array, check_channels, check_count, check_floating,
-                                   check_floating_weight, check_input_rank, check_not_foreign, check_params_mapping,
-                                   floating_dtype, is_symbolic)
-from convtrans._src.config import (Conv1DConfig, Conv1DTransposeConfig, LayerConfig, check_config,
-                                   check_conv_config)
-from convtrans._src.plan import Plan
-from convtrans._src import geometry
+from convtrans._src import dispatch, geometry
+from convtrans._src.checks import (
+    check_allocation,
+    check_array,
+    check_channels,
+    check_count,
+    check_floating,
+    check_floating_weight,
+    check_input_rank,
+    check_not_foreign,
+    check_params_mapping,
+    floating_dtype,
+    is_symbolic,
+)
+from convtrans._src.config import Conv1DConfig, Conv1DTransposeConfig, LayerConfig, check_config, check_conv_config
 from convtrans._src.geometry import Size, TransposePads
 from convtrans._src.keras import activations
 from convtrans._src.kernels.layout import dimension_numbers
 from convtrans._src.kernels.polyphase import convolve
 from convtrans._src.numerics import accumulation_dtype
+from convtrans._src.plan import Plan
 
 Params = Mapping[str, jax.Array]
 Aux = dict[str, jax.Array]
 # (x, kernel, config, precision) -> conv output without bias, in config.data_format, rank 3.
 KernelFn = Callable[[jax.Array, jax.Array, Conv1DTransposeConfig, Any], jax.Array]
-Implementation = Union[str, Plan, None]
+Implementation = str | Plan | None
 
 REGULARIZATION_KEYS = ("kernel", "bias", "activity")
 
 
-def transposed_convolution(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                           precision: Any = None, implementation: Implementation = None) -> jax.Array:
+def transposed_convolution(
+    x: jax.Array,
+    kernel: jax.Array,
+    config: Conv1DTransposeConfig,
+    precision: Any = None,
+    implementation: Implementation = None,
+) -> jax.Array:
     """The transposed convolution of a rank-3 ``x`` by ``kernel`` (no bias), by the plan of the
     platform the program is lowered for.
 
@@ -53,14 +67,18 @@ def transposed_convolution(x: jax.Array, kernel: jax.Array, config: Conv1DTransp
     """
     in_channels = x.shape[config.channel_axis]
     length = x.shape[config.time_axis]
-    on_cpu, elsewhere = (dispatch.resolve(implementation, config, in_channels, length, x.dtype, platform)
-                         for platform in ("cpu", "default"))
+    on_cpu, elsewhere = (
+        dispatch.resolve(implementation, config, in_channels, length, x.dtype, platform)
+        for platform in ("cpu", "default")
+    )
     if on_cpu == elsewhere:
         return convolve(x, kernel, config, precision, on_cpu)
     return lax.platform_dependent(
-        x, kernel,
+        x,
+        kernel,
         cpu=functools.partial(convolve, config=config, precision=precision, plan=on_cpu),
-        default=functools.partial(convolve, config=config, precision=precision, plan=elsewhere))
+        default=functools.partial(convolve, config=config, precision=precision, plan=elsewhere),
+    )
 
 
 @functools.wraps(geometry.output_length)
@@ -74,12 +92,11 @@ def transpose_pads(config: Conv1DTransposeConfig) -> TransposePads:
 
 
 IMPLEMENTATIONS: dict[str, KernelFn] = {
-    name: functools.partial(transposed_convolution, implementation=name)
-    for name in dispatch.IMPLEMENTATION_NAMES
+    name: functools.partial(transposed_convolution, implementation=name) for name in dispatch.IMPLEMENTATION_NAMES
 }
 
 
-def default_implementation(backend: Optional[str] = None) -> str:
+def default_implementation(backend: str | None = None) -> str:
     """The implementation :func:`conv1d_transpose` uses by default: ``"polyphase"`` on every
     platform (its plan, chosen per platform, is what :func:`convtrans.plan` returns).
 
@@ -112,7 +129,8 @@ def check_params(params: Any, config: LayerConfig, in_channels: int) -> None:
             raise ValueError(
                 f"params[{name!r}] must have shape {shape} (Keras layout {config.kernel_layout} "
                 f"for the kernel), got {got}.{hint}"
-                if name == "kernel" else f"params['bias'] must have shape {shape}, got {got}."
+                if name == "kernel"
+                else f"params['bias'] must have shape {shape}, got {got}."
             )
         check_floating_weight(value, f"params[{name!r}]")
     if not config.use_bias and "bias" in params:
@@ -149,10 +167,13 @@ def _check_working_memory(shape: tuple[Any, ...], dtype: Any, in_channels: int, 
         dilated = list(shape)
         dilated[config.time_axis] = (length - 1) * config.strides + 1
         arrays["the stride-dilated input"] = tuple(dilated)
-    check_allocation(arrays, dtype,
-                     f"they come from x of shape {shape} and filters={config.filters}, kernel_size="
-                     f"{config.kernel_size}, strides={config.strides}, dilation_rate="
-                     f"{config.dilation_rate}, padding={config.padding!r}")
+    check_allocation(
+        arrays,
+        dtype,
+        f"they come from x of shape {shape} and filters={config.filters}, kernel_size="
+        f"{config.kernel_size}, strides={config.strides}, dilation_rate="
+        f"{config.dilation_rate}, padding={config.padding!r}",
+    )
 
 
 def _output_steps(config: LayerConfig, length: Size) -> Size:
@@ -161,12 +182,10 @@ def _output_steps(config: LayerConfig, length: Size) -> Size:
     return geometry.output_length(config, length)
 
 
-def _channels_and_length(shape: tuple[Any, ...], config: LayerConfig,
-                         argument: str = "x") -> tuple[int, Size]:
+def _channels_and_length(shape: tuple[Any, ...], config: LayerConfig, argument: str = "x") -> tuple[int, Size]:
     """The channels and steps of an input ``shape`` of checked rank, checked against ``config``
     (channels divisible by ``groups``, a length the padding leaves an output for)."""
-    in_channels = check_channels(shape, config.channel_axis, config.groups, config.data_format,
-                                 argument=argument)
+    in_channels = check_channels(shape, config.channel_axis, config.groups, config.data_format, argument=argument)
     length = shape[config.time_axis]
     _output_steps(config, length)
     return in_channels, length
@@ -180,8 +199,7 @@ def as_batch(x: jax.Array) -> tuple[jax.Array, tuple[Any, ...]]:
     return x.reshape((math.prod(lead),) + tuple(x.shape[-2:])), lead
 
 
-def regularization_terms(params: Params, y: jax.Array, config: LayerConfig,
-                         examples: Any = None) -> Aux:
+def regularization_terms(params: Params, y: jax.Array, config: LayerConfig, examples: Any = None) -> Aux:
     """The layer's penalties, each a float scalar; keys are always ``kernel, bias, activity``.
 
     Their sum equals Keras's ``sum(layer.losses)``: the kernel and bias regularizers of the
@@ -191,7 +209,7 @@ def regularization_terms(params: Params, y: jax.Array, config: LayerConfig,
     dtype = jnp.promote_types(params["kernel"].dtype, jnp.float32)
     zero = jnp.zeros((), dtype)
 
-    def penalty(regularizer: Optional[Callable[[jax.Array], jax.Array]], value: jax.Array) -> jax.Array:
+    def penalty(regularizer: Callable[[jax.Array], jax.Array] | None, value: jax.Array) -> jax.Array:
         return zero if regularizer is None else regularizer(value).astype(dtype)
 
     examples = y.shape[0] if examples is None else examples
@@ -314,15 +332,17 @@ def _layer_shape(config: Conv1DTransposeConfig, x_shape: Any, dtype: Any) -> tup
         shape = tuple(x_shape)
     except TypeError:
         raise TypeError(f"x_shape must be a tuple of sizes, got {x_shape!r}.") from None
-    shape = tuple(size if is_symbolic(size) else check_count(size, f"x_shape[{i}]", minimum=0)
-                  for i, size in enumerate(shape))
+    shape = tuple(
+        size if is_symbolic(size) else check_count(size, f"x_shape[{i}]", minimum=0) for i, size in enumerate(shape)
+    )
     check_input_rank(shape, config.data_format, argument="x_shape")
     floating_dtype(dtype)
     return _channels_and_length(shape, config, argument="x_shape")
 
 
-def plan(config: Conv1DTransposeConfig, x_shape: Sequence[int], dtype: DTypeLike = "float32",
-         platform: Optional[str] = None) -> Plan:
+def plan(
+    config: Conv1DTransposeConfig, x_shape: Sequence[int], dtype: DTypeLike = "float32", platform: str | None = None
+) -> Plan:
     """The :class:`~convtrans.Plan` that :func:`conv1d_transpose` runs for inputs of ``x_shape`` and
     ``dtype``.
 
@@ -341,8 +361,9 @@ def plan(config: Conv1DTransposeConfig, x_shape: Sequence[int], dtype: DTypeLike
     return dispatch.select_plan(config, in_channels, length, dtype, dispatch.platform_of(platform))
 
 
-def explain(config: Conv1DTransposeConfig, x_shape: Sequence[int], dtype: DTypeLike = "float32",
-            platform: Optional[str] = None) -> str:
+def explain(
+    config: Conv1DTransposeConfig, x_shape: Sequence[int], dtype: DTypeLike = "float32", platform: str | None = None
+) -> str:
     """:func:`plan`'s choice as text, one line per part of the plan with the reason and the
     threshold that decided it (arguments as for :func:`plan`)."""
     in_channels, length = _layer_shape(config, x_shape, dtype)
@@ -388,10 +409,15 @@ def conv1d(
     x3, lead = as_batch(x)
     pads = geometry.conv_pads(config, x.shape[config.time_axis])
     z = lax.conv_general_dilated(
-        x3, params["kernel"].astype(x.dtype), window_strides=(config.strides,),
+        x3,
+        params["kernel"].astype(x.dtype),
+        window_strides=(config.strides,),
         padding=[(pads.left, pads.right)],
-        rhs_dilation=(config.dilation_rate,), dimension_numbers=dimension_numbers(config),
-        feature_group_count=config.groups, precision=precision)
+        rhs_dilation=(config.dilation_rate,),
+        dimension_numbers=dimension_numbers(config),
+        feature_group_count=config.groups,
+        precision=precision,
+    )
     y3 = bias_and_activation(params, z, config)
     y = y3.reshape(lead + tuple(y3.shape[1:]))
     return y, regularization_terms(params, y3, config, examples=math.prod(lead))

@@ -12,7 +12,7 @@ import numbers
 import os
 import resource
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +36,7 @@ def is_symbolic(size: Any) -> bool:
     return jax.export.is_symbolic_dim(size)
 
 
-def check_count(value: Any, argument: str, *, minimum: Optional[int] = 1) -> int:
+def check_count(value: Any, argument: str, *, minimum: int | None = 1) -> int:
     """``value`` as an int; TypeError unless an integer, ValueError if below ``minimum`` (None:
     no bound) or above :data:`MAX_SIZE`."""
     if not is_int(value):
@@ -51,8 +51,9 @@ def check_size(value: int, what: str) -> None:
     """ValueError if the size ``value`` (an argument, or one derived from arguments that ``what``
     names) exceeds :data:`MAX_SIZE`."""
     if value > MAX_SIZE:
-        raise ValueError(f"{what}={value} is larger than {MAX_SIZE} (2**31 - 1), the largest size "
-                         "convtrans accepts for one axis.")
+        raise ValueError(
+            f"{what}={value} is larger than {MAX_SIZE} (2**31 - 1), the largest size convtrans accepts for one axis."
+        )
 
 
 def _format_bytes(size: int) -> str:
@@ -76,7 +77,7 @@ def _host_memory_bytes() -> int:
     return total
 
 
-def _address_space_left() -> Optional[int]:
+def _address_space_left() -> int | None:
     """Bytes the process may still map under ``ulimit -v`` (None: unlimited)."""
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft == resource.RLIM_INFINITY:
@@ -109,8 +110,9 @@ def check_allocation(arrays: Mapping[str, tuple[Any, ...]], dtype: Any, cause: s
     """ValueError before the ``arrays`` (a name and a shape each, all of ``dtype``) are made, if
     together they could not be: more bytes than :func:`memory_limit_bytes`. ``cause`` names the
     arguments the shapes come from. Symbolic shapes are not checked."""
-    shapes = {name: tuple(int(n) for n in shape) for name, shape in arrays.items()
-              if not any(is_symbolic(n) for n in shape)}
+    shapes = {
+        name: tuple(int(n) for n in shape) for name, shape in arrays.items() if not any(is_symbolic(n) for n in shape)
+    }
     itemsize = jnp.dtype(dtype).itemsize
     sizes = {name: math.prod(shape) * itemsize for name, shape in shapes.items()}
     total = sum(sizes.values())
@@ -118,21 +120,29 @@ def check_allocation(arrays: Mapping[str, tuple[Any, ...]], dtype: Any, cause: s
         return
     limit, source = memory_limit_bytes()
     if total > limit:
-        parts = " and ".join(f"{name} {shapes[name]}" + (f" ({_format_bytes(sizes[name])})" if len(shapes) > 1 else "")
-                             for name in shapes)
-        raise ValueError(f"{parts} of {jnp.dtype(dtype).name} would take {_format_bytes(total)}, more "
-                         f"than {source} ({_format_bytes(limit)}); {cause}.")
+        parts = " and ".join(
+            f"{name} {shapes[name]}" + (f" ({_format_bytes(sizes[name])})" if len(shapes) > 1 else "")
+            for name in shapes
+        )
+        raise ValueError(
+            f"{parts} of {jnp.dtype(dtype).name} would take {_format_bytes(total)}, more "
+            f"than {source} ({_format_bytes(limit)}); {cause}."
+        )
 
 
 def check_not_foreign(x: Any, argument: str) -> None:
     """TypeError for the array-likes JAX cannot take as they are: a torch tensor, or a
     ``jax.ShapeDtypeStruct`` (a shape without values)."""
     if type(x).__module__.split(".")[0] == "torch":
-        raise TypeError(f"{argument} is a torch.Tensor; pass a JAX or NumPy array, e.g. "
-                        f"jnp.asarray({argument}.detach().cpu().numpy()).")
+        raise TypeError(
+            f"{argument} is a torch.Tensor; pass a JAX or NumPy array, e.g. "
+            f"jnp.asarray({argument}.detach().cpu().numpy())."
+        )
     if isinstance(x, jax.ShapeDtypeStruct):
-        raise TypeError(f"{argument} is a jax.ShapeDtypeStruct, a shape without values; pass an "
-                        "array, or trace the call with jax.eval_shape.")
+        raise TypeError(
+            f"{argument} is a jax.ShapeDtypeStruct, a shape without values; pass an "
+            "array, or trace the call with jax.eval_shape."
+        )
 
 
 def check_array(x: Any, argument: str = "x") -> None:
@@ -161,14 +171,20 @@ def check_module_options(dtype: Any, param_dtype: Any, precision: Any, weight_no
     if dtype is not None:
         floating_dtype(dtype, "dtype")
     floating_dtype(param_dtype, "param_dtype")
-    algorithms = tuple(getattr(jax.lax, name) for name in ("DotAlgorithm", "DotAlgorithmPreset")
-                       if hasattr(jax.lax, name))
+    algorithms = tuple(
+        getattr(jax.lax, name) for name in ("DotAlgorithm", "DotAlgorithmPreset") if hasattr(jax.lax, name)
+    )
     single = (precision,) if not isinstance(precision, (tuple, list)) else tuple(precision)
     if len(single) not in (1, 2) or not all(
-            p is None or isinstance(p, (jax.lax.Precision, *algorithms))
-            or (isinstance(p, str) and p.lower() in _PRECISION_NAMES) for p in single):
-        raise ValueError(f"precision={precision!r} is not a jax.lax precision; expected None, a "
-                         f"Precision or dot algorithm, one of {_PRECISION_NAMES} or a pair of them.")
+        p is None
+        or isinstance(p, (jax.lax.Precision, *algorithms))
+        or (isinstance(p, str) and p.lower() in _PRECISION_NAMES)
+        for p in single
+    ):
+        raise ValueError(
+            f"precision={precision!r} is not a jax.lax precision; expected None, a "
+            f"Precision or dot algorithm, one of {_PRECISION_NAMES} or a pair of them."
+        )
     if not isinstance(weight_norm, (bool, np.bool_)):
         raise TypeError(f"weight_norm must be True or False, got {weight_norm!r}.")
 
@@ -182,7 +198,7 @@ def check_floating(dtype: Any, argument: str = "x") -> None:
         )
 
 
-def _supported_floating(dtype: Any) -> Optional[jnp.dtype]:
+def _supported_floating(dtype: Any) -> jnp.dtype | None:
     """``dtype`` resolved if it is one of :data:`FLOATING_DTYPES`, else None. (float8 and float4
     are floating too, but no convolution computes in them.)"""
     try:
@@ -209,9 +225,7 @@ def floating_dtype(dtype: Any, argument: str = "dtype") -> jnp.dtype:
 def check_params_mapping(params: Any) -> None:
     """TypeError unless ``params`` is a mapping, like ``{"kernel": ..., "bias": ...}``."""
     if not isinstance(params, Mapping):
-        raise TypeError(
-            f"params must be a mapping {{'kernel': ..., 'bias': ...}}, got {type(params).__name__}."
-        )
+        raise TypeError(f"params must be a mapping {{'kernel': ..., 'bias': ...}}, got {type(params).__name__}.")
 
 
 def check_floating_weight(value: Any, argument: str) -> None:
@@ -230,8 +244,9 @@ def check_input_rank(shape: tuple[Any, ...], data_format: str, argument: str = "
         )
 
 
-def check_channels(shape: tuple[Any, ...], channel_axis: int, groups: int, data_format: str,
-                   argument: str = "x") -> int:
+def check_channels(
+    shape: tuple[Any, ...], channel_axis: int, groups: int, data_format: str, argument: str = "x"
+) -> int:
     """The input's channel count, which must be static and divisible by ``groups``."""
     in_channels = shape[channel_axis]
     if is_symbolic(in_channels):
@@ -247,8 +262,9 @@ def check_channels(shape: tuple[Any, ...], channel_axis: int, groups: int, data_
     return int(in_channels)
 
 
-def check_built_channels(kernel_shape: tuple[int, ...], built: int, in_channels: int,
-                         x_shape: tuple[Any, ...], data_format: str) -> None:
+def check_built_channels(
+    kernel_shape: tuple[int, ...], built: int, in_channels: int, x_shape: tuple[Any, ...], data_format: str
+) -> None:
     """ValueError when a module's kernel of ``kernel_shape`` was ``built`` for another input
     channel count than ``in_channels``."""
     if built != in_channels:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Union, cast
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ COMBINES = ("sum", "mean")
 # A part of a model: a module or function mapping a signal to a signal.
 Layer = Callable[[jax.Array], jax.Array]
 # One part, or a sequence of them applied in order.
-Layers = Union[Layer, Sequence[Layer]]
+Layers = Layer | Sequence[Layer]
 
 
 def in_order(layers: Any, x: jax.Array) -> jax.Array:
@@ -40,7 +40,8 @@ def residual(x: jax.Array, layers: Any, key: Callable[[], str]) -> jax.Array:
     if y.shape != x.shape:
         raise ValueError(
             f"Residual needs layers that keep the input's shape: x is {tuple(x.shape)}, the "
-            f"layers give {tuple(y.shape)}.")
+            f"layers give {tuple(y.shape)}."
+        )
     return x + y
 
 
@@ -62,7 +63,8 @@ def parallel(x: jax.Array, branches: Sequence[Any], combine: str, key: Callable[
     shapes = {tuple(y.shape) for y in outputs}
     if len(shapes) != 1:
         raise ValueError(
-            f"Parallel needs branches with one output shape; they give {[tuple(y.shape) for y in outputs]}.")
+            f"Parallel needs branches with one output shape; they give {[tuple(y.shape) for y in outputs]}."
+        )
     total = functools.reduce(jnp.add, outputs)
     return total / len(outputs) if combine == "mean" else total
 
@@ -79,12 +81,17 @@ def pad(x: Any, padding: Any, mode: str, data_format: str, key: Callable[[], str
         return graph.pad(stream, key(), x, left, right, mode, data_format)
     axis = x.ndim - 2 if data_format == "channels_last" else x.ndim - 1
     if mode == "reflect" and x.shape[axis] <= max(left, right):
-        raise ValueError(f"reflect padding by {(left, right)} needs more than {max(left, right)} "
-                         f"steps, got x of shape {tuple(x.shape)}.")
+        raise ValueError(
+            f"reflect padding by {(left, right)} needs more than {max(left, right)} "
+            f"steps, got x of shape {tuple(x.shape)}."
+        )
     padded = list(x.shape)
     padded[axis] += left + right
-    check_allocation({"the padded signal": tuple(padded)}, x.dtype,
-                     f"it comes from x of shape {tuple(x.shape)} and padding={padding!r}")
+    check_allocation(
+        {"the padded signal": tuple(padded)},
+        x.dtype,
+        f"it comes from x of shape {tuple(x.shape)} and padding={padding!r}",
+    )
     widths = [(0, 0)] * x.ndim
     widths[axis] = (left, right)
     return jnp.pad(x, widths, mode={"replicate": "edge"}.get(mode, mode))

@@ -8,7 +8,8 @@ value given and what was expected.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar, Mapping, Optional, TypeVar, Union, cast
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeVar, cast
 
 import numpy as np
 from jax.typing import DTypeLike
@@ -18,7 +19,7 @@ from convtrans._src.geometry import effective_kernel_size
 from convtrans._src.keras import activations, constraints, initializers, regularizers
 from convtrans._src.keras.activations import Activation
 
-Padding = Union[str, int, tuple[int, int]]
+Padding = str | int | tuple[int, int]
 
 _KERAS_PADDINGS = ("valid", "same")
 _CONV_PADDINGS = ("valid", "same", "causal")
@@ -47,7 +48,8 @@ def _padding(value: Any, modes: tuple[str, ...] = _KERAS_PADDINGS) -> Padding:
             hint = (
                 " Keras's Conv1DTranspose does not support causal padding; for a causal "
                 "upsampler use padding='valid' and crop the right end."
-                if lowered == "causal" else ""
+                if lowered == "causal"
+                else ""
             )
             names = " or ".join([", ".join(repr(mode) for mode in modes[:-1]), repr(modes[-1])])
             raise ValueError(
@@ -117,9 +119,12 @@ class _LayerFields:
     def new_kernel_shape(self, in_channels: int, dtype: DTypeLike) -> tuple[int, int, int]:
         """:meth:`kernel_shape`, checked to be allocatable in ``dtype`` before a kernel is made."""
         shape = self.kernel_shape(in_channels)
-        check_allocation({f"the kernel {self.kernel_layout}": shape}, dtype,
-                         f"it comes from kernel_size={self.kernel_size}, filters={self.filters}, "
-                         f"groups={self.groups} and {in_channels} input channels")
+        check_allocation(
+            {f"the kernel {self.kernel_layout}": shape},
+            dtype,
+            f"it comes from kernel_size={self.kernel_size}, filters={self.filters}, "
+            f"groups={self.groups} and {in_channels} input channels",
+        )
         return shape
 
     def replace(self: _Config, **changes: Any) -> _Config:
@@ -177,10 +182,10 @@ class Conv1DTransposeConfig(_LayerFields):
     kernel_size: int
     strides: int = 1
     padding: Padding = "valid"
-    output_padding: Optional[int] = None
+    output_padding: int | None = None
     data_format: str = "channels_last"
     dilation_rate: int = 1
-    activation: Union[str, Activation, None] = None
+    activation: str | Activation | None = None
     use_bias: bool = True
     kernel_initializer: Any = "glorot_uniform"
     bias_initializer: Any = "zeros"
@@ -202,8 +207,8 @@ class Conv1DTransposeConfig(_LayerFields):
                 raise ValueError(
                     f"output_padding={op} must be smaller than {rule}={limit}; with strides=1 "
                     "only output_padding=None or 0 is allowed."
-                    if limit == 1 else
-                    f"output_padding={op} must be smaller than {rule}={limit}."
+                    if limit == 1
+                    else f"output_padding={op} must be smaller than {rule}={limit}."
                 )
             object.__setattr__(self, "output_padding", op)
         _check_hashable(self)
@@ -221,7 +226,7 @@ class Conv1DTransposeConfig(_LayerFields):
     # --- Keras interop -------------------------------------------------------------------
 
     @classmethod
-    def from_keras(cls, config: Mapping[str, Any]) -> "Conv1DTransposeConfig":
+    def from_keras(cls, config: Mapping[str, Any]) -> Conv1DTransposeConfig:
         """From ``keras.layers.Conv1DTranspose(...).get_config()`` (Keras 3 or TF 2.x, also after
         a JSON round trip). Layer metadata (name, trainable, dtype) and TF's ``groups`` key, which
         that layer ignores, are dropped."""
@@ -249,13 +254,9 @@ class Conv1DTransposeConfig(_LayerFields):
         if self.groups != 1:
             raise ValueError(f"groups={self.groups}: Keras's Conv1DTranspose has no groups.")
         if not isinstance(self.padding, str):
-            raise ValueError(
-                f"padding={self.padding!r}: Keras's Conv1DTranspose only has 'valid' and 'same'."
-            )
+            raise ValueError(f"padding={self.padding!r}: Keras's Conv1DTranspose only has 'valid' and 'same'.")
         if not isinstance(self.activation, str):
-            raise ValueError(
-                f"activation={self.activation!r} is a Python callable; Keras configs need a name."
-            )
+            raise ValueError(f"activation={self.activation!r} is a Python callable; Keras configs need a name.")
 
         def serialize(name: str) -> Any:
             value = getattr(self, name)
@@ -278,8 +279,13 @@ class Conv1DTransposeConfig(_LayerFields):
             **{
                 name: serialize(name)
                 for name in (
-                    "kernel_initializer", "bias_initializer", "kernel_regularizer",
-                    "bias_regularizer", "activity_regularizer", "kernel_constraint", "bias_constraint",
+                    "kernel_initializer",
+                    "bias_initializer",
+                    "kernel_regularizer",
+                    "bias_regularizer",
+                    "activity_regularizer",
+                    "kernel_constraint",
+                    "bias_constraint",
                 )
             },
         }
@@ -292,8 +298,10 @@ def _check_hashable(config: Any) -> None:
         try:
             hash(getattr(config, field.name))
         except TypeError:
-            raise TypeError(f"{field.name}={getattr(config, field.name)!r} is unhashable; a config is a "
-                            "static argument of jax.jit, so its callables must be hashable.") from None
+            raise TypeError(
+                f"{field.name}={getattr(config, field.name)!r} is unhashable; a config is a "
+                "static argument of jax.jit, so its callables must be hashable."
+            ) from None
 
 
 def _validate_layer(config: Any, paddings: tuple[str, ...]) -> None:
@@ -311,13 +319,13 @@ def _validate_layer(config: Any, paddings: tuple[str, ...]) -> None:
     store("padding", _padding(config.padding, paddings))
     store("data_format", _data_format(config.data_format))
     if not isinstance(config.use_bias, (bool, np.bool_)):
-        raise TypeError(
-            f"use_bias must be a bool, got {config.use_bias!r} of type {type(config.use_bias).__name__}."
-        )
+        raise TypeError(f"use_bias must be a bool, got {config.use_bias!r} of type {type(config.use_bias).__name__}.")
     store("use_bias", bool(config.use_bias))
-    check_size(config.effective_kernel_size,
-               f"the kernel's span (kernel_size - 1) * dilation_rate + 1 with kernel_size="
-               f"{config.kernel_size} and dilation_rate={config.dilation_rate}")
+    check_size(
+        config.effective_kernel_size,
+        f"the kernel's span (kernel_size - 1) * dilation_rate + 1 with kernel_size="
+        f"{config.kernel_size} and dilation_rate={config.dilation_rate}",
+    )
     if isinstance(config.padding, str) and config.strides > 1 and config.dilation_rate > 1:
         raise ValueError(
             f"strides={config.strides} and dilation_rate={config.dilation_rate} cannot both be > 1 "
@@ -337,8 +345,12 @@ def _validate_layer(config: Any, paddings: tuple[str, ...]) -> None:
     for name in ("kernel_constraint", "bias_constraint"):
         store(name, constraints.get(getattr(config, name), name))
     # The kernel has rank 3 and the bias rank 1: what cannot make or constrain them is refused now.
-    for name, rank in (("kernel_initializer", 3), ("bias_initializer", 1), ("kernel_constraint", 3),
-                       ("bias_constraint", 1)):
+    for name, rank in (
+        ("kernel_initializer", 3),
+        ("bias_initializer", 1),
+        ("kernel_constraint", 3),
+        ("bias_constraint", 1),
+    ):
         target = getattr(config, name)
         if hasattr(target, "check_target"):
             target.check_target(rank, name)
@@ -367,7 +379,7 @@ class Conv1DConfig(_LayerFields):
     padding: Padding = "valid"
     data_format: str = "channels_last"
     dilation_rate: int = 1
-    activation: Union[str, Activation, None] = None
+    activation: str | Activation | None = None
     use_bias: bool = True
     kernel_initializer: Any = "glorot_uniform"
     bias_initializer: Any = "zeros"
@@ -393,8 +405,7 @@ class Conv1DConfig(_LayerFields):
         return kernel_shape[1] * self.groups
 
 
-
-LayerConfig = Union[Conv1DTransposeConfig, Conv1DConfig]
+LayerConfig = Conv1DTransposeConfig | Conv1DConfig
 
 
 def check_config(config: Any, argument: str = "config") -> Conv1DTransposeConfig:

@@ -32,18 +32,23 @@ The thresholds are listed with their provenance in :data:`THRESHOLDS`.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from convtrans._src.checks import is_symbolic
-from convtrans._src.geometry import (PHASE_LOOP_MAX_STRIDES, ConvGeometry, Size, output_length, phase_groups,
-                                     phases_share_taps)
-from convtrans._src.numerics import accumulation_dtype
+from convtrans._src.geometry import (
+    PHASE_LOOP_MAX_STRIDES,
+    ConvGeometry,
+    Size,
+    output_length,
+    phase_groups,
+    phases_share_taps,
+)
 from convtrans._src.kernels.winograd import TAPS as WINOGRAD_TAPS
+from convtrans._src.numerics import accumulation_dtype
 from convtrans._src.plan import Plan
-
 
 _MIB = 2**20
 _CPU_RUN = "2-core AMD EPYC (AVX-512, AVX-512 BF16), XLA:CPU, jax 0.10.2, 2026-11-24/25"
@@ -63,47 +68,69 @@ class Threshold(NamedTuple):
 
 THRESHOLDS = (
     Threshold(
-        "WINOGRAD_MIN_CHANNELS", 64, "input channels per group",
+        "WINOGRAD_MIN_CHANNELS",
+        64,
+        "input channels per group",
         "CPU, groups = 1, phases of 2 or 3 taps: from this width, Winograd's F(2, r) forward and "
         "gradients (16-bit inputs: gradients only)",
         "float32 forward+backward 1.2-1.6x faster than the other forms from 64 channels; bfloat16 "
         "gradients 1.1-1.2x faster; at 16 channels 0.5x forward (its extra passes over the data "
         "cost more than the products save)",
-        _CPU_RUN, "make bench  (benchmarks/run.py; python -m benchmarks.run --quick for a smoke run)"),
+        _CPU_RUN,
+        "make bench  (benchmarks/run.py; python -m benchmarks.run --quick for a smoke run)",
+    ),
     Threshold(
-        "WINOGRAD_MAX_BYTES", 16 * _MIB, "bytes per example",
+        "WINOGRAD_MAX_BYTES",
+        16 * _MIB,
+        "bytes per example",
         "above this, the Winograd temporaries ((r + 1) / 2 times input plus output) of one example "
         "are deemed too large and the convolutions are used",
-        "a memory bound set by reasoning, not a speed crossover; every benchmark shape uses under "
-        "4 MiB per example",
-        "-", "-"),
+        "a memory bound set by reasoning, not a speed crossover; every benchmark shape uses under 4 MiB per example",
+        "-",
+        "-",
+    ),
     Threshold(
-        "GEMM_MIN_CHANNELS", 512, "input channels per group",
+        "GEMM_MIN_CHANNELS",
+        512,
+        "input channels per group",
         "CPU: from this width, the GEMM form computes the output and the gradients",
         "forward 1.15-1.5x faster at 512 channels, 0.8-0.95x at 64; forward+backward 1.3-1.4x at "
         "512, 0.65x at 256 (the GEMM backward copies the tap-product cotangent into the layout the "
         "weight-gradient product wants); measured with the cotangent a runtime argument",
-        _CPU_RUN, "make bench"),
+        _CPU_RUN,
+        "make bench",
+    ),
     Threshold(
-        "GEMM_MAX_BYTES", 16 * _MIB, "bytes per example",
+        "GEMM_MAX_BYTES",
+        16 * _MIB,
+        "bytes per example",
         "above this, the GEMM form's tap products (n * k * filters values of one example, k / s "
         "outputs) are deemed too large and the convolutions are used",
-        "a memory bound set by reasoning, not a speed crossover; every benchmark shape uses under "
-        "3 MiB per example",
-        "-", "-"),
+        "a memory bound set by reasoning, not a speed crossover; every benchmark shape uses under 3 MiB per example",
+        "-",
+        "-",
+    ),
     Threshold(
-        "ZERO_PADDED_MAX_CHANNELS", 32, "input channels per group",
+        "ZERO_PADDED_MAX_CHANNELS",
+        32,
+        "input channels per group",
         "CPU, dilation 1, several phase groups: up to this width, the kernel's tangent is ONE "
         "convolution with zero-padded taps (one weight gradient instead of one per group)",
         "forward+backward 1.05-1.5x faster at 16 and 32 channels, 0.9-1.1x at 64-256 channels",
-        _CPU_RUN, "make bench"),
+        _CPU_RUN,
+        "make bench",
+    ),
     Threshold(
-        "STACKED_PRODUCT_MIN_CHANNELS", 64, "input channels per group",
+        "STACKED_PRODUCT_MIN_CHANNELS",
+        64,
+        "input channels per group",
         "CPU, bfloat16: from this width, the forward's correlations are one bfloat16 matrix "
         "product of stacked shifted windows, accumulated in float32",
         "1.5-1.8x faster than XLA:CPU's bfloat16 convolutions (which run at the float32 rate) from "
         "64 channels, 0.65x at 16; float16 has no such products and was slower",
-        _CPU_RUN, "make bench"),
+        _CPU_RUN,
+        "make bench",
+    ),
 )
 _VALUES = {threshold.name: threshold.value for threshold in THRESHOLDS}
 WINOGRAD_MIN_CHANNELS = _VALUES["WINOGRAD_MIN_CHANNELS"]
@@ -118,7 +145,7 @@ STACKED_PRODUCT_MIN_CHANNELS = _VALUES["STACKED_PRODUCT_MIN_CHANNELS"]
 IMPLEMENTATION_NAMES = ("gemm", "lhs_dilation", "polyphase")
 
 
-def platform_of(platform: Optional[str]) -> str:
+def platform_of(platform: str | None) -> str:
     """``platform`` lower-cased; None is the platform of JAX's default backend."""
     if platform is None:
         return jax.default_backend()
@@ -141,8 +168,7 @@ def _winograd_taps(config: ConvGeometry, groups: int) -> list[int]:
     return [taps for taps in _phase_taps(config) if taps in WINOGRAD_TAPS]
 
 
-def _winograd_bytes(config: ConvGeometry, filters: int, in_channels: int, length: int,
-                    taps: int, dtype: Any) -> int:
+def _winograd_bytes(config: ConvGeometry, filters: int, in_channels: int, length: int, taps: int, dtype: Any) -> int:
     # r + 1 transformed half-inputs and as many half-outputs of products, for one example.
     itemsize = accumulation_dtype(dtype).itemsize
     return (taps + 1) * (output_length(config, length) * filters + length * in_channels) * itemsize // 2
@@ -167,18 +193,24 @@ def _winograd_fits(config: Any, in_channels: int, length: Size, dtype: Any) -> _
     per_group = in_channels // config.groups
     taps = _winograd_taps(config, config.groups)
     if not taps:
-        return _Verdict(False, "Winograd needs groups = 1" if config.groups != 1 else
-                        "no phase has 2 or 3 taps for Winograd")
+        return _Verdict(
+            False, "Winograd needs groups = 1" if config.groups != 1 else "no phase has 2 or 3 taps for Winograd"
+        )
     if per_group < WINOGRAD_MIN_CHANNELS:
         return _Verdict(False, f"{per_group} < WINOGRAD_MIN_CHANNELS={WINOGRAD_MIN_CHANNELS} input channels")
     if is_symbolic(length):
         return _Verdict(False, "the length is symbolic, so Winograd's temporaries cannot be bounded")
     size = _winograd_bytes(config, config.filters, in_channels, length, max(taps), dtype)
     if size > WINOGRAD_MAX_BYTES:
-        return _Verdict(False, f"Winograd's temporaries, {_mib(size)} per example, exceed "
-                               f"WINOGRAD_MAX_BYTES={_mib(WINOGRAD_MAX_BYTES)}")
-    return _Verdict(True, f"phases of {sorted(set(taps))} taps and {per_group} >= WINOGRAD_MIN_CHANNELS="
-                          f"{WINOGRAD_MIN_CHANNELS} input channels; temporaries {_mib(size)} per example")
+        return _Verdict(
+            False,
+            f"Winograd's temporaries, {_mib(size)} per example, exceed WINOGRAD_MAX_BYTES={_mib(WINOGRAD_MAX_BYTES)}",
+        )
+    return _Verdict(
+        True,
+        f"phases of {sorted(set(taps))} taps and {per_group} >= WINOGRAD_MIN_CHANNELS="
+        f"{WINOGRAD_MIN_CHANNELS} input channels; temporaries {_mib(size)} per example",
+    )
 
 
 def _gemm_fits(config: Any, length: Size, dtype: Any) -> _Verdict:
@@ -186,8 +218,9 @@ def _gemm_fits(config: Any, length: Size, dtype: Any) -> _Verdict:
         return _Verdict(False, "the length is symbolic, so the tap products cannot be bounded")
     size = _tap_products_bytes(config, config.filters, length, dtype)
     if size > GEMM_MAX_BYTES:
-        return _Verdict(False, f"the tap products, {_mib(size)} per example, exceed "
-                               f"GEMM_MAX_BYTES={_mib(GEMM_MAX_BYTES)}")
+        return _Verdict(
+            False, f"the tap products, {_mib(size)} per example, exceed GEMM_MAX_BYTES={_mib(GEMM_MAX_BYTES)}"
+        )
     return _Verdict(True, f"the tap products, {_mib(size)} per example, fit GEMM_MAX_BYTES")
 
 
@@ -201,24 +234,28 @@ def _because(*verdicts: _Verdict) -> str:
     return "; ".join(verdict.why for verdict in verdicts)
 
 
-def _decide(config: Any, in_channels: int, length: Size, dtype: Any,
-            platform: str) -> tuple[Plan, dict[str, str]]:
+def _decide(config: Any, in_channels: int, length: Size, dtype: Any, platform: str) -> tuple[Plan, dict[str, str]]:
     """The plan and one reason per field. ``config`` is a Conv1DTransposeConfig."""
     fields = ("forward", "input_gradient", "kernel_gradient", "correlation")
     if platform != "cpu":
-        why = (f"{platform}: the plain polyphase convolution, the platform's own convolutions; the "
-               "other forms were measured on XLA:CPU only")
+        why = (
+            f"{platform}: the plain polyphase convolution, the platform's own convolutions; the "
+            "other forms were measured on XLA:CPU only"
+        )
         return Plan(), dict.fromkeys(fields, why)
     dtype = jnp.dtype(dtype)
     per_group = in_channels // config.groups
     winograd = _winograd_fits(config, in_channels, length, dtype)
     fits, wide = _gemm_fits(config, length, dtype), _wide(per_group)
-    grouped = _Verdict(config.groups > 1,
-                       f"groups={config.groups}: a grouped convolution's weight gradient is an "
-                       "input-dilated convolution on XLA:CPU, the slow path")
-    full_precision = _Verdict(accumulation_dtype(dtype) == dtype,
-                              f"{dtype} inputs: Winograd would multiply in float32, slower than "
-                              "the forward's 16-bit products")
+    grouped = _Verdict(
+        config.groups > 1,
+        f"groups={config.groups}: a grouped convolution's weight gradient is an "
+        "input-dilated convolution on XLA:CPU, the slow path",
+    )
+    full_precision = _Verdict(
+        accumulation_dtype(dtype) == dtype,
+        f"{dtype} inputs: Winograd would multiply in float32, slower than the forward's 16-bit products",
+    )
 
     # The gradients: Winograd's, else the GEMM form's for wide or grouped layers whose tap
     # products fit, else the convolutions'.
@@ -237,14 +274,19 @@ def _decide(config: Any, in_channels: int, length: Size, dtype: Any,
             input_gradient = "lhs_dilation"
             reasons["input_gradient"] += (
                 "; strides > 1: the reference's input tangent, which reverse mode turns into ONE "
-                "strided convolution over the cotangent where it lies")
-            if (config.dilation_rate == 1 and config.kernel_size % config.strides != 0
-                    and phases_share_taps(config)
-                    and per_group <= ZERO_PADDED_MAX_CHANNELS):
+                "strided convolution over the cotangent where it lies"
+            )
+            if (
+                config.dilation_rate == 1
+                and config.kernel_size % config.strides != 0
+                and phases_share_taps(config)
+                and per_group <= ZERO_PADDED_MAX_CHANNELS
+            ):
                 kernel_gradient = "zero_padded"
                 reasons["kernel_gradient"] += (
                     f"; several phase groups and {per_group} <= ZERO_PADDED_MAX_CHANNELS="
-                    f"{ZERO_PADDED_MAX_CHANNELS} input channels: one weight-gradient convolution")
+                    f"{ZERO_PADDED_MAX_CHANNELS} input channels: one weight-gradient convolution"
+                )
 
     # The forward pass: Winograd's for full-precision inputs, else the GEMM form for wide layers
     # whose tap products fit, else the polyphase convolution.
@@ -254,12 +296,13 @@ def _decide(config: Any, in_channels: int, length: Size, dtype: Any,
         forward, reasons["forward"] = "gemm", wide.why
     else:
         forward = "polyphase"
-        reasons["forward"] = _because(full_precision if winograd.holds else winograd,
-                                      fits if wide.holds else wide)
+        reasons["forward"] = _because(full_precision if winograd.holds else winograd, fits if wide.holds else wide)
 
-    stacked = _Verdict(per_group >= STACKED_PRODUCT_MIN_CHANNELS,
-                       f"{per_group} {'>=' if per_group >= STACKED_PRODUCT_MIN_CHANNELS else '<'} "
-                       f"STACKED_PRODUCT_MIN_CHANNELS={STACKED_PRODUCT_MIN_CHANNELS} input channels")
+    stacked = _Verdict(
+        per_group >= STACKED_PRODUCT_MIN_CHANNELS,
+        f"{per_group} {'>=' if per_group >= STACKED_PRODUCT_MIN_CHANNELS else '<'} "
+        f"STACKED_PRODUCT_MIN_CHANNELS={STACKED_PRODUCT_MIN_CHANNELS} input channels",
+    )
     if forward not in ("polyphase", "winograd"):
         correlation, reasons["correlation"] = "convolution", "the forward has no stride-1 correlations"
     elif dtype != jnp.bfloat16:
@@ -294,29 +337,33 @@ def check_plan(plan: Plan, config: Any) -> None:
         if config.groups != 1:
             raise ValueError(
                 f"{plan} uses the winograd form, which computes groups=1 layers only; this layer "
-                f"has groups={config.groups}.")
+                f"has groups={config.groups}."
+            )
         if config.strides > PHASE_LOOP_MAX_STRIDES:
             raise ValueError(
                 f"{plan} uses the winograd form, which computes phases; strides={config.strides} > "
-                f"PHASE_LOOP_MAX_STRIDES={PHASE_LOOP_MAX_STRIDES} goes to the reference instead.")
+                f"PHASE_LOOP_MAX_STRIDES={PHASE_LOOP_MAX_STRIDES} goes to the reference instead."
+            )
         if not set(taps) & set(WINOGRAD_TAPS):
             raise ValueError(
                 f"{plan} uses the winograd form, which needs a phase of 2 or 3 taps; this layer's "
                 f"phases have {sorted(set(taps))} taps (kernel_size={config.kernel_size}, "
-                f"strides={config.strides}, dilation_rate={config.dilation_rate}).")
+                f"strides={config.strides}, dilation_rate={config.dilation_rate})."
+            )
     if plan.kernel_gradient == "zero_padded" and config.dilation_rate != 1:
         raise ValueError(
             f"{plan}: kernel_gradient='zero_padded' needs dilation_rate=1 (the phase groups of a "
             f"dilated kernel are spaced differently); this layer has dilation_rate="
-            f"{config.dilation_rate}.")
+            f"{config.dilation_rate}."
+        )
     if plan.correlation == "stacked_product" and plan.forward not in ("polyphase", "winograd"):
         raise ValueError(
             f"{plan}: correlation='stacked_product' applies to the polyphase and winograd forward "
-            f"forms, not forward={plan.forward!r}.")
+            f"forms, not forward={plan.forward!r}."
+        )
 
 
-def resolve(implementation: Any, config: Any, in_channels: int, length: Size, dtype: Any,
-            platform: str) -> Plan:
+def resolve(implementation: Any, config: Any, in_channels: int, length: Size, dtype: Any, platform: str) -> Plan:
     """The plan that ``implementation`` (None, a name of :data:`IMPLEMENTATION_NAMES` or a
     :class:`Plan`) means for this layer and platform; ValueError if it cannot apply."""
     if implementation is None or implementation == "polyphase":
@@ -328,7 +375,8 @@ def resolve(implementation: Any, config: Any, in_channels: int, length: Size, dt
         return Plan.uniform(implementation)
     raise ValueError(
         f"implementation={implementation!r} is unknown; expected one of "
-        f"{sorted(IMPLEMENTATION_NAMES)}, a convtrans.Plan, or None.")
+        f"{sorted(IMPLEMENTATION_NAMES)}, a convtrans.Plan, or None."
+    )
 
 
 def explain_plan(config: Any, in_channels: int, length: Size, dtype: Any, platform: str) -> str:

@@ -21,7 +21,7 @@ and output sample ``t`` is sample ``t + (ke - 1 - left)`` of the full result.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Optional, Protocol, Union, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from convtrans._src.checks import is_int, is_symbolic
 
@@ -44,7 +44,7 @@ class ForwardGeometry(Protocol):
     def dilation_rate(self) -> int: ...
     # A config's declared type, which also admits the int it normalizes to a pair.
     @property
-    def padding(self) -> Union[str, int, tuple[int, int]]: ...
+    def padding(self) -> str | int | tuple[int, int]: ...
 
 
 class ConvGeometry(ForwardGeometry, Protocol):
@@ -54,13 +54,12 @@ class ConvGeometry(ForwardGeometry, Protocol):
     """
 
     @property
-    def output_padding(self) -> Optional[int]: ...
+    def output_padding(self) -> int | None: ...
 
 
-def _pair(padding: Union[str, int, tuple[int, int]]) -> tuple[int, int]:
+def _pair(padding: str | int | tuple[int, int]) -> tuple[int, int]:
     """A config's integer padding, which its constructor stores as a pair ``(left, right)``."""
     return cast("tuple[int, int]", padding)
-
 
 
 class TransposePads(NamedTuple):
@@ -238,8 +237,10 @@ def phase_groups(kernel_size: int, strides: int, dilation_rate: int) -> tuple[Ph
     by_pattern: dict[tuple[int, int], list[int]] = {}
     for r in range(s):
         by_pattern.setdefault((first_tap.get(r, 0), counts.get(r, 0)), []).append(r)
-    return tuple(PhaseGroup(tuple(phases), first, taps, step)
-                 for (first, taps), phases in sorted(by_pattern.items(), key=lambda kv: kv[1][0]))
+    return tuple(
+        PhaseGroup(tuple(phases), first, taps, step)
+        for (first, taps), phases in sorted(by_pattern.items(), key=lambda kv: kv[1][0])
+    )
 
 
 # The phase forms trace a few operations per phase; past this stride a layer goes to a form whose
@@ -254,6 +255,7 @@ def phases_share_taps(config: ConvGeometry) -> bool:
 
 
 # --- the forward convolution (Conv1D) -------------------------------------------------------
+
 
 def conv_pads(config: ForwardGeometry, length: int) -> TransposePads:
     """The ``(left, right)`` zeros a convolution (Keras's ``Conv1D``) pads its input with.
@@ -283,8 +285,7 @@ def conv_output_length(config: ForwardGeometry, length: int) -> int:
     """
     if not is_int(length) or length < 1:
         raise ValueError(
-            f"input length must be a positive integer, got {length!r}; "
-            "a convolution needs at least one input step."
+            f"input length must be a positive integer, got {length!r}; a convolution needs at least one input step."
         )
     left, right = conv_pads(config, length)
     ke = effective_kernel_size(config.kernel_size, config.dilation_rate)

@@ -40,20 +40,22 @@ class Plan:
     correlation: str = "convolution"
 
     def __post_init__(self) -> None:
-        for name, allowed in (("forward", FORWARD_FORMS), ("input_gradient", INPUT_GRADIENT_FORMS),
-                              ("kernel_gradient", KERNEL_GRADIENT_FORMS),
-                              ("correlation", CORRELATIONS)):
+        for name, allowed in (
+            ("forward", FORWARD_FORMS),
+            ("input_gradient", INPUT_GRADIENT_FORMS),
+            ("kernel_gradient", KERNEL_GRADIENT_FORMS),
+            ("correlation", CORRELATIONS),
+        ):
             value = getattr(self, name)
             if value not in allowed:
                 raise ValueError(f"Plan {name}={value!r} is unknown; expected one of {allowed}.")
 
     @classmethod
-    def uniform(cls, form: str) -> "Plan":
+    def uniform(cls, form: str) -> Plan:
         """Every part by ``form`` (``lhs_dilation``, ``polyphase``, ``winograd`` or ``gemm``)."""
         return cls(form, form, form)
 
     @property
     def is_uniform(self) -> bool:
         """Whether every part uses the forward's form (its derivatives are the forward's own)."""
-        return (self.input_gradient == self.kernel_gradient == self.forward
-                and self.correlation == "convolution")
+        return self.input_gradient == self.kernel_gradient == self.forward and self.correlation == "convolution"

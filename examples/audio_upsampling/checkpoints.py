@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import pathlib
-from typing import Any, Iterator, Optional
+from collections.abc import Iterator
+from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
@@ -81,13 +82,16 @@ def _into(template: Any, by_index: dict[str, Any]) -> Any:
 
 def save(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Any) -> None:
     """Save (asynchronously; call ``mngr.wait_until_finished()`` before exiting)."""
-    mngr.save(step, args=ocp.args.Composite(
-        params=ocp.args.StandardSave(_by_index(params)),
-        opt_state=ocp.args.StandardSave(_by_index(opt_state)),
-    ))
+    mngr.save(
+        step,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardSave(_by_index(params)),
+            opt_state=ocp.args.StandardSave(_by_index(opt_state)),
+        ),
+    )
 
 
-def restore(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Optional[Any] = None):
+def restore(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Any | None = None):
     """``(params, opt_state)`` of ``step`` in the structure (and shardings) of the given templates.
 
     With ``opt_state=None`` only the parameters are read (and ``None`` is returned for the state).
@@ -98,8 +102,10 @@ def restore(mngr: ocp.CheckpointManager, step: int, params: Any, opt_state: Opti
     try:
         restored = mngr.restore(step, args=ocp.args.Composite(**items))
     except Exception as error:  # orbax's errors name neither the folder nor the likely cause
-        raise ValueError(f"{mngr.directory / str(step)}: cannot restore this checkpoint into the model described by "
-                         f"{MODEL_SETTINGS_FILE} ({type(error).__name__}: {error}); was either file changed?") from error
+        raise ValueError(
+            f"{mngr.directory / str(step)}: cannot restore this checkpoint into the model described by "
+            f"{MODEL_SETTINGS_FILE} ({type(error).__name__}: {error}); was either file changed?"
+        ) from error
     new_params = _into(params, restored["params"])
     new_state = None if opt_state is None else _into(opt_state, restored["opt_state"])
     return new_params, new_state
@@ -119,7 +125,9 @@ def read_model_settings(run_dir: str | pathlib.Path, flag: str = "checkpoint") -
     """
     path = pathlib.Path(run_dir) / MODEL_SETTINGS_FILE
     if not path.exists():
-        raise ValueError(f"{flag}={str(run_dir)!r}: no {MODEL_SETTINGS_FILE} there; pass a training run's --out folder.")
+        raise ValueError(
+            f"{flag}={str(run_dir)!r}: no {MODEL_SETTINGS_FILE} there; pass a training run's --out folder."
+        )
     raw = _read_json(path)
     return {key: raw[key] for key in MODEL_KEYS}
 
@@ -139,7 +147,9 @@ def _read_json(path: pathlib.Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"{path}: cannot read it ({error}).") from error
     except (ValueError, RecursionError) as error:  # bad syntax, absurd nesting, a 5000-digit number
-        raise ValueError(f"{path}: not valid JSON ({error}); expected the model settings a training run writes.") from error
+        raise ValueError(
+            f"{path}: not valid JSON ({error}); expected the model settings a training run writes."
+        ) from error
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object of model settings, found a {type(raw).__name__}.")
     _check_settings(path, raw)
@@ -149,7 +159,9 @@ def _read_json(path: pathlib.Path) -> dict[str, Any]:
 def _check_settings(path: pathlib.Path, raw: dict[str, Any]) -> None:
     missing = [key for key in MODEL_KEYS if key not in raw]
     unknown = sorted(set(raw) - set(MODEL_KEYS) - {"created_by"})
-    parts = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"unexpected {', '.join(unknown)}"] if unknown else [])
+    parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
+        [f"unexpected {', '.join(unknown)}"] if unknown else []
+    )
     if parts:
         raise ValueError(f"{path}: {'; '.join(parts)}; expected the keys {', '.join(MODEL_KEYS)} (and created_by).")
     problems = {

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import pathlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import signal
@@ -164,16 +164,14 @@ class ProceduralDataset:
 
     def targets(self, step: int, indices: Sequence[int], batch_size: int) -> np.ndarray:
         """Targets of batch ``step``: rows ``indices`` of it, ``(len(indices), clip_length)``."""
-        return np.stack([
-            procedural_clip(self.seed, step * batch_size + i, self.clip_length, self.rate) for i in indices
-        ])
+        return np.stack(
+            [procedural_clip(self.seed, step * batch_size + i, self.clip_length, self.rate) for i in indices]
+        )
 
     def held_out(self, count: int, length: int) -> np.ndarray:
         """``count`` held-out targets of ``length`` samples, ``(count, length)``."""
         _check_clip(length, self.factor)
-        return np.stack([
-            procedural_clip(self.seed + HELD_OUT_SEED_OFFSET, i, length, self.rate) for i in range(count)
-        ])
+        return np.stack([procedural_clip(self.seed + HELD_OUT_SEED_OFFSET, i, length, self.rate) for i in range(count)])
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,8 +210,9 @@ def _check_wav(path: pathlib.Path, rate: int, data: np.ndarray) -> None:
     if np.issubdtype(data.dtype, np.floating):
         bad = np.flatnonzero(~np.isfinite(data.reshape(len(data), -1)).all(axis=1))
         if bad.size:
-            raise ValueError(f"{path}: {bad.size} samples are NaN or infinite (the first at sample {bad[0]}); "
-                             "expected finite audio.")
+            raise ValueError(
+                f"{path}: {bad.size} samples are NaN or infinite (the first at sample {bad[0]}); expected finite audio."
+            )
         # Values this far outside [-1, 1] overflow float32 inside the model (and the losses).
         peak = float(np.max(np.abs(data)))
         if peak > 1e6:
@@ -260,7 +259,7 @@ class WavFolderDataset:
         if len(audio) <= length:
             return np.pad(audio, (0, length - len(audio)))
         start = rng.integers(0, len(audio) - length + 1)
-        return audio[start:start + length]
+        return audio[start : start + length]
 
     def targets(self, step: int, indices: Sequence[int], batch_size: int) -> np.ndarray:
         rows = []
@@ -283,8 +282,11 @@ def wav_files(directory: str | pathlib.Path) -> list[pathlib.Path]:
     """The ``*.wav`` files under ``directory`` (recursively; any case of the suffix), or a ValueError naming it."""
     folder = pathlib.Path(directory)
     if not folder.is_dir():
-        raise ValueError(f"data={str(directory)!r}: " + ("not a folder" if folder.exists() else "no such folder")
-                         + "; expected a folder of .wav files.")
+        raise ValueError(
+            f"data={str(directory)!r}: "
+            + ("not a folder" if folder.exists() else "no such folder")
+            + "; expected a folder of .wav files."
+        )
     # Both spellings, lower case first (the order data batches are drawn from); on case-insensitive
     # file systems both globs find the same files.
     found = sorted(folder.rglob("*.wav")) + sorted(folder.rglob("*.WAV"))

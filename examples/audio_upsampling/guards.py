@@ -21,7 +21,8 @@ import os
 import pathlib
 import re
 import shutil
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any
 
 # jax's default integers (and optax's step counter) are int32: larger counts would wrap.
 MAX_INT = 2**31 - 1
@@ -41,14 +42,14 @@ _ORBAX_STEP = re.compile(r"\d+(\.orbax-checkpoint-tmp.*)?")
 # Values.
 
 
-def integer_problem(value: Any, minimum: int, maximum: int = MAX_INT) -> Optional[str]:
+def integer_problem(value: Any, minimum: int, maximum: int = MAX_INT) -> str | None:
     """What is wrong with ``value`` as an integer in ``[minimum, maximum]`` (``None``: nothing)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not minimum <= value <= maximum:
         return f"expected an integer >= {minimum} and <= {maximum}"
     return None
 
 
-def number_problem(value: Any, minimum: float, inclusive: bool) -> Optional[str]:
+def number_problem(value: Any, minimum: float, inclusive: bool) -> str | None:
     """What is wrong with ``value`` as a finite number ``>= minimum`` (or ``> minimum``)."""
     bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
@@ -58,28 +59,30 @@ def number_problem(value: Any, minimum: float, inclusive: bool) -> Optional[str]
     return None
 
 
-def factor_problem(value: Any) -> Optional[str]:
+def factor_problem(value: Any) -> str | None:
     """What is wrong with ``value`` as an upsampling factor (a power of two >= 2)."""
     if integer_problem(value, 2) or value & (value - 1):
         return "expected a power of two >= 2 (2, 4, 8, ...)"
     return None
 
 
-def rate_problem(rate: int, factor: int, names: tuple[str, str]) -> Optional[str]:
+def rate_problem(rate: int, factor: int, names: tuple[str, str]) -> str | None:
     """Why the input rate ``rate / factor`` would not be a whole number of Hz (``names``: how to call them)."""
     if rate % factor:
-        return (f"{names[0]}={rate} is not divisible by {names[1]}={factor}: the input rate "
-                f"{names[0]} / {names[1]} must be a whole number of Hz")
+        return (
+            f"{names[0]}={rate} is not divisible by {names[1]}={factor}: the input rate "
+            f"{names[0]} / {names[1]} must be a whole number of Hz"
+        )
     return None
 
 
-def refuse(label: str, value: Any, problem: Optional[str]) -> None:
+def refuse(label: str, value: Any, problem: str | None) -> None:
     """Raise ``ValueError("label=value: problem.")`` when there is a problem."""
     if problem:
         raise ValueError(f"{label}={value!r}: {problem}.")
 
 
-def path_problem(text: Any) -> Optional[str]:
+def path_problem(text: Any) -> str | None:
     """What makes ``text`` unusable as a path given on the command line."""
     if not isinstance(text, str) or not text.strip():
         # pathlib reads "" as the working directory: never what an empty flag meant.
@@ -123,8 +126,10 @@ def output_file(target: str, source: str, run_dir: str, overwrite: bool) -> path
     if same_file(path, pathlib.Path(source)):
         raise ValueError(f"--output={target!r} is the input file --input={source!r}; it is never overwritten.")
     if is_inside(path, pathlib.Path(run_dir)):
-        raise ValueError(f"--output={target!r} is inside the run folder {run_dir!r}; inference writes nothing "
-                         "there (it holds the model's checkpoints). Pick a path outside it.")
+        raise ValueError(
+            f"--output={target!r} is inside the run folder {run_dir!r}; inference writes nothing "
+            "there (it holds the model's checkpoints). Pick a path outside it."
+        )
     if path.is_dir():
         raise ValueError(f"--output={target!r} is a folder; expected a WAV file path.")
     if (path.exists() or path.is_symlink()) and not overwrite:
@@ -153,33 +158,47 @@ def fresh_run_folder(out: pathlib.Path, is_own_run: bool, overwrite: bool) -> li
     if not any(out.iterdir()):
         return []
     if not is_own_run:
-        raise ValueError(f"--out={str(out)!r}: this folder is not empty and is not a run of this program (no "
-                         "model.json written by it); nothing was changed. Pick a new or empty folder.")
+        raise ValueError(
+            f"--out={str(out)!r}: this folder is not empty and is not a run of this program (no "
+            "model.json written by it); nothing was changed. Pick a new or empty folder."
+        )
     if not overwrite:
-        raise ValueError(f"--out={str(out)!r} holds a run already; nothing was changed. Continue it with --resume, "
-                         "replace it with --overwrite (only the run's own outputs are removed) or pick another folder.")
+        raise ValueError(
+            f"--out={str(out)!r} holds a run already; nothing was changed. Continue it with --resume, "
+            "replace it with --overwrite (only the run's own outputs are removed) or pick another folder."
+        )
     return _old_outputs(out)
 
 
-def resumable_run_folder(out: pathlib.Path, given: dict[str, Any], recorded: dict[str, Any],
-                         saved_steps: list[int], last: int) -> int:
+def resumable_run_folder(
+    out: pathlib.Path, given: dict[str, Any], recorded: dict[str, Any], saved_steps: list[int], last: int
+) -> int:
     """Check that ``--resume`` can continue the run in ``out``; returns its latest checkpoint step.
 
     ``given``: the flags' model settings; ``recorded``: the run's (from its model.json);
     ``last``: the step this invocation would stop after.
     """
-    differing = [f"--{key.replace('_', '-')}={given[key]!r} (the run has {recorded[key]!r})"
-                 for key in recorded if given[key] != recorded[key]]
+    differing = [
+        f"--{key.replace('_', '-')}={given[key]!r} (the run has {recorded[key]!r})"
+        for key in recorded
+        if given[key] != recorded[key]
+    ]
     if differing:
-        raise ValueError(f"--resume: settings differ from the run's {out / 'model.json'}: {', '.join(differing)}; "
-                         "nothing was changed. Pass the run's settings, or start a new run in another folder.")
+        raise ValueError(
+            f"--resume: settings differ from the run's {out / 'model.json'}: {', '.join(differing)}; "
+            "nothing was changed. Pass the run's settings, or start a new run in another folder."
+        )
     if not saved_steps:
-        raise ValueError(f"--resume: no checkpoint in {out / 'checkpoints'}; nothing to continue (start a "
-                         "fresh run without --resume).")
+        raise ValueError(
+            f"--resume: no checkpoint in {out / 'checkpoints'}; nothing to continue (start a "
+            "fresh run without --resume)."
+        )
     step = max(saved_steps)
     if last < step:
-        raise ValueError(f"--resume: the run's checkpoint is at step {step}, past the requested end {last} "
-                         "(--stop-after / --steps); nothing was changed.")
+        raise ValueError(
+            f"--resume: the run's checkpoint is at step {step}, past the requested end {last} "
+            "(--stop-after / --steps); nothing was changed."
+        )
     for path in _existing_outputs(out):
         _check_own_file(path)
     return step
@@ -213,8 +232,9 @@ def _existing_outputs(out: pathlib.Path) -> list[pathlib.Path]:
     paths = [out / name for name in OUTPUT_FILES if (out / name).exists() or (out / name).is_symlink()]
     examples = out / "examples"
     if examples.is_symlink() or (examples.exists() and not examples.is_dir()):
-        raise ValueError(f"{examples}: expected the run's folder of example WAVs, found a link or a file; "
-                         "nothing was changed.")
+        raise ValueError(
+            f"{examples}: expected the run's folder of example WAVs, found a link or a file; nothing was changed."
+        )
     if examples.is_dir():
         paths += sorted(p for p in examples.iterdir() if _EXAMPLE_WAV.fullmatch(p.name))
     return paths
@@ -233,11 +253,15 @@ def _old_outputs(out: pathlib.Path) -> list[pathlib.Path]:
         _check_own_file(path)
     folder = out / "checkpoints"
     if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
-        raise ValueError(f"{folder}: expected the run's checkpoint folder, found a link or a file; nothing was changed.")
+        raise ValueError(
+            f"{folder}: expected the run's checkpoint folder, found a link or a file; nothing was changed."
+        )
     if folder.is_dir():
         strangers = sorted(p.name for p in folder.iterdir() if not (_ORBAX_STEP.fullmatch(p.name) and p.is_dir()))
         if strangers:
-            raise ValueError(f"{folder} holds {', '.join(strangers)}, not written by the run; --overwrite removes "
-                             "nothing there. Move those away, or pick another folder.")
+            raise ValueError(
+                f"{folder} holds {', '.join(strangers)}, not written by the run; --overwrite removes "
+                "nothing there. Move those away, or pick another folder."
+            )
         paths.append(folder)
     return paths

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
-from typing import Any, Optional
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -97,23 +97,24 @@ class ChunkedUpsampler:
             return out[0] if x.ndim == 1 else out
         starts = np.arange(0, n, self.chunk)
         origins = np.clip(starts - self.halo, 0, n - window)
-        windows = np.stack([row[w:w + window] for row in rows for w in origins])
+        windows = np.stack([row[w : w + window] for row in rows for w in origins])
         outputs = []
         size = min(self.batch_size, len(windows))  # padding to a huge --batch-size would only waste memory
         for i in range(0, len(windows), size):
-            group = windows[i:i + size]
+            group = windows[i : i + size]
             padded = np.pad(group, ((0, size - len(group)), (0, 0)))  # one shape, one compile
             outputs.append(np.asarray(self._apply(self.params, padded))[: len(group)])
         outputs = np.concatenate(outputs).reshape(len(rows), len(starts), window * f)
         out = np.empty((len(rows), n * f), np.float32)
         for j, (s, w) in enumerate(zip(starts, origins)):
             e = min(s + self.chunk, n)
-            out[:, s * f:e * f] = outputs[:, j, (s - w) * f:(e - w) * f]
+            out[:, s * f : e * f] = outputs[:, j, (s - w) * f : (e - w) * f]
         return out[0] if x.ndim == 1 else out
 
 
-def upsample_file(run_dir: str, source: str, target: str, chunk: int = 16384, batch_size: int = 8,
-                  overwrite: bool = False) -> int:
+def upsample_file(
+    run_dir: str, source: str, target: str, chunk: int = 16384, batch_size: int = 8, overwrite: bool = False
+) -> int:
     """Upsample the WAV ``source`` into ``target`` (16-bit PCM, channels kept); returns its rate.
 
     The input is first resampled (band-limited) to the model's input rate if it differs. The sizes,
@@ -136,21 +137,31 @@ def upsample_file(run_dir: str, source: str, target: str, chunk: int = 16384, ba
     return rate
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m examples.audio_upsampling.infer",
         description="Upsample a WAV file with a trained audio upsampler (exact chunked inference).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--checkpoint", required=True, help="a training run folder (its --out), e.g. runs/demo")
-    parser.add_argument("--input", required=True, help="WAV file to upsample (any rate, mono or stereo; "
-                        "resampled to the model's input rate first)")
-    parser.add_argument("--output", required=True, help="where to write the upsampled WAV (16-bit PCM); outside the run folder, "
-                        "and a path that exists only with --overwrite")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="WAV file to upsample (any rate, mono or stereo; resampled to the model's input rate first)",
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="where to write the upsampled WAV (16-bit PCM); outside the run folder, "
+        "and a path that exists only with --overwrite",
+    )
     parser.add_argument("--chunk", type=int, default=16384, help="input samples kept per chunk (memory vs. speed)")
     parser.add_argument("--batch-size", type=int, default=8, help="chunks processed per compiled call")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace --output if it exists (never the input file, never inside the run folder)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --output if it exists (never the input file, never inside the run folder)",
+    )
     args = parser.parse_args(argv)
     rate = upsample_file(args.checkpoint, args.input, args.output, args.chunk, args.batch_size, args.overwrite)
     print(f"wrote {args.output} at {rate} Hz")

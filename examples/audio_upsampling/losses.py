@@ -13,7 +13,7 @@ keeps the waveform (phase) faithful.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -33,7 +33,7 @@ def stft_magnitude(x: jax.Array, n_fft: int, hop: int) -> jax.Array:
     index = jnp.arange(frames)[:, None] * hop + jnp.arange(n_fft)[None, :]
     window = jnp.hanning(n_fft + 1)[:-1].astype(x.dtype)  # periodic Hann
     spec = jnp.fft.rfft(x[..., index] * window, axis=-1)
-    return jnp.sqrt(jnp.real(spec) ** 2 + jnp.imag(spec) ** 2 + _EPS ** 2)
+    return jnp.sqrt(jnp.real(spec) ** 2 + jnp.imag(spec) ** 2 + _EPS**2)
 
 
 def multi_resolution_stft_loss(

@@ -19,7 +19,7 @@ def snr_db(target: np.ndarray, estimate: np.ndarray) -> float:
     """Mean over clips (rows of ``(clips, samples)`` arrays, or one ``(samples,)`` clip) of the SNR in dB."""
     target, estimate = np.atleast_2d(target).astype(np.float64), np.atleast_2d(estimate).astype(np.float64)
     _check(target, estimate)
-    power = np.sum(target ** 2, axis=-1)
+    power = np.sum(target**2, axis=-1)
     error = np.sum((target - estimate) ** 2, axis=-1)
     return float(np.mean(10 * np.log10((power + _EPS) / (error + _EPS))))
 
@@ -32,7 +32,7 @@ def lsd_db(target: np.ndarray, estimate: np.ndarray, n_fft: int = 1024, hop: int
     power = np.abs(signal.stft(target, **kwargs)[2]) ** 2
     power_hat = np.abs(signal.stft(estimate, **kwargs)[2]) ** 2
     log_ratio = 10 * np.log10((power + _EPS) / (power_hat + _EPS))  # (clips, freqs, frames)
-    return float(np.mean(np.sqrt(np.mean(log_ratio ** 2, axis=-2))))
+    return float(np.mean(np.sqrt(np.mean(log_ratio**2, axis=-2))))
 
 
 def _check(target: np.ndarray, estimate: np.ndarray) -> None:

@@ -20,7 +20,7 @@ within :func:`receptive_halo` of ``t / factor``: what makes chunked inference ex
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -74,7 +74,8 @@ class ResBlock(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         for d in self.dilations:
             h = nn.Conv(self.channels, (self.kernel_size,), kernel_dilation=(d,), padding="SAME")(
-                nn.leaky_relu(x, _LEAK))
+                nn.leaky_relu(x, _LEAK)
+            )
             h = nn.Conv(self.channels, (self.kernel_size,), padding="SAME")(nn.leaky_relu(h, _LEAK))
             x = x + h
         return x
@@ -110,13 +111,17 @@ class Upsampler(nn.Module):
         for s in stage_factors(self.factor):
             channels = max(8, channels // 2)
             h = ct.Conv1DTranspose(
-                filters=channels, kernel_size=2 * s, strides=s, padding="same",
+                filters=channels,
+                kernel_size=2 * s,
+                strides=s,
+                padding="same",
                 kernel_constraint=ct.constraints.MaxNorm(max_value=self.max_norm),
                 kernel_regularizer=ct.regularizers.L2(self.l2),
             )(nn.leaky_relu(h, _LEAK))
             h = ResBlock(channels, self.kernel_size, self.dilations[:2])(h)
         residual = nn.Conv(1, (self.kernel_size,), padding="SAME", kernel_init=nn.initializers.zeros)(
-            nn.leaky_relu(h, _LEAK))
+            nn.leaky_relu(h, _LEAK)
+        )
         return base + residual[..., 0]
 
 
@@ -127,7 +132,7 @@ def receptive_halo(model: Upsampler) -> int:
     ``ceil((k - 1) * d / 2 / r)`` input samples; each stride-2 transposed conv one more; the sinc
     branch ``10``. Chunked inference overlaps chunks by this much and crops.
     """
-    reach = lambda k, d, r: math.ceil((k - 1) * d / 2 / r)  # noqa: E731
+    reach = lambda k, d, r: math.ceil((k - 1) * d / 2 / r)
     k = model.kernel_size
     halo = reach(k, 1, 1) + sum(reach(k, d, 1) + reach(k, 1, 1) for d in model.dilations)
     rate = 1

@@ -7,9 +7,9 @@ import pathlib
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy import signal  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import signal
 
 
 def loss_curve(path: pathlib.Path, history: np.ndarray) -> None:
@@ -32,8 +32,12 @@ def comparison(out: pathlib.Path, clips: dict[str, np.ndarray], rate: int, facto
 
     Rows: input (low rate), resample_poly, model, target. The dashed line marks the input's Nyquist.
     """
-    names = [("input", "input (low rate)", rate // factor), ("resample_poly", "baseline: resample_poly", rate),
-             ("model", "convtrans upsampler", rate), ("target", "target", rate)]
+    names = [
+        ("input", "input (low rate)", rate // factor),
+        ("resample_poly", "baseline: resample_poly", rate),
+        ("model", "convtrans upsampler", rate),
+        ("target", "target", rate),
+    ]
     fig, axes = plt.subplots(len(names), 1, figsize=(8, 9), sharex=True, sharey=True)
     for ax, (key, title, r) in zip(axes, names):
         f, t, s = signal.spectrogram(clips[key][index], fs=r, nperseg=512 // (rate // r), noverlap=384 // (rate // r))
@@ -52,7 +56,7 @@ def comparison(out: pathlib.Path, clips: dict[str, np.ndarray], rate: int, facto
     for ax, (key, title, r) in zip(axes, names):
         step = rate // r
         t = np.arange(lo // step, hi // step) * step / rate * 1e3
-        ax.plot(t, clips[key][index][lo // step: hi // step], ".-" if step > 1 else "-", lw=1, ms=3)
+        ax.plot(t, clips[key][index][lo // step : hi // step], ".-" if step > 1 else "-", lw=1, ms=3)
         if key != "target":
             ax.plot(np.arange(lo, hi) / rate * 1e3, target[lo:hi], color="0.6", lw=0.8, zorder=0)
         ax.set(title=title + ("" if key == "target" else " (grey: target)"))

@@ -33,13 +33,14 @@ import math
 import pathlib
 import sys
 import time
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 from scipy import signal
 
 import convtrans as ct
@@ -52,7 +53,7 @@ class TrainConfig:
     """Every setting of a run; the command-line flags have the same names (``--batch-size``)."""
 
     out: str = "runs/demo"
-    data: Optional[str] = None
+    data: str | None = None
     rate: int = 16000
     factor: int = 2
     steps: int = 250
@@ -73,12 +74,12 @@ class TrainConfig:
     checkpoint_every: int = 100
     resume: bool = False
     overwrite: bool = False
-    stop_after: Optional[int] = None
-    devices: Optional[int] = None
+    stop_after: int | None = None
+    devices: int | None = None
     distributed: bool = False
-    coordinator: Optional[str] = None
-    num_processes: Optional[int] = None
-    process_id: Optional[int] = None
+    coordinator: str | None = None
+    num_processes: int | None = None
+    process_id: int | None = None
     progress: bool = True
     plots: bool = True
 
@@ -92,7 +93,7 @@ class TrainConfig:
 _HELP = {
     "out": "run folder: checkpoints, metrics.json, pictures and example WAVs go here",
     "data": "train on the *.wav files under this folder (any rate, mono/stereo; resampled to --rate; "
-            "the last 10%% of each file is held out) instead of the built-in procedural audio",
+    "the last 10%% of each file is held out) instead of the built-in procedural audio",
     "rate": "target (output) sample rate in Hz",
     "factor": "upsampling factor (power of two); inputs are at rate/factor Hz",
     "steps": "optimizer steps of the whole run (the learning-rate schedule spans them)",
@@ -108,21 +109,20 @@ _HELP = {
     "max_norm": "Keras MaxNorm constraint on the Conv1DTranspose kernels (applied after each step)",
     "l2": "Keras L2 regularization factor on the Conv1DTranspose kernels (added to the loss)",
     "seed": "seed of initialization and data order (batch k is a pure function of (seed, k)); "
-            "held-out clips come from a disjoint seed",
+    "held-out clips come from a disjoint seed",
     "eval_clips": "number of held-out clips to evaluate on",
     "eval_length": "samples per held-out clip at the target rate",
     "checkpoint_every": "save an orbax checkpoint every this many steps (and at the end)",
     "resume": "continue from the last checkpoint in --out, at the same step and with the same data order "
-              "(the model settings must be the run's; without it, a run starts afresh in a new or empty --out)",
+    "(the model settings must be the run's; without it, a run starts afresh in a new or empty --out)",
     "overwrite": "start afresh in an --out that holds an earlier run of this program, removing that run's "
-                 "checkpoints and results (other files there are kept; any other non-empty folder is refused)",
+    "checkpoints and results (other files there are kept; any other non-empty folder is refused)",
     "stop_after": "stop after this step (the schedule still spans --steps), e.g. to split a run "
-                  "into parts continued with --resume",
+    "into parts continued with --resume",
     "devices": "use only the first N devices for the data-parallel mesh (default: all; single-host runs)",
     "distributed": "call jax.distributed.initialize() first (multi-host: launch one process per host"
-                   "; on SLURM/MPI/Cloud TPU the settings are detected, elsewhere give the next three flags)",
-    "coordinator": "with --distributed: address host:port of process 0; unset: detected or "
-                   "$JAX_COORDINATOR_ADDRESS",
+    "; on SLURM/MPI/Cloud TPU the settings are detected, elsewhere give the next three flags)",
+    "coordinator": "with --distributed: address host:port of process 0; unset: detected or $JAX_COORDINATOR_ADDRESS",
     "num_processes": "with --distributed: number of processes; unset: detected",
     "process_id": "with --distributed: this process's index, 0 .. num_processes - 1; unset: detected",
     "progress": "show a progress bar (--no-progress to hide it)",
@@ -130,19 +130,20 @@ _HELP = {
 }
 
 
-def parse_args(argv: Optional[list[str]] = None) -> TrainConfig:
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """The :class:`TrainConfig` of the command line ``argv``."""
     parser = argparse.ArgumentParser(
         prog="python -m examples.audio_upsampling.train",
         description="Train a convtrans audio upsampler (bandwidth extension) and compare it with "
-                    "scipy resample_poly and linear interpolation on held-out clips.",
+        "scipy resample_poly and linear interpolation on held-out clips.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         if field.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=field.default,
-                                help=_HELP[field.name])
+            parser.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=field.default, help=_HELP[field.name]
+            )
         else:
             kind = {"int": int, "float": float, "str": str, "Optional[int]": int, "Optional[str]": str}[field.type]
             parser.add_argument(flag, type=kind, default=field.default, help=_HELP[field.name])
@@ -158,7 +159,10 @@ def make_dataset(config: TrainConfig):
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     schedule = optax.warmup_cosine_decay_schedule(
         # Warm-up leaves at least one step of decay: optax refuses an empty cosine phase.
-        0.0, config.learning_rate, min(config.warmup_steps, config.steps - 1), max(config.steps, 1),
+        0.0,
+        config.learning_rate,
+        min(config.warmup_steps, config.steps - 1),
+        max(config.steps, 1),
         end_value=config.learning_rate * 0.01,
     )
     return optax.chain(
@@ -175,6 +179,7 @@ def make_loss(model: Upsampler, config: TrainConfig):
         l1 = losses.waveform_l1(y, y_hat)
         stft = losses.multi_resolution_stft_loss(y, y_hat)
         return config.l1_weight * l1 + config.stft_weight * stft + regularization, (l1, stft)
+
     return loss_fn
 
 
@@ -183,9 +188,21 @@ def _flag(name: str) -> str:
 
 
 _INTEGERS = {  # flag: smallest value (the largest is guards.MAX_INT unless _MAXIMA says otherwise)
-    "rate": 1, "factor": 2, "steps": 1, "batch_size": 1, "clip_length": 1, "channels": 1, "checkpoint_every": 1,
-    "eval_clips": 1, "eval_length": 1, "warmup_steps": 0, "seed": 0, "stop_after": 1, "devices": 1,
-    "num_processes": 1, "process_id": 0,
+    "rate": 1,
+    "factor": 2,
+    "steps": 1,
+    "batch_size": 1,
+    "clip_length": 1,
+    "channels": 1,
+    "checkpoint_every": 1,
+    "eval_clips": 1,
+    "eval_length": 1,
+    "warmup_steps": 0,
+    "seed": 0,
+    "stop_after": 1,
+    "devices": 1,
+    "num_processes": 1,
+    "process_id": 0,
 }
 _MAXIMA = {"rate": guards.MAX_RATE, "channels": guards.MAX_CHANNELS}
 _POSITIVE = ("learning_rate", "clip_norm", "max_norm")
@@ -227,8 +244,10 @@ def _check_numbers(config: TrainConfig) -> None:
     for count, length in (("batch_size", "clip_length"), ("eval_clips", "eval_length")):
         samples = getattr(config, count) * getattr(config, length)
         if samples > guards.MAX_INT:
-            raise ValueError(f"{_flag(count)}={getattr(config, count)} times {_flag(length)}={getattr(config, length)} "
-                             f"is {samples} samples in one array; expected at most {guards.MAX_INT}.")
+            raise ValueError(
+                f"{_flag(count)}={getattr(config, count)} times {_flag(length)}={getattr(config, length)} "
+                f"is {samples} samples in one array; expected at most {guards.MAX_INT}."
+            )
 
 
 def _check_paths(config: TrainConfig) -> None:
@@ -237,8 +256,10 @@ def _check_paths(config: TrainConfig) -> None:
         return
     guards.refuse("--data", config.data, guards.path_problem(config.data))
     if guards.is_inside(pathlib.Path(config.out), pathlib.Path(config.data)):
-        raise ValueError(f"--out={config.out!r} is inside --data={config.data!r}: the run's example WAVs would "
-                         "become training data. Pick a run folder outside the data.")
+        raise ValueError(
+            f"--out={config.out!r} is inside --data={config.data!r}: the run's example WAVs would "
+            "become training data. Pick a run folder outside the data."
+        )
 
 
 def _check_combinations(config: TrainConfig) -> None:
@@ -247,16 +268,24 @@ def _check_combinations(config: TrainConfig) -> None:
     if config.stop_after is not None and config.stop_after > config.steps:
         raise ValueError(f"--stop-after={config.stop_after}: expected at most --steps={config.steps}.")
     if config.eval_length % config.factor or config.eval_length < 1024:
-        raise ValueError(f"--eval-length={config.eval_length}: expected a multiple of --factor={config.factor}, "
-                         ">= 1024 (the STFT metrics' longest frame).")
+        raise ValueError(
+            f"--eval-length={config.eval_length}: expected a multiple of --factor={config.factor}, "
+            ">= 1024 (the STFT metrics' longest frame)."
+        )
     if config.clip_length < 1024 or config.clip_length % config.factor:
-        raise ValueError(f"clip_length={config.clip_length}: expected a multiple of factor={config.factor}, >= 1024 "
-                         "(the STFT loss's longest frame).")
-    cluster = [_flag(name) for name in ("coordinator", "num_processes", "process_id") if getattr(config, name) is not None]
+        raise ValueError(
+            f"clip_length={config.clip_length}: expected a multiple of factor={config.factor}, >= 1024 "
+            "(the STFT loss's longest frame)."
+        )
+    cluster = [
+        _flag(name) for name in ("coordinator", "num_processes", "process_id") if getattr(config, name) is not None
+    ]
     if cluster and not config.distributed:
         raise ValueError(f"{', '.join(cluster)} only apply with --distributed.")
     if None not in (config.num_processes, config.process_id) and config.process_id >= config.num_processes:
-        raise ValueError(f"--process-id={config.process_id}: expected less than --num-processes={config.num_processes}.")
+        raise ValueError(
+            f"--process-id={config.process_id}: expected less than --num-processes={config.num_processes}."
+        )
 
 
 class TrainingDiverged(FloatingPointError, ValueError):
@@ -268,8 +297,10 @@ def _plan_run_folder(config: TrainConfig, out: pathlib.Path) -> list[pathlib.Pat
     if not config.resume:
         return guards.fresh_run_folder(out, checkpoints.is_own_run(out), config.overwrite)
     if not out.is_dir():
-        raise ValueError(f"--resume: --out={config.out!r} is not a run folder ("
-                         + ("not a folder)." if out.exists() else "no such folder)."))
+        raise ValueError(
+            f"--resume: --out={config.out!r} is not a run folder ("
+            + ("not a folder)." if out.exists() else "no such folder).")
+        )
     recorded = checkpoints.read_model_settings(out, flag="--out")
     given = {**config.model_settings(), "rate": config.rate}
     step = guards.resumable_run_folder(out, given, recorded, checkpoints.saved_steps(out), _last_step(config))
@@ -298,9 +329,11 @@ def _read_history(path: pathlib.Path, first: int) -> list[list[float]]:
     except (OSError, ValueError, RecursionError) as error:  # unreadable, not UTF-8, not JSON
         raise ValueError(f"{path}: cannot read the loss history ({error}).") from error
     rows_ok = isinstance(history, list) and all(
-        isinstance(row, list) and len(row) == 3
+        isinstance(row, list)
+        and len(row) == 3
         and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in row)
-        for row in history)
+        for row in history
+    )
     if not rows_ok:
         raise ValueError(f"{path}: expected a JSON list of [loss, l1, stft] rows of finite numbers.")
     return history[:first]
@@ -309,20 +342,26 @@ def _read_history(path: pathlib.Path, first: int) -> list[list[float]]:
 def _stop_if_diverged(step: int, loss: float, l1: float, stft: float, mngr) -> None:
     """Raise :class:`TrainingDiverged` when step ``step``'s losses are not all finite."""
     if not all(math.isfinite(v) for v in (loss, l1, stft)):
-        raise TrainingDiverged(f"training diverged at step {step}: loss={loss}, l1={l1}, stft={stft}. "
-                               + _diverged_advice(mngr))
+        raise TrainingDiverged(
+            f"training diverged at step {step}: loss={loss}, l1={l1}, stft={stft}. " + _diverged_advice(mngr)
+        )
 
 
 def _stop_if_parameters_diverged(step: int, params: Any, mngr) -> None:
     # The loss of a step is computed before its update, so the last update's NaNs show only here.
     if not all(bool(jnp.isfinite(leaf).all()) for leaf in jax.tree.leaves(params)):
-        raise TrainingDiverged(f"training diverged at step {step}: the parameters became NaN or infinite. "
-                               + _diverged_advice(mngr))
+        raise TrainingDiverged(
+            f"training diverged at step {step}: the parameters became NaN or infinite. " + _diverged_advice(mngr)
+        )
 
 
 def _diverged_advice(mngr) -> str:
     kept = mngr.latest_step()
-    saved = "no checkpoint was saved before" if kept is None else f"the checkpoint of step {kept} in {mngr.directory} is kept"
+    saved = (
+        "no checkpoint was saved before"
+        if kept is None
+        else f"the checkpoint of step {kept} in {mngr.directory} is kept"
+    )
     return f"Nothing of this step was saved; {saved}. Try a lower --learning-rate or --l2."
 
 
@@ -371,8 +410,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     def batch(step):
         y = dataset.targets(step, rows, config.batch_size)
         x = data.decimate(y, config.factor)
-        return (jax.make_array_from_process_local_data(by_batch, x),
-                jax.make_array_from_process_local_data(by_batch, y))
+        return (
+            jax.make_array_from_process_local_data(by_batch, x),
+            jax.make_array_from_process_local_data(by_batch, y),
+        )
 
     # Closed however the block ends, so an error is not buried under orbax's shutdown tracebacks.
     with checkpoints.opened(out, create=True) as mngr:
@@ -387,8 +428,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 _stop_if_diverged(step + 1, loss, l1, stft, mngr)
                 history.append([loss, l1, stft])
                 elapsed = time.perf_counter() - tic
-                bar.set_postfix(loss=f"{loss:.4f}", l1=f"{l1:.4f}", stft=f"{stft:.3f}",
-                                clips_per_s=f"{(step + 1 - first) * config.batch_size / elapsed:.1f}")
+                bar.set_postfix(
+                    loss=f"{loss:.4f}",
+                    l1=f"{l1:.4f}",
+                    stft=f"{stft:.3f}",
+                    clips_per_s=f"{(step + 1 - first) * config.batch_size / elapsed:.1f}",
+                )
                 bar.update(1)
                 if (step + 1) % config.checkpoint_every == 0 or step + 1 == last:
                     _stop_if_parameters_diverged(step + 1, params, mngr)
@@ -401,14 +446,19 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     host_params = jax.device_get(_unbox(params))
     result = evaluate(model, host_params, dataset, config)
-    result.update(steps=last, wall_s=time.perf_counter() - start, devices=len(devices),
-                  train_s=time.perf_counter() - tic - result["eval_s"])
+    result.update(
+        steps=last,
+        wall_s=time.perf_counter() - start,
+        devices=len(devices),
+        train_s=time.perf_counter() - tic - result["eval_s"],
+    )
     if is_main:
         public = {k: v for k, v in result.items() if k not in ("clips",)}
         (out / "metrics.json").write_text(json.dumps(public, indent=2) + "\n")
         write_examples(out, result["clips"], config)
         if config.plots:
             from examples.audio_upsampling import plots
+
             plots.loss_curve(out / "loss.png", np.asarray(history))
             plots.comparison(out, result["clips"], config.rate, config.factor)
         print(format_table(result), flush=True)
@@ -429,13 +479,21 @@ def _restore(config: TrainConfig, mngr, params: Any, opt_state: Any, history_pat
 
 def _unbox(tree: Any) -> Any:
     import flax.linen as nn
+
     return nn.unbox(tree)
 
 
 def _progress(config: TrainConfig, first: int, last: int):
     from tqdm.auto import tqdm
-    return tqdm(total=last - first, initial=0, desc=f"train {first}->{last}", unit="step",
-                disable=not config.progress or jax.process_index() != 0, file=sys.stderr)
+
+    return tqdm(
+        total=last - first,
+        initial=0,
+        desc=f"train {first}->{last}",
+        unit="step",
+        disable=not config.progress or jax.process_index() != 0,
+        file=sys.stderr,
+    )
 
 
 def linear_upsample(x: np.ndarray, factor: int) -> np.ndarray:
@@ -455,10 +513,10 @@ def evaluate(model: Upsampler, params: Any, dataset, config: TrainConfig) -> dic
     target = dataset.held_out(config.eval_clips, config.eval_length)
     x = data.decimate(target, config.factor)
     apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
-    estimate = np.concatenate([np.asarray(apply(params, x[i:i + 4])) for i in range(0, len(x), 4)])
+    estimate = np.concatenate([np.asarray(apply(params, x[i : i + 4])) for i in range(0, len(x), 4)])
     poly = signal.resample_poly(x, config.factor, 1, axis=-1).astype(np.float32)
     linear = linear_upsample(x, config.factor)
-    score = lambda y_hat: {"snr_db": metrics.snr_db(target, y_hat), "lsd_db": metrics.lsd_db(target, y_hat)}  # noqa: E731
+    score = lambda y_hat: {"snr_db": metrics.snr_db(target, y_hat), "lsd_db": metrics.lsd_db(target, y_hat)}
     return {
         "model": score(estimate),
         "baselines": {"resample_poly": score(poly), "linear": score(linear)},
@@ -481,14 +539,19 @@ def write_examples(out: pathlib.Path, clips: dict[str, np.ndarray], config: Trai
 def format_table(result: dict[str, Any]) -> str:
     """The comparison as a Markdown table (also valid plain text)."""
     rows = [("convtrans upsampler", result["model"])] + [
-        (f"baseline: {name}", result["baselines"][name]) for name in ("resample_poly", "linear")]
-    lines = [f"Held-out clips: {result['eval_clips']}, steps: {result['steps']}, wall: {result['wall_s']:.0f} s",
-             "", "| method | SNR (dB, higher is better) | LSD (dB, lower is better) |", "|---|---:|---:|"]
+        (f"baseline: {name}", result["baselines"][name]) for name in ("resample_poly", "linear")
+    ]
+    lines = [
+        f"Held-out clips: {result['eval_clips']}, steps: {result['steps']}, wall: {result['wall_s']:.0f} s",
+        "",
+        "| method | SNR (dB, higher is better) | LSD (dB, lower is better) |",
+        "|---|---:|---:|",
+    ]
     lines += [f"| {name} | {m['snr_db']:.2f} | {m['lsd_db']:.2f} |" for name, m in rows]
     return "\n".join(lines)
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     train(parse_args(argv))
 
 

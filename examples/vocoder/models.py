@@ -47,7 +47,9 @@ class ResBlock1(nn.Module):
     kernel_initializer: Any = nn.initializers.normal(0.01)
 
     def setup(self):
-        conv = functools.partial(_same_conv, self.channels, self.kernel_size, kernel_initializer=self.kernel_initializer)
+        conv = functools.partial(
+            _same_conv, self.channels, self.kernel_size, kernel_initializer=self.kernel_initializer
+        )
         self.convs1 = [conv(d) for d in self.dilations]
         self.convs2 = [conv(1) for _ in self.dilations]
         lrelu = _leaky_relu(0.1)
@@ -61,8 +63,9 @@ class ResBlock1(nn.Module):
 
 def _same_conv(filters: int, kernel_size: int, dilation: int = 1, **kwargs) -> ct.Conv1D:
     """jik876's ``Conv1d(..., padding=get_padding(kernel_size, dilation))``."""
-    return ct.Conv1D(filters, kernel_size, dilation_rate=dilation, padding=(kernel_size * dilation - dilation) // 2,
-                     **kwargs)
+    return ct.Conv1D(
+        filters, kernel_size, dilation_rate=dilation, padding=(kernel_size * dilation - dilation) // 2, **kwargs
+    )
 
 
 class HiFiGAN(nn.Module):
@@ -84,13 +87,19 @@ class HiFiGAN(nn.Module):
         init = dict(kernel_initializer=self.kernel_initializer)
         self.conv_pre = _same_conv(self.upsample_initial_channel, 7, **init)
         channels = [self.upsample_initial_channel // 2 ** (i + 1) for i in range(len(self.upsample_rates))]
-        self.ups = [ct.Conv1DTranspose(c, k, strides=u, padding=(k - u) // 2, **init)
-                    for c, u, k in zip(channels, self.upsample_rates, self.upsample_kernel_sizes)]
-        self.resblocks = [ResBlock1(c, k, d, **init) for c in channels
-                          for k, d in zip(self.resblock_kernel_sizes, self.resblock_dilation_sizes)]
+        self.ups = [
+            ct.Conv1DTranspose(c, k, strides=u, padding=(k - u) // 2, **init)
+            for c, u, k in zip(channels, self.upsample_rates, self.upsample_kernel_sizes)
+        ]
+        self.resblocks = [
+            ResBlock1(c, k, d, **init)
+            for c in channels
+            for k, d in zip(self.resblock_kernel_sizes, self.resblock_dilation_sizes)
+        ]
         kernels = len(self.resblock_kernel_sizes)
-        self.fusions = [ct.Parallel(self.resblocks[i * kernels:(i + 1) * kernels], combine="mean")
-                        for i in range(len(channels))]
+        self.fusions = [
+            ct.Parallel(self.resblocks[i * kernels : (i + 1) * kernels], combine="mean") for i in range(len(channels))
+        ]
         self.conv_post = _same_conv(1, 7, **init)
 
     def __call__(self, mel):
@@ -110,8 +119,13 @@ class ResnetBlock(nn.Module):
 
     def setup(self):
         lrelu = _leaky_relu(0.2)
-        self.block = [lrelu, ct.Pad1D(self.dilation, mode="reflect"), ct.Conv1D(self.dim, 3, dilation_rate=self.dilation),
-                      lrelu, ct.Conv1D(self.dim, 1)]
+        self.block = [
+            lrelu,
+            ct.Pad1D(self.dilation, mode="reflect"),
+            ct.Conv1D(self.dim, 3, dilation_rate=self.dilation),
+            lrelu,
+            ct.Conv1D(self.dim, 1),
+        ]
         self.shortcut = ct.Conv1D(self.dim, 1)
         self.sum = ct.Parallel([self.shortcut, self.block], combine="sum")
 
@@ -136,9 +150,17 @@ class MelGAN(nn.Module):
         mult = 2 ** len(self.ratios)
         model = [ct.Pad1D(3, mode="reflect"), ct.Conv1D(mult * self.ngf, 7)]
         for rate in self.ratios:
-            model += [lrelu, ct.Conv1DTranspose(mult * self.ngf // 2, rate * 2, strides=rate, padding=rate // 2 + rate % 2,
-                                                output_padding=(rate % 2) or None)]
-            model += [ResnetBlock(mult * self.ngf // 2, dilation=3 ** j) for j in range(self.n_residual_layers)]
+            model += [
+                lrelu,
+                ct.Conv1DTranspose(
+                    mult * self.ngf // 2,
+                    rate * 2,
+                    strides=rate,
+                    padding=rate // 2 + rate % 2,
+                    output_padding=(rate % 2) or None,
+                ),
+            ]
+            model += [ResnetBlock(mult * self.ngf // 2, dilation=3**j) for j in range(self.n_residual_layers)]
             mult //= 2
         model += [lrelu, ct.Pad1D(3, mode="reflect"), ct.Conv1D(1, 7), nn.tanh]
         self.model = model

@@ -49,7 +49,7 @@ def stream(streamer: Streamer, mel: jax.Array, frames: int) -> tuple[jax.Array, 
     state, pieces, busy = streamer.init(), [], 0.0
     for start in range(0, mel.shape[1], frames):
         begin = time.perf_counter()
-        state, audio = streamer.step(state, mel[:, start:start + frames])
+        state, audio = streamer.step(state, mel[:, start : start + frames])
         audio.block_until_ready()
         busy += time.perf_counter() - begin
         pieces.append(audio)
@@ -64,8 +64,11 @@ def random_variables(model, mel: jax.Array, seed: int, std: float) -> dict:
     rng = np.random.default_rng(seed)
     shapes = jax.eval_shape(model.init, jax.random.key(seed), mel[:, :8])
     return jax.tree_util.tree_map_with_path(
-        lambda path, leaf: jnp.asarray(rng.normal(0.0, std, leaf.shape) if path[-1].key == "kernel"
-                                       else np.zeros(leaf.shape), leaf.dtype), shapes)
+        lambda path, leaf: jnp.asarray(
+            rng.normal(0.0, std, leaf.shape) if path[-1].key == "kernel" else np.zeros(leaf.shape), leaf.dtype
+        ),
+        shapes,
+    )
 
 
 STD = {"hifigan": 0.01, "melgan": 0.02}
@@ -80,14 +83,21 @@ def run(name: str, model, mel: jax.Array, chunk_sizes, seed: int) -> list[dict]:
     streamer = Streamer(model, variables, batch_size=1)
     rows = [dict(model=name, mode="whole signal", rtf=whole_seconds / duration, error=0.0, latency_ms=None)]
     for frames in chunk_sizes:
-        stream(streamer, mel[:, :2 * frames], frames)  # compile the step and finish for this size
+        stream(streamer, mel[:, : 2 * frames], frames)  # compile the step and finish for this size
         audio, busy = stream(streamer, mel, frames)
         # Relative to the output's peak: random weights make some outputs tiny.
-        error = float(jnp.max(jnp.abs(audio[:, streamer.latency:] - reference)) / jnp.max(jnp.abs(reference)))
+        error = float(jnp.max(jnp.abs(audio[:, streamer.latency :] - reference)) / jnp.max(jnp.abs(reference)))
         if audio.shape[1] != streamer.latency + reference.shape[1] or not error <= 1e-5:
             raise AssertionError(f"{name}: the {frames}-frame stream differs from the whole signal by {error}")
-        rows.append(dict(model=name, mode=f"stream, {frames}-frame chunks", rtf=busy / duration, error=error,
-                         latency_ms=1000 * streamer.latency / mel_lib.RATE))
+        rows.append(
+            dict(
+                model=name,
+                mode=f"stream, {frames}-frame chunks",
+                rtf=busy / duration,
+                error=error,
+                latency_ms=1000 * streamer.latency / mel_lib.RATE,
+            )
+        )
     return rows
 
 
@@ -99,8 +109,10 @@ def main(argv=None) -> list[dict]:
     mel = jnp.asarray(mel_lib.log_mel(audio))[None]  # (1, frames, 80)
     models = {"hifigan": HiFiGAN(upsample_initial_channel=args.hifigan_channels), "melgan": MelGAN(ngf=args.melgan_ngf)}
     names = list(models) if args.model == "both" else [args.model]
-    print(f"{frames} mel frames -> {frames * mel_lib.HOP / mel_lib.RATE:.2f} s of audio at {mel_lib.RATE} Hz, "
-          f"batch 1, {jax.devices()[0].platform.upper()}, random weights")
+    print(
+        f"{frames} mel frames -> {frames * mel_lib.HOP / mel_lib.RATE:.2f} s of audio at {mel_lib.RATE} Hz, "
+        f"batch 1, {jax.devices()[0].platform.upper()}, random weights"
+    )
     print(f"{'model':8} {'mode':24} {'real-time factor':>17} {'max |stream - whole| / peak':>28} {'latency':>9}")
     rows = []
     for name in names:

@@ -26,8 +26,13 @@ from convtrans import activations, constraints, initializers, interop, optim, re
 def pure_function() -> tuple[convtrans.Conv1DTransposeConfig, dict[str, jax.Array], jax.Array]:
     """conv1d_transpose with a config, plan and explain, the Keras objects in a config."""
     config = convtrans.Conv1DTransposeConfig(
-        filters=4, kernel_size=3, strides=2, padding="same", activation="gelu",
-        kernel_initializer=initializers.HeNormal(seed=0), kernel_regularizer=regularizers.L2(1e-3),
+        filters=4,
+        kernel_size=3,
+        strides=2,
+        padding="same",
+        activation="gelu",
+        kernel_initializer=initializers.HeNormal(seed=0),
+        kernel_regularizer=regularizers.L2(1e-3),
         kernel_constraint=constraints.MaxNorm(2.0),
     )
     key = jax.random.key(0)
@@ -67,12 +72,21 @@ def keras_objects() -> None:
 
 def linen_and_optax() -> None:
     """The linen module: init, apply with its losses, Keras constraints in an optax chain."""
-    model = nn.Sequential([
-        convtrans.Conv1DTranspose(filters=8, kernel_size=4, strides=2, padding="same",
-                                  kernel_constraint="max_norm", kernel_regularizer="l2", name="up"),
-        nn.relu,
-        nn.Dense(2, kernel_init=convtrans.with_constraint(nn.initializers.lecun_normal(), "non_neg")),
-    ])
+    model = nn.Sequential(
+        [
+            convtrans.Conv1DTranspose(
+                filters=8,
+                kernel_size=4,
+                strides=2,
+                padding="same",
+                kernel_constraint="max_norm",
+                kernel_regularizer="l2",
+                name="up",
+            ),
+            nn.relu,
+            nn.Dense(2, kernel_init=convtrans.with_constraint(nn.initializers.lecun_normal(), "non_neg")),
+        ]
+    )
     x = jnp.ones((1, 16, 3))
     variables = model.init(jax.random.key(0), x)
     params = variables["params"]
@@ -89,8 +103,11 @@ def linen_and_optax() -> None:
     updates, opt_state = tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     projected = convtrans.apply_constraints(params)
-    recorded = [s for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, optim.KerasConstraintsState))
-                if isinstance(s, optim.KerasConstraintsState)]
+    recorded = [
+        s
+        for s in jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, optim.KerasConstraintsState))
+        if isinstance(s, optim.KerasConstraintsState)
+    ]
     assert losses and recorded and len(jax.tree.leaves(projected)) == len(jax.tree.leaves(params))
     assert jnp.shape(y) == (1, 32, 2)
     layer = convtrans.Conv1DTranspose.from_config(convtrans.Conv1DTransposeConfig(4, 3), name="from_config")
@@ -119,15 +136,20 @@ def streams(config: convtrans.Conv1DTransposeConfig, params: dict[str, jax.Array
     state = streaming.init(config, batch_size=2)
     pieces: list[jax.Array] = []
     for start in range(0, x.shape[1], 4):
-        state, y = streaming.step(params, state, x[:, start:start + 4], config)
+        state, y = streaming.step(params, state, x[:, start : start + 4], config)
         pieces.append(y)
     pieces.append(streaming.finish(params, state, config))
     delay: int = streaming.latency(config)
     whole, _ = streaming.chunked_conv1d_transpose(params, x, config, chunk_size=4)
     assert jnp.concatenate(pieces, axis=1).shape[1] == delay + whole.shape[1] + 0 * streaming.tail_length(config)
 
-    model = nn.Sequential([convtrans.Conv1D(filters=3, kernel_size=3, padding="causal"), nn.tanh,
-                           convtrans.Conv1DTranspose(filters=2, kernel_size=4, strides=2)])
+    model = nn.Sequential(
+        [
+            convtrans.Conv1D(filters=3, kernel_size=3, padding="causal"),
+            nn.tanh,
+            convtrans.Conv1DTranspose(filters=2, kernel_size=4, strides=2),
+        ]
+    )
     variables = model.init(jax.random.key(0), x)
     streamer = streaming.Streamer(model, variables, batch_size=2)
     carried = streamer.init()
@@ -154,7 +176,8 @@ def torch_interop() -> None:
     model = convtrans.Conv1DTranspose.from_config(config, name="up")
     variables = model.init(jax.random.key(0), jnp.ones((1, 3, 8)))
     loaded: dict[str, Any] = interop.load_torch_state_dict(
-        {"params": {"up": variables["params"]}}, {"up." + k: v for k, v in module.state_dict().items()})
+        {"params": {"up": variables["params"]}}, {"up." + k: v for k, v in module.state_dict().items()}
+    )
     back: dict[str, Any] = interop.to_torch_state_dict(loaded, {"up." + k: v for k, v in module.state_dict().items()})
     assert set(back) == {"up.weight", "up.bias"}
 
@@ -167,8 +190,9 @@ def keras_interop(config: convtrans.Conv1DTransposeConfig, params: dict[str, jax
     layer = interop.to_keras(plain, params, name="up")
     again, weights = interop.from_keras(layer)
     found = interop.keras_model_params(layer)
-    linen_params = convtrans.Conv1DTranspose.from_config(plain, name="up").init(
-        jax.random.key(0), jnp.ones((1, 8, 3)))["params"]
+    linen_params = convtrans.Conv1DTranspose.from_config(plain, name="up").init(jax.random.key(0), jnp.ones((1, 8, 3)))[
+        "params"
+    ]
     assert again.filters == plain.filters and weights["kernel"].shape == params["kernel"].shape
     assert isinstance(found, dict) and isinstance(interop.load_keras_weights(layer, linen_params, strict=False), dict)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Union
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -117,8 +117,10 @@ def glu(x: jax.Array, axis: int = -1) -> jax.Array:
       ValueError: if ``x.shape[axis]`` is odd.
     """
     if x.shape[axis] % 2:
-        raise ValueError(f"activation 'glu' splits axis {axis} in two halves, but it has {x.shape[axis]} "
-                         "entries (odd); use an even number of filters.")
+        raise ValueError(
+            f"activation 'glu' splits axis {axis} in two halves, but it has {x.shape[axis]} "
+            "entries (odd); use an even number of filters."
+        )
     return jax.nn.glu(x, axis)
 
 
@@ -164,7 +166,7 @@ ACTIVATIONS: dict[str, Activation] = {
 }
 
 
-def validate(activation: Union[str, Activation, None], argument: str = "activation") -> Union[str, Activation]:
+def validate(activation: str | Activation | None, argument: str = "activation") -> str | Activation:
     """The stored form of an activation: a known name (None -> ``"linear"``) or a callable.
 
     Keras's own functions (``keras.activations.relu``) become their names, so that configs holding
@@ -204,7 +206,7 @@ def validate(activation: Union[str, Activation, None], argument: str = "activati
     )
 
 
-def get(activation: Union[str, Activation, None]) -> Activation:
+def get(activation: str | Activation | None) -> Activation:
     """The function ``x -> y`` for an activation name (looked up in :data:`ACTIVATIONS`), None
     (:func:`linear`) or a callable (returned as is); validated as by :func:`validate`."""
     activation = validate(activation)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Union
+from typing import Any
 
 import jax
-
 import jax.numpy as jnp
 
 from convtrans._src.keras.objects import KerasObject, check_axes_in_rank, check_axis, check_number, resolve
@@ -36,11 +35,11 @@ class Constraint(KerasObject):
             check_axes_in_rank(axis, rank, f"{argument}={type(self).__name__}")
 
 
-def _norms(w: jnp.ndarray, axis: Union[int, tuple[int, ...]]) -> jnp.ndarray:
+def _norms(w: jnp.ndarray, axis: int | tuple[int, ...]) -> jnp.ndarray:
     return jnp.sqrt(jnp.sum(jnp.square(w), axis=axis, keepdims=True))
 
 
-def _checked_norms(constraint: Union[MaxNorm, MinMaxNorm, UnitNorm], w: jnp.ndarray) -> jnp.ndarray:
+def _checked_norms(constraint: MaxNorm | MinMaxNorm | UnitNorm, w: jnp.ndarray) -> jnp.ndarray:
     if not jnp.issubdtype(jnp.result_type(w), jnp.floating):
         raise TypeError(f"{type(constraint).__name__} needs a floating weight, got dtype {jnp.result_type(w)}.")
     constraint.check_target(jnp.ndim(w), "constraint")
@@ -59,6 +58,7 @@ class MaxNorm(Constraint):
       max_value: the largest norm allowed, >= 0 (2 by default).
       axis: an axis or a tuple of axes the norm is taken over.
     """
+
     max_value: float = 2.0
     axis: int | tuple[int, ...] = 0
 
@@ -85,6 +85,7 @@ class MinMaxNorm(Constraint):
       rate: in ``[0, 1]``; 1 (the default) projects onto the bounds, smaller rates move part way.
       axis: an axis or a tuple of axes the norm is taken over (0).
     """
+
     min_value: float = 0.0
     max_value: float = 1.0
     rate: float = 1.0
@@ -97,8 +98,7 @@ class MinMaxNorm(Constraint):
         object.__setattr__(self, "axis", check_axis(self.axis, "axis"))
         if self.max_value < self.min_value:
             raise ValueError(
-                f"MinMaxNorm needs min_value <= max_value, got min_value={self.min_value}, "
-                f"max_value={self.max_value}."
+                f"MinMaxNorm needs min_value <= max_value, got min_value={self.min_value}, max_value={self.max_value}."
             )
 
     def __call__(self, w: jax.Array) -> jax.Array:
@@ -115,6 +115,7 @@ class UnitNorm(Constraint):
     Attributes:
       axis: an axis or a tuple of axes the norm is taken over (0).
     """
+
     axis: int | tuple[int, ...] = 0
 
     def __post_init__(self) -> None:
@@ -127,6 +128,7 @@ class UnitNorm(Constraint):
 @dataclasses.dataclass(frozen=True)
 class NonNeg(Constraint):
     """Clips negative entries to zero: ``max(w, 0)``, elementwise (Keras name ``"non_neg"``)."""
+
     def __call__(self, w: jax.Array) -> jax.Array:
         return jnp.maximum(w, 0)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
-from typing import Any, ClassVar, Optional, Protocol, Sequence, Union, cast
+from collections.abc import Sequence
+from typing import Any, ClassVar, Protocol, cast
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +22,8 @@ _TRUNCATED_STDDEV_FACTOR = 0.87962566103423978
 
 def compute_fans(
     shape: Sequence[int],
-    input_axes: Optional[Sequence[int]] = None,
-    output_axes: Optional[Sequence[int]] = None,
+    input_axes: Sequence[int] | None = None,
+    output_axes: Sequence[int] | None = None,
 ) -> tuple[int, int]:
     """``(fan_in, fan_out)`` of a weight of ``shape``, by Keras's rules.
 
@@ -103,7 +104,8 @@ def _check_fields(initializer: Initializer, **checks: Any) -> None:
     for name, check in checks.items():
         object.__setattr__(initializer, name, check(getattr(initializer, name), name))
     if hasattr(initializer, "seed"):
-        object.__setattr__(initializer, "seed", check_seed(getattr(initializer, "seed")))
+        # getattr: the base class has no seed field, so type checkers refuse the attribute.
+        object.__setattr__(initializer, "seed", check_seed(getattr(initializer, "seed")))  # noqa: B009
 
 
 def _non_negative(value: Any, argument: str) -> float:
@@ -130,21 +132,20 @@ class VarianceScaling(Initializer):
         they override the fan rule of :func:`compute_fans`.
       output_axes: the axes whose sizes multiply to ``fan_out`` (Keras 3).
     """
+
     scale: float = 1.0
     mode: str = "fan_in"
     distribution: str = "truncated_normal"
-    seed: Optional[int] = None
-    input_axes: Optional[tuple[int, ...]] = None
-    output_axes: Optional[tuple[int, ...]] = None
+    seed: int | None = None
+    input_axes: tuple[int, ...] | None = None
+    output_axes: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         scale = check_number(self.scale, "scale")
         if not scale > 0:
             raise ValueError(f"VarianceScaling scale must be positive, got {self.scale!r}.")
         if not isinstance(self.mode, str) or self.mode not in ("fan_in", "fan_out", "fan_avg"):
-            raise ValueError(
-                f"VarianceScaling mode={self.mode!r}; expected 'fan_in', 'fan_out' or 'fan_avg'."
-            )
+            raise ValueError(f"VarianceScaling mode={self.mode!r}; expected 'fan_in', 'fan_out' or 'fan_avg'.")
         distribution = self.distribution.lower() if isinstance(self.distribution, str) else ""
         distribution = "truncated_normal" if distribution == "normal" else distribution
         if distribution not in ("truncated_normal", "untruncated_normal", "uniform"):
@@ -183,8 +184,9 @@ class _VarianceScalingPreset(VarianceScaling):
     # (scale, mode, distribution) of the preset.
     _preset: ClassVar[tuple[float, str, str]]
 
-    def __init__(self, seed: Optional[int] = None, input_axes: Optional[Sequence[int]] = None,
-                 output_axes: Optional[Sequence[int]] = None) -> None:
+    def __init__(
+        self, seed: int | None = None, input_axes: Sequence[int] | None = None, output_axes: Sequence[int] | None = None
+    ) -> None:
         scale, mode, distribution = self._preset
         # The axes are stored as tuples by __post_init__, whatever sequence is given.
         VarianceScaling.__init__(self, scale, mode, distribution, seed, cast(Any, input_axes), cast(Any, output_axes))
@@ -249,9 +251,10 @@ class RandomNormal(Initializer):
       stddev: the standard deviation, >= 0.
       seed: kept for Keras configs only.
     """
+
     mean: float = 0.0
     stddev: float = 0.05
-    seed: Optional[int] = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self, mean=check_number, stddev=_non_negative)
@@ -274,7 +277,7 @@ class TruncatedNormal(Initializer):
 
     mean: float = 0.0
     stddev: float = 0.05
-    seed: Optional[int] = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self, mean=check_number, stddev=_non_negative)
@@ -293,9 +296,10 @@ class RandomUniform(Initializer):
       maxval: the upper bound, ``>= minval``.
       seed: kept for Keras configs only.
     """
+
     minval: float = -0.05
     maxval: float = 0.05
-    seed: Optional[int] = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self, minval=check_number, maxval=check_number)
@@ -321,7 +325,7 @@ class Orthogonal(Initializer):
     """
 
     gain: float = 1.0
-    seed: Optional[int] = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         _check_fields(self, gain=check_number)
@@ -354,15 +358,14 @@ class Identity(Initializer):
 
     def check_target(self, rank: int, argument: str) -> None:
         if rank != 2:
-            raise ValueError(f"{argument}=Identity initializes rank-2 weights only (as in Keras); this "
-                             f"one has rank {rank}.")
+            raise ValueError(
+                f"{argument}=Identity initializes rank-2 weights only (as in Keras); this one has rank {rank}."
+            )
 
     def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         shape = tuple(shape)
         if len(shape) != 2:
-            raise ValueError(
-                f"Identity can only initialize rank-2 weights (as in Keras), got shape {shape}."
-            )
+            raise ValueError(f"Identity can only initialize rank-2 weights (as in Keras), got shape {shape}.")
         return self.gain * jnp.eye(*shape, dtype=dtype)
 
 
@@ -373,6 +376,7 @@ class Constant(Initializer):
     Attributes:
       value: a real number (0).
     """
+
     value: float = 0.0
 
     def __post_init__(self) -> None:
@@ -385,6 +389,7 @@ class Constant(Initializer):
 @dataclasses.dataclass(frozen=True)
 class Zeros(Initializer):
     """Every entry 0 (names ``"zeros"``, ``"zero"``): the default ``bias_initializer``."""
+
     def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jnp.zeros(tuple(shape), dtype)
 
@@ -392,13 +397,27 @@ class Zeros(Initializer):
 @dataclasses.dataclass(frozen=True)
 class Ones(Initializer):
     """Every entry 1 (names ``"ones"``, ``"one"``)."""
+
     def _sample(self, key: jax.Array, shape: tuple[int, ...], dtype: Any) -> jax.Array:
         return jnp.ones(tuple(shape), dtype)
 
 
 _CLASSES = (
-    VarianceScaling, GlorotUniform, GlorotNormal, HeUniform, HeNormal, LecunUniform, LecunNormal,
-    RandomNormal, TruncatedNormal, RandomUniform, Orthogonal, Identity, Constant, Zeros, Ones,
+    VarianceScaling,
+    GlorotUniform,
+    GlorotNormal,
+    HeUniform,
+    HeNormal,
+    LecunUniform,
+    LecunNormal,
+    RandomNormal,
+    TruncatedNormal,
+    RandomUniform,
+    Orthogonal,
+    Identity,
+    Constant,
+    Zeros,
+    Ones,
 )
 _REGISTRY: dict[str, Any] = {cls.__name__: cls for cls in _CLASSES}
 _REGISTRY.update(
@@ -426,7 +445,7 @@ _REGISTRY.update(
 )
 
 
-def get(identifier: Any, argument: str = "initializer") -> Union[Initializer, InitializerFn]:
+def get(identifier: Any, argument: str = "initializer") -> Initializer | InitializerFn:
     """An initializer from a Keras name (``"glorot_uniform"``, ``"he_normal"``, ``"zeros"``, ...
     or a class name), a Keras config dict ``{"class_name": ..., "config": {...}}``, a Keras
     initializer object, an :class:`Initializer`, or any ``jax.nn.initializers``-style callable
@@ -442,7 +461,11 @@ def get(identifier: Any, argument: str = "initializer") -> Union[Initializer, In
     if isinstance(identifier, dict) and identifier.get("class_name") in ("STFT", "STFTInitializer"):
         raise ValueError(f"{argument}: Keras's STFT initializer is not supported by convtrans.")
     initializer = resolve(
-        identifier, argument=argument, registry=_REGISTRY, base=Initializer, kind="initializer",
+        identifier,
+        argument=argument,
+        registry=_REGISTRY,
+        base=Initializer,
+        kind="initializer",
         allow_callable=True,
     )
     if not isinstance(initializer, Initializer):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,8 +25,7 @@ class KerasObject:
     def get_config(self) -> dict[str, Any]:
         """The object's arguments by name (tuples as lists), as Keras's ``get_config`` gives them."""
         return {
-            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-            for f in dataclasses.fields(self)
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in dataclasses.fields(self)
         }
 
     def to_keras(self) -> dict[str, Any]:
@@ -117,11 +117,13 @@ def resolve(
 MAX_RANK = 64
 
 
-def check_number(value: Any, argument: str, *, minimum: float | None = None,
-                 maximum: float | None = None) -> float:
+def check_number(value: Any, argument: str, *, minimum: float | None = None, maximum: float | None = None) -> float:
     """A finite real number (not bool) in ``[minimum, maximum]``, as a Python float."""
-    if (isinstance(value, (bool, complex)) or not isinstance(value, (int, float)) and not hasattr(value, "__float__")
-            or "complex" in type(value).__name__):
+    if (
+        isinstance(value, (bool, complex))
+        or (not isinstance(value, (int, float)) and not hasattr(value, "__float__"))
+        or "complex" in type(value).__name__
+    ):
         raise TypeError(f"{argument} must be a number (real), got {value!r}.")
     try:
         value = float(value)
@@ -159,8 +161,7 @@ def check_axis(axis: Any, argument: str) -> int | tuple[int, ...]:
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
         raise TypeError(f"{argument} must be an int or a list of ints, got {axis!r}.")
     if not -MAX_RANK <= int(axis) < MAX_RANK:
-        raise ValueError(f"{argument}={axis!r} is out of range: an array has at most {MAX_RANK} axes "
-                         "(NumPy's limit).")
+        raise ValueError(f"{argument}={axis!r} is out of range: an array has at most {MAX_RANK} axes (NumPy's limit).")
     return int(axis)
 
 
@@ -168,7 +169,9 @@ def check_axes_in_rank(axis: int | tuple[int, ...], rank: int, argument: str) ->
     """ValueError unless every axis of ``axis`` names a distinct axis of a rank-``rank`` weight."""
     axes = axis if isinstance(axis, tuple) else (axis,)
     if any(not -rank <= a < rank for a in axes):
-        raise ValueError(f"{argument}: axis={axis!r} is out of range for the rank-{rank} weight it "
-                         f"constrains; expected axes in [{-rank}, {rank - 1}].")
+        raise ValueError(
+            f"{argument}: axis={axis!r} is out of range for the rank-{rank} weight it "
+            f"constrains; expected axes in [{-rank}, {rank - 1}]."
+        )
     if len({a % rank for a in axes}) != len(axes):
         raise ValueError(f"{argument}: axis={axis!r} names an axis twice.")

@@ -41,8 +41,7 @@ from convtrans._src.kernels.layout import taps_on_block_grid
 from convtrans._src.numerics import accumulation_dtype
 
 
-def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                 precision: Any = None) -> jax.Array:
+def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any = None) -> jax.Array:
     """``Z[b, i, j, :] = x[b, i, :] @ W[j]^T`` as ``(batch, n, k, filters)``, groups respected.
 
     ``Z`` is in :func:`accumulation_dtype` of ``x.dtype``.
@@ -60,8 +59,13 @@ def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
         batch, _, n = x.shape
         lhs, group_axis, channel_axis = x.reshape(batch, g, in_channels // g, n), 1, 2
     # (g, batch, n, k, f_g): batch dimensions come first in a dot_general's result.
-    z = lax.dot_general(lhs, w, (((channel_axis,), (3,)), ((group_axis,), (2,))),
-                        precision=precision, preferred_element_type=accumulation_dtype(x.dtype))
+    z = lax.dot_general(
+        lhs,
+        w,
+        (((channel_axis,), (3,)), ((group_axis,), (2,))),
+        precision=precision,
+        preferred_element_type=accumulation_dtype(x.dtype),
+    )
     return z.transpose(1, 2, 3, 0, 4).reshape(batch, n, k, g * f_g)
 
 
@@ -106,8 +110,7 @@ def _place_taps(z: jax.Array, config: Conv1DTransposeConfig, first: int, stop: i
     return total
 
 
-def gemm_conv(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-              precision: Any = None) -> jax.Array:
+def gemm_conv(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any = None) -> jax.Array:
     """The transposed convolution of ``x`` by ``kernel`` (no bias) as a GEMM and an overlap-add.
 
     Same contract as :func:`convtrans._src.kernels.polyphase.convolve`: ``x`` is ``(batch, n, in)`` or

@@ -43,8 +43,7 @@ def taps_on_block_grid(a: jax.Array, axis: int, config: Conv1DTransposeConfig) -
     ``(kernel_blocks, s)`` gives each tap's block ``j * d // s`` and phase ``j * d % s``.
     """
     pads = [(0, 0, 0)] * a.ndim
-    pads[axis] = (0, kernel_blocks(config) * config.strides - config.effective_kernel_size,
-                  config.dilation_rate - 1)
+    pads[axis] = (0, kernel_blocks(config) * config.strides - config.effective_kernel_size, config.dilation_rate - 1)
     return lax.pad(a, jnp.zeros((), a.dtype), pads)
 
 

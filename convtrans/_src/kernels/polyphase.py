@@ -27,7 +27,8 @@ back into a window-reversed weight gradient. docs/design.md derives each form.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -35,21 +36,34 @@ import numpy as np
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from convtrans._src.kernels import winograd as winograd_correlation
 from convtrans._src.config import Conv1DTransposeConfig
+from convtrans._src.geometry import (
+    PHASE_LOOP_MAX_STRIDES,
+    OutputBlocks,
+    PhaseGroup,
+    kernel_blocks,
+    output_blocks,
+    output_length,
+    phase_column,
+    phase_groups,
+    phases_share_taps,
+    transpose_pads,
+)
+from convtrans._src.kernels import winograd as winograd_correlation
 from convtrans._src.kernels.gemm import gemm_conv
+from convtrans._src.kernels.layout import (
+    conv_kernel_to_wio,
+    dimension_numbers,
+    grouped_kernel,
+    pad_time,
+    taps_on_block_grid,
+)
+from convtrans._src.kernels.reference import lhs_dilation_conv
 from convtrans._src.numerics import accumulation_dtype
 from convtrans._src.plan import Plan
-from convtrans._src.geometry import (PHASE_LOOP_MAX_STRIDES, OutputBlocks, PhaseGroup, kernel_blocks,
-                                     output_blocks, output_length, phase_column, phase_groups,
-                                     phases_share_taps, transpose_pads)
-from convtrans._src.kernels.layout import (conv_kernel_to_wio, dimension_numbers, grouped_kernel, pad_time,
-                                           taps_on_block_grid)
-from convtrans._src.kernels.reference import lhs_dilation_conv
 
 
-def phase_kernels(kernel: jax.Array, config: Conv1DTransposeConfig,
-                  transposed: bool = False) -> list[jax.Array]:
+def phase_kernels(kernel: jax.Array, config: Conv1DTransposeConfig, transposed: bool = False) -> list[jax.Array]:
     """For each of :func:`phase_groups`, its flipped kernel ``(taps, in/groups, groups * P * f/groups)``.
 
     ``P`` is the group's number of phases; output channels are ordered ``(group, phase, filter)``
@@ -78,8 +92,9 @@ def phase_kernels(kernel: jax.Array, config: Conv1DTransposeConfig,
         if group.taps == 0:
             kernels.append(None)
             continue
-        rows = lax.slice_in_dim(w, group.first, group.first + (group.taps - 1) * group.step + 1,
-                                stride=group.step, axis=0)
+        rows = lax.slice_in_dim(
+            w, group.first, group.first + (group.taps - 1) * group.step + 1, stride=group.step, axis=0
+        )
         rows = _take_phases(rows, group.phases, axis=1).transpose(order)
         outs = g * len(group.phases) * f_g
         rows = rows.reshape((group.taps, outs, cin_g) if transposed else (group.taps, cin_g, outs))
@@ -96,14 +111,12 @@ def _take_phases(a: jax.Array, phases: tuple[int, ...], axis: int) -> jax.Array:
 
 def _empty_output(x: jax.Array, config: Conv1DTransposeConfig, steps: int) -> jax.Array:
     batch = x.shape[0]
-    shape = (batch, steps, config.filters) if config.data_format == "channels_last" else (
-        batch, config.filters, steps)
+    shape = (batch, steps, config.filters) if config.data_format == "channels_last" else (batch, config.filters, steps)
     # Multiplying by x keeps the result on x's sharding and in the differentiation graph.
     return jnp.zeros(shape, x.dtype) + 0 * jnp.sum(x, dtype=x.dtype)
 
 
-def convolve(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any,
-             plan: Plan) -> jax.Array:
+def convolve(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any, plan: Plan) -> jax.Array:
     """The transposed convolution of ``x`` by ``kernel`` (no bias), computed as ``plan`` says.
 
     Args:
@@ -130,16 +143,27 @@ def convolve(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, pre
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4))
-def _convolve(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-              precision: Any, plan: Plan) -> jax.Array:
+def _convolve(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any, plan: Plan) -> jax.Array:
     if plan.forward in ("polyphase", "winograd"):
-        return _convolve_plain(x, kernel, config, precision, winograd=plan.forward == "winograd",
-                               stacked=plan.correlation == "stacked_product")
+        return _convolve_plain(
+            x,
+            kernel,
+            config,
+            precision,
+            winograd=plan.forward == "winograd",
+            stacked=plan.correlation == "stacked_product",
+        )
     return _FORMS[plan.forward](x, kernel, config, precision)
 
 
-def _convolve_plain(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                    precision: Any, winograd: bool, stacked: bool = False) -> jax.Array:
+def _convolve_plain(
+    x: jax.Array,
+    kernel: jax.Array,
+    config: Conv1DTransposeConfig,
+    precision: Any,
+    winograd: bool,
+    stacked: bool = False,
+) -> jax.Array:
     """The polyphase convolution; ``winograd``: its two- and three-tap phases by
     :func:`convtrans._src.kernels.winograd.correlate`; ``stacked``: its other correlations as
     stacked-window products (:func:`_correlate`)."""
@@ -150,8 +174,7 @@ def _convolve_plain(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConf
     return _phases(x, kernel, config, precision, winograd, stacked)
 
 
-def _without_phase_loop(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                        precision: Any) -> jax.Array:
+def _without_phase_loop(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any) -> jax.Array:
     """The layers the phase forms should not trace: with ``s >= ke`` every full-result position
     receives at most one product, which the GEMM form places with no phase at all; a stride past
     :data:`PHASE_LOOP_MAX_STRIDES` (and so a span ``ke`` larger still) goes to the reference,
@@ -197,8 +220,7 @@ def _tangent_map(form: str) -> Callable[..., jax.Array]:
     return functools.partial(_in_accumulation_dtype, fn)
 
 
-def _in_accumulation_dtype(fn, a: jax.Array, b: jax.Array, config: Conv1DTransposeConfig,
-                           precision: Any) -> jax.Array:
+def _in_accumulation_dtype(fn, a: jax.Array, b: jax.Array, config: Conv1DTransposeConfig, precision: Any) -> jax.Array:
     """``fn(a, b, config, precision)`` computed in :func:`accumulation_dtype`, rounded once.
 
     For 16-bit inputs, the tangent's phase groups are then summed in float32 when reverse mode
@@ -210,13 +232,13 @@ def _in_accumulation_dtype(fn, a: jax.Array, b: jax.Array, config: Conv1DTranspo
     return fn(a.astype(wide), b.astype(wide), config, precision).astype(dtype)
 
 
-def _stride_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                precision: Any, winograd: bool, stacked: bool) -> jax.Array:
+def _stride_one(
+    x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any, winograd: bool, stacked: bool
+) -> jax.Array:
     left, right = transpose_pads(config)
     xp = pad_time(x, config, left, right)
     if winograd and _correlates_by_winograd(x.dtype, config.kernel_size, config):
-        return winograd_correlation.correlate(xp, jnp.flip(kernel, axis=0), config.dilation_rate,
-                                              config, precision)
+        return winograd_correlation.correlate(xp, jnp.flip(kernel, axis=0), config.dilation_rate, config, precision)
     rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
     return _correlate(xp, rhs, config.dilation_rate, config, precision, stacked)
 
@@ -225,8 +247,9 @@ def _correlates_by_winograd(dtype: Any, taps: int, config: Conv1DTransposeConfig
     return config.groups == 1 and winograd_correlation.applies(dtype, taps)
 
 
-def _correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeConfig,
-               precision: Any, stacked: bool = False) -> jax.Array:
+def _correlate(
+    xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeConfig, precision: Any, stacked: bool = False
+) -> jax.Array:
     """``z[b, q, o] = sum_{i, c} xp[b, q + i * step, c] rhs[i, c, o]`` per group, in ``xp``'s layout.
 
     ``rhs`` is ``(taps, in/groups, groups * out/groups)`` (WIO); the result has
@@ -238,14 +261,21 @@ def _correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTranspose
     taps, in_per_group, out_channels = rhs.shape
     if not stacked:
         return lax.conv_general_dilated(
-            xp, rhs, window_strides=(1,), padding=[(0, 0)], rhs_dilation=(step,),
-            dimension_numbers=dimension_numbers(config), feature_group_count=config.groups,
-            precision=precision)
+            xp,
+            rhs,
+            window_strides=(1,),
+            padding=[(0, 0)],
+            rhs_dilation=(step,),
+            dimension_numbers=dimension_numbers(config),
+            feature_group_count=config.groups,
+            precision=precision,
+        )
     g = config.groups
     time_axis = config.time_axis % 3
     steps = xp.shape[time_axis] - (taps - 1) * step
-    windows = jnp.stack([lax.slice_in_dim(xp, i * step, i * step + steps, axis=time_axis)
-                         for i in range(taps)], axis=time_axis + 1)
+    windows = jnp.stack(
+        [lax.slice_in_dim(xp, i * step, i * step + steps, axis=time_axis) for i in range(taps)], axis=time_axis + 1
+    )
     w = rhs.reshape(taps, in_per_group, g, out_channels // g)
     batch = xp.shape[0]
     if config.data_format == "channels_last":  # windows: (batch, steps, taps, in)
@@ -254,16 +284,16 @@ def _correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTranspose
     else:  # windows: (batch, in, steps, taps)
         lhs = windows.reshape(batch, g, in_per_group, steps, taps)
         dims = (((4, 2), (0, 1)), ((1,), (2,)))
-    z = lax.dot_general(lhs, w, dims, precision=precision,
-                        preferred_element_type=accumulation_dtype(xp.dtype))
+    z = lax.dot_general(lhs, w, dims, precision=precision, preferred_element_type=accumulation_dtype(xp.dtype))
     z = z.astype(xp.dtype)  # (g, batch, steps, out/g)
     if config.data_format == "channels_last":
         return z.transpose(1, 2, 0, 3).reshape(batch, steps, out_channels)
     return z.transpose(1, 0, 3, 2).reshape(batch, out_channels, steps)
 
 
-def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-            precision: Any, winograd: bool, stacked: bool) -> jax.Array:
+def _phases(
+    x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any, winograd: bool, stacked: bool
+) -> jax.Array:
     """The polyphase convolution proper (``strides > 1``, non-empty output).
 
     Seen as ``ceil(steps / s)`` rows of ``s`` steps, the output has one phase per column (see
@@ -280,12 +310,18 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
     steps = output_length(config, x.shape[time_axis])
     s = config.strides
     # Both layouts are traced; XLA drops the one no correlation uses.
-    groups = list(zip(phase_groups(config.kernel_size, s, config.dilation_rate),
-                      phase_kernels(kernel, config), phase_kernels(kernel, config, transposed=True)))
+    groups = list(
+        zip(
+            phase_groups(config.kernel_size, s, config.dilation_rate),
+            phase_kernels(kernel, config),
+            phase_kernels(kernel, config, transposed=True),
+        )
+    )
     if len(groups) == 1:
-        (group, rhs, rhs_transposed), = groups
-        return _one_group(x, group, rhs, rhs_transposed, config, output_blocks(config, steps), steps,
-                          precision, winograd, stacked)
+        ((group, rhs, rhs_transposed),) = groups
+        return _one_group(
+            x, group, rhs, rhs_transposed, config, output_blocks(config, steps), steps, precision, winograd, stacked
+        )
     rows = -(-steps // s)
     channels_last = config.data_format == "channels_last"
     columns = []  # (column, piece): piece holds the phases of columns column, column + 1, ...
@@ -298,8 +334,11 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
         # consecutive columns is one piece.
         runs: list[list[int]] = []
         for i in sorted(range(len(placed)), key=lambda i: placed[i].column):
-            if runs and placed[i].first == placed[runs[-1][-1]].first and (
-                    placed[i].column == placed[runs[-1][-1]].column + 1):
+            if (
+                runs
+                and placed[i].first == placed[runs[-1][-1]].first
+                and (placed[i].column == placed[runs[-1][-1]].column + 1)
+            ):
                 runs[-1].append(i)
             else:
                 runs.append([i])
@@ -312,9 +351,18 @@ def _phases(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
     return lax.slice_in_dim(y, 0, steps, axis=time_axis)
 
 
-def _one_group(x: jax.Array, group: PhaseGroup, rhs: jax.Array, rhs_transposed: Optional[jax.Array],
-               config: Conv1DTransposeConfig, placed: OutputBlocks, steps: int, precision: Any,
-               winograd: bool, stacked: bool) -> jax.Array:
+def _one_group(
+    x: jax.Array,
+    group: PhaseGroup,
+    rhs: jax.Array,
+    rhs_transposed: jax.Array | None,
+    config: Conv1DTransposeConfig,
+    placed: OutputBlocks,
+    steps: int,
+    precision: Any,
+    winograd: bool,
+    stacked: bool,
+) -> jax.Array:
     """``steps`` output steps from a group holding every phase: the blocks ``placed`` names,
     interleaved into steps, and one contiguous slice of them."""
     first, stop, start = placed
@@ -322,8 +370,7 @@ def _one_group(x: jax.Array, group: PhaseGroup, rhs: jax.Array, rhs_transposed: 
     return lax.slice_in_dim(_interleave(z, config), start, start + steps, axis=config.time_axis % 3)
 
 
-def _phases_as_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
-                   precision: Any) -> jax.Array:
+def _phases_as_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any) -> jax.Array:
     """:func:`_phases` of a ``d = 1`` layer as ONE convolution: the kernel padded with zero taps
     to a multiple of ``s``, so that every phase has the same taps (for the kernel's tangent).
 
@@ -340,13 +387,23 @@ def _phases_as_one(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfi
     kernel = jnp.pad(kernel, ((0, whole - k), (0, 0), (0, 0)))
     (group,), (rhs,) = phase_groups(whole, s, 1), phase_kernels(kernel, padded)
     steps = output_length(config, x.shape[config.time_axis % 3])
-    return _one_group(x, group, rhs, None, padded, output_blocks(config, steps), steps, precision,
-                      winograd=False, stacked=False)
+    return _one_group(
+        x, group, rhs, None, padded, output_blocks(config, steps), steps, precision, winograd=False, stacked=False
+    )
 
 
-def _group_blocks(x: jax.Array, group: PhaseGroup, rhs: Optional[jax.Array],
-                  rhs_transposed: Optional[jax.Array], lo: int, blocks: int,
-                  config: Conv1DTransposeConfig, precision: Any, winograd: bool, stacked: bool) -> jax.Array:
+def _group_blocks(
+    x: jax.Array,
+    group: PhaseGroup,
+    rhs: jax.Array | None,
+    rhs_transposed: jax.Array | None,
+    lo: int,
+    blocks: int,
+    config: Conv1DTransposeConfig,
+    precision: Any,
+    winograd: bool,
+    stacked: bool,
+) -> jax.Array:
     """Blocks ``lo <= q < lo + blocks`` of ``group``'s phases.
 
     Shaped ``(batch, blocks, groups, P, filters/groups)`` for channels_last and ``(batch, groups,

@@ -68,8 +68,9 @@ def _output_transform(m: list[jax.Array]) -> tuple[jax.Array, jax.Array]:
     return m[0] + m[1] + m[2], m[1] - m[2] - m[3]
 
 
-def correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeConfig,
-              precision: Any = None) -> jax.Array:
+def correlate(
+    xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeConfig, precision: Any = None
+) -> jax.Array:
     """``z[b, q, o] = sum_{i, c} xp[b, q + i * step, c] rhs[i, o, c]``, in ``xp``'s layout.
 
     The stride-1 convolution it replaces, for ``groups = 1``, with each tap's matrix transposed:
@@ -109,16 +110,18 @@ def correlate(xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeC
             rows = rows.reshape(batch, in_channels, blocks, 2, step).transpose(1, 0, 2, 3, 4)
             d += [rows[:, :, :, 0], rows[:, :, :, 1]]
     pairs = batch * blocks * step
-    lhs = _input_transform(d[:taps + 1])
+    lhs = _input_transform(d[: taps + 1])
     if channels_last:
-        m = [lax.dot_general(a.reshape(pairs, in_channels), w, (((1,), (1,)), ((), ())),
-                             precision=precision)
-             for a, w in zip(lhs, _kernel_transform(rhs))]
+        m = [
+            lax.dot_general(a.reshape(pairs, in_channels), w, (((1,), (1,)), ((), ())), precision=precision)
+            for a, w in zip(lhs, _kernel_transform(rhs))
+        ]
         pair = [y.reshape(batch, blocks, 1, step, out_channels) for y in _output_transform(m)]
         y = jnp.concatenate(pair, axis=2).reshape(batch, 2 * step * blocks, out_channels)
     else:
-        m = [lax.dot(w, a.reshape(in_channels, pairs), precision=precision)
-             for a, w in zip(lhs, _kernel_transform(rhs))]
+        m = [
+            lax.dot(w, a.reshape(in_channels, pairs), precision=precision) for a, w in zip(lhs, _kernel_transform(rhs))
+        ]
         pair = [y.reshape(out_channels, batch, blocks, 1, step) for y in _output_transform(m)]
         y = jnp.concatenate(pair, axis=3).transpose(1, 0, 2, 3, 4)
         y = y.reshape(batch, out_channels, 2 * step * blocks)

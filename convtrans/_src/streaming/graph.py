@@ -31,7 +31,7 @@ import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from fractions import Fraction
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,10 +44,10 @@ from convtrans._src.config import Conv1DConfig, Conv1DTransposeConfig
 from convtrans._src.geometry import conv_pads, output_length
 from convtrans._src.streaming import layer
 
-INIT = "init"      # build the state: run on a chunk from the initial state, keep nothing
-STEP = "step"      # one chunk of the stream
+INIT = "init"  # build the state: run on a chunk from the initial state, keep nothing
+STEP = "step"  # one chunk of the stream
 FINISH = "finish"  # the end: each part's input is the tail its upstream owes
-PROBE = "probe"    # find the model's input channels and data format from its first layer
+PROBE = "probe"  # find the model's input channels and data format from its first layer
 
 # A part's state: NumPy arrays in the initial state (concrete while the set-up pass is traced), jax arrays after.
 State = dict[str, Any]
@@ -87,7 +87,7 @@ class Cursor:
     latency: int
     excess: int
     time_axis: int
-    pending: Optional[PendingPad] = None
+    pending: PendingPad | None = None
 
     @property
     def tail(self) -> int:
@@ -107,7 +107,7 @@ class ChunkTooShort(Exception):
 class Probed(Exception):
     """Raised during :data:`PROBE` by the first layer: what the model's input must look like."""
 
-    def __init__(self, in_channels: Optional[int], data_format: str):
+    def __init__(self, in_channels: int | None, data_format: str):
         super().__init__(in_channels, data_format)
         self.in_channels = in_channels
         self.data_format = data_format
@@ -121,8 +121,14 @@ class StreamContext:
     into ``updated``.
     """
 
-    def __init__(self, mode: str, cursor: Cursor, state: Optional[dict[str, State]] = None,
-                 chunk_multiple: int = 1, keys: Optional[dict[int, str]] = None):
+    def __init__(
+        self,
+        mode: str,
+        cursor: Cursor,
+        state: dict[str, State] | None = None,
+        chunk_multiple: int = 1,
+        keys: dict[int, str] | None = None,
+    ):
         self.mode = mode
         self.keys = keys or {}
         self.cursor = cursor
@@ -135,8 +141,10 @@ class StreamContext:
     def key_of(self, module: Any) -> str:
         """The state key of an nnx module: its path in the streamed model."""
         if id(module) not in self.keys:
-            raise ValueError(f"a {type(module).__name__} outside the streamed model ran in the stream; "
-                             "every streamed layer must be an attribute of the model.")
+            raise ValueError(
+                f"a {type(module).__name__} outside the streamed model ran in the stream; "
+                "every streamed layer must be an attribute of the model."
+            )
         return self.keys[id(module)]
 
     def enter(self, key: str, initial: Callable[[], State]) -> State:
@@ -144,14 +152,16 @@ class StreamContext:
         if key in self._visited:
             raise ValueError(
                 f"the layer at {key!r} ran twice in one pass; a streamed model must apply each "
-                "layer once per chunk (share weights by giving two layers the same parameters).")
+                "layer once per chunk (share weights by giving two layers the same parameters)."
+            )
         self._visited.add(key)
         if self.mode == INIT:
             self.initial[key] = initial()
             return self.initial[key]
         if key not in self.state:
-            raise ValueError(f"the stream state has no entry for the layer at {key!r}; was it made by "
-                             "this streamer's init()?")
+            raise ValueError(
+                f"the stream state has no entry for the layer at {key!r}; was it made by this streamer's init()?"
+            )
         return self.state[key]
 
     def exit(self, key: str, state: State) -> None:
@@ -159,11 +169,10 @@ class StreamContext:
             self.updated[key] = state
 
 
-_ACTIVE: contextvars.ContextVar[Optional[StreamContext]] = contextvars.ContextVar(
-    "convtrans_stream", default=None)
+_ACTIVE: contextvars.ContextVar[StreamContext | None] = contextvars.ContextVar("convtrans_stream", default=None)
 
 
-def active() -> Optional[StreamContext]:
+def active() -> StreamContext | None:
     """The stream pass in progress, or None when the model runs on a whole signal."""
     return _ACTIVE.get()
 
@@ -178,6 +187,7 @@ def streaming(context: StreamContext) -> Iterator[StreamContext]:
 
 
 # --- array helpers along the time axis ---------------------------------------------------------
+
 
 def _time(x: jax.Array, axis: int) -> int:
     return x.shape[axis]
@@ -215,9 +225,14 @@ def _history_state(x: jax.Array, steps: int, axis: int) -> dict[str, np.ndarray]
     if not steps:
         return {}
     shape = _time_shape(x, steps, axis)
-    return {"history": layer.zero_state(shape, x.dtype, "a layer's stream history",
-                                        f"it comes from the chunks' shape {tuple(x.shape)} (batch_size "
-                                        f"and channels) and {steps} steps of history")}
+    return {
+        "history": layer.zero_state(
+            shape,
+            x.dtype,
+            "a layer's stream history",
+            f"it comes from the chunks' shape {tuple(x.shape)} (batch_size and channels) and {steps} steps of history",
+        )
+    }
 
 
 def _with_history(state: State, x: jax.Array, axis: int) -> jax.Array:
@@ -262,7 +277,8 @@ def _check_axis(cursor: Cursor, config: Any, where: str) -> None:
         raise ValueError(
             f"the layer at {where!r} has data_format={config.data_format!r} but the stream there is "
             f"{'channels_last' if cursor.time_axis == -2 else 'channels_first'}; a streamed model "
-            "keeps one data format throughout.")
+            "keeps one data format throughout."
+        )
 
 
 def _check_steps(x: jax.Array, expected: int, cursor: Cursor, where: str) -> None:
@@ -270,7 +286,8 @@ def _check_steps(x: jax.Array, expected: int, cursor: Cursor, where: str) -> Non
         raise ValueError(
             f"the layer at {where!r} received {_time(x, cursor.time_axis)} time steps where the stream "
             f"delivers {expected}; a streamed model may change the length only through convtrans "
-            "layers (Conv1D, Conv1DTranspose, Pad1D).")
+            "layers (Conv1D, Conv1DTranspose, Pad1D)."
+        )
 
 
 def _check_tail(context: StreamContext, x: jax.Array, where: str) -> None:
@@ -281,8 +298,10 @@ def _check_tail(context: StreamContext, x: jax.Array, where: str) -> None:
 
 # --- the layers --------------------------------------------------------------------------------
 
-def conv(context: StreamContext, key: str, params: Any, x: jax.Array, config: Conv1DConfig,
-         precision: Any = None) -> jax.Array:
+
+def conv(
+    context: StreamContext, key: str, params: Any, x: jax.Array, config: Conv1DConfig, precision: Any = None
+) -> jax.Array:
     """One chunk through Keras's ``Conv1D``.
 
     With input cursor ``(r, L, e)``, stride ``s``, span ``ke`` and pads ``(left, right)`` (fixed
@@ -300,8 +319,8 @@ def conv(context: StreamContext, key: str, params: Any, x: jax.Array, config: Co
     own_left, own_right = conv_pads(config, s * (ke + 1) + padded_excess % s)
     left, right = own_left + mirror.left, own_right + mirror.right
     excess = (cursor.excess + left + right - ke) // s + 1
-    lookahead = ke - left                              # output t reads input t * s - left + [0, ke)
-    if mirror.left:                                    # ... and, mirrored, input left (or 0)
+    lookahead = ke - left  # output t reads input t * s - left + [0, ke)
+    if mirror.left:  # ... and, mirrored, input left (or 0)
         lookahead = max(lookahead, (mirror.left if mirror.mode == "reflect" else 0) + 1)
     latency = max(-(-(cursor.latency + lookahead - s) // s), -excess, 0)
     context_steps = latency * s + left - cursor.latency
@@ -314,12 +333,19 @@ def conv(context: StreamContext, key: str, params: Any, x: jax.Array, config: Co
         if context.mode == INIT:
             rate = cursor.rate
             raise ChunkTooShort(rate.denominator * s // math.gcd(rate.numerator, rate.denominator * s))
-        raise ValueError(f"the layer at {key!r} (strides={s}) received a chunk of {steps} steps, not a "
-                         f"multiple of {s}; stream chunks of a multiple of {context.chunk_multiple} steps.")
+        raise ValueError(
+            f"the layer at {key!r} (strides={s}) received a chunk of {steps} steps, not a "
+            f"multiple of {s}; stream chunks of a multiple of {context.chunk_multiple} steps."
+        )
     mirrored = mirror.left + mirror.right > 0
-    state = context.enter(key, lambda: {
-        **_history_state(x, history, axis), **_lead_state(cursor.latency, x.shape[:-2]),
-        **(_position_state(x.shape[:-2]) if mirrored else {})})
+    state = context.enter(
+        key,
+        lambda: {
+            **_history_state(x, history, axis),
+            **_lead_state(cursor.latency, x.shape[:-2]),
+            **(_position_state(x.shape[:-2]) if mirrored else {}),
+        },
+    )
     x, lead = _masked_lead(x, state, axis)
     window = _with_history(state, x, axis)
     count = out.tail if context.mode == FINISH else steps // s
@@ -329,12 +355,10 @@ def conv(context: StreamContext, key: str, params: Any, x: jax.Array, config: Co
         window = _concat([window, _zeros_like_time(window, needed - _time(window, axis), axis)], axis)
     read = window
     if mirrored:
-        read = _mirror_window(window, _position(state), history, cursor, mirror, axis,
-                              at_end=context.mode == FINISH)
+        read = _mirror_window(window, _position(state), history, cursor, mirror, axis, at_end=context.mode == FINISH)
         lead["position"] = jnp.minimum(state["position"] + steps, cursor.latency + history).astype(jnp.int32)
     if count > 0:
-        y, _ = conv1d(params, _slice(read, start, needed, axis), config.replace(padding=(0, 0)),
-                      precision=precision)
+        y, _ = conv1d(params, _slice(read, start, needed, axis), config.replace(padding=(0, 0)), precision=precision)
     else:
         shape = list(x.shape)
         shape[axis], shape[config.channel_axis] = 0, config.filters
@@ -344,22 +368,29 @@ def conv(context: StreamContext, key: str, params: Any, x: jax.Array, config: Co
     return y
 
 
-def _mirror_window(window: jax.Array, position: jax.Array, history: int, cursor: Cursor,
-                   mirror: PendingPad, axis: int, at_end: bool) -> jax.Array:
+def _mirror_window(
+    window: jax.Array, position: jax.Array, history: int, cursor: Cursor, mirror: PendingPad, axis: int, at_end: bool
+) -> jax.Array:
     """``window`` (input stream positions ``[P - history, ...)``, ``P = position`` saturated once
     past the start) with the pending padding's zones filled by their mirror images: signal indices
     ``[-left, 0)`` at the start and, at the end, ``[n, n + right)``."""
     w = jnp.arange(_time(window, axis), dtype=jnp.int32)
-    i = position - history + w - cursor.latency        # signal index at each window position
+    i = position - history + w - cursor.latency  # signal index at each window position
     source = w
     if mirror.left:
-        start = (2 * (cursor.latency + history - position) - w if mirror.mode == "reflect"
-                 else jnp.broadcast_to(cursor.latency + history - position, w.shape))
+        start = (
+            2 * (cursor.latency + history - position) - w
+            if mirror.mode == "reflect"
+            else jnp.broadcast_to(cursor.latency + history - position, w.shape)
+        )
         source = jnp.where((i >= -mirror.left) & (i < 0), start, source)
     if at_end and mirror.right:
-        past = w - history - cursor.tail               # index past the end, i - n (static)
-        end = (2 * (history + cursor.tail) - 2 - w if mirror.mode == "reflect"
-               else jnp.full_like(w, history + cursor.tail - 1))
+        past = w - history - cursor.tail  # index past the end, i - n (static)
+        end = (
+            2 * (history + cursor.tail) - 2 - w
+            if mirror.mode == "reflect"
+            else jnp.full_like(w, history + cursor.tail - 1)
+        )
         source = jnp.where((past >= 0) & (past < mirror.right), end, source)
     return jnp.take(window, jnp.clip(source, 0, w.shape[0] - 1), axis=axis % window.ndim)
 
@@ -373,8 +404,15 @@ def settle(context: StreamContext, x: jax.Array) -> jax.Array:
     return _pad(context, pending.key, x, pending.left, pending.right, pending.mode)
 
 
-def conv_transpose(context: StreamContext, key: str, params: Any, x: jax.Array,
-                   config: Conv1DTransposeConfig, precision: Any = None, implementation: Any = None) -> jax.Array:
+def conv_transpose(
+    context: StreamContext,
+    key: str,
+    params: Any,
+    x: jax.Array,
+    config: Conv1DTransposeConfig,
+    precision: Any = None,
+    implementation: Any = None,
+) -> jax.Array:
     """One chunk through Keras's ``Conv1DTranspose``: the one-layer stream of
     :mod:`convtrans._src.streaming.layer`, its input delayed by the cursor's latency.
 
@@ -387,14 +425,26 @@ def conv_transpose(context: StreamContext, key: str, params: Any, x: jax.Array,
     _check_axis(cursor, config, key)
     axis, s = cursor.time_axis, config.strides
     probe = s * (config.effective_kernel_size + 1)
-    out = Cursor(cursor.rate * s, cursor.latency * s + layer.latency(config),
-                 cursor.excess * s + output_length(config, probe) - probe * s, axis)
+    out = Cursor(
+        cursor.rate * s,
+        cursor.latency * s + layer.latency(config),
+        cursor.excess * s + output_length(config, probe) - probe * s,
+        axis,
+    )
     _check_tail(context, x, key)
     batch_shape = tuple(x.shape[:-2])
-    state = context.enter(key, lambda: {
-        "carry": layer.zero_state(layer.state_shape(config, batch_shape), x.dtype, f"the stream carry of {key!r}",
-                                  layer.state_cause(config, batch_shape)),
-        **_lead_state(cursor.latency, batch_shape)})
+    state = context.enter(
+        key,
+        lambda: {
+            "carry": layer.zero_state(
+                layer.state_shape(config, batch_shape),
+                x.dtype,
+                f"the stream carry of {key!r}",
+                layer.state_cause(config, batch_shape),
+            ),
+            **_lead_state(cursor.latency, batch_shape),
+        },
+    )
     x, lead = _masked_lead(x, state, axis)
     stream = layer.StreamState(state["carry"], jnp.zeros((), jnp.int32), config)
     pieces = []
@@ -418,23 +468,24 @@ def check_pad(padding: Any, mode: Any, data_format: Any) -> tuple[int, int]:
     if mode not in PAD_MODES:
         raise ValueError(f"mode={mode!r} is unknown; expected one of {PAD_MODES}.")
     if data_format not in ("channels_last", "channels_first"):
-        raise ValueError(f"data_format={data_format!r} is unknown; expected 'channels_last' or "
-                         "'channels_first'.")
+        raise ValueError(f"data_format={data_format!r} is unknown; expected 'channels_last' or 'channels_first'.")
     pair = (padding, padding) if is_int(padding) else padding
-    if (not isinstance(pair, (tuple, list)) or len(pair) != 2
-            or not all(is_int(p) and p >= 0 for p in pair)):
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not all(is_int(p) and p >= 0 for p in pair):
         raise ValueError(f"padding must be an int >= 0 or a (left, right) pair of them, got {padding!r}.")
     return check_count(pair[0], "padding[0]", minimum=0), check_count(pair[1], "padding[1]", minimum=0)
 
 
-def pad(context: StreamContext, key: str, x: jax.Array, left: int, right: int, mode: str,
-        data_format: str) -> jax.Array:
+def pad(
+    context: StreamContext, key: str, x: jax.Array, left: int, right: int, mode: str, data_format: str
+) -> jax.Array:
     """A padding on the stream: zeros now, reflect/replicate as a :class:`PendingPad`."""
     x = settle(context, x)
     axis = -2 if data_format == "channels_last" else -1
     if axis != context.cursor.time_axis:
-        raise ValueError(f"the padding at {key!r} has data_format={data_format!r}, unlike the stream "
-                         "around it; a streamed model keeps one data format throughout.")
+        raise ValueError(
+            f"the padding at {key!r} has data_format={data_format!r}, unlike the stream "
+            "around it; a streamed model keeps one data format throughout."
+        )
     if mode == "constant" or not left + right:
         return _pad(context, key, x, left, right, mode)
     context.cursor = dataclasses.replace(context.cursor, pending=PendingPad(key, left, right, mode))
@@ -459,9 +510,14 @@ def _pad(context: StreamContext, key: str, x: jax.Array, left: int, right: int, 
     history = max(delay, right + 1 - cursor.tail, 0) if mode != "constant" else delay
     _check_tail(context, x, key)
     mirrored = mode != "constant"
-    state = context.enter(key, lambda: {
-        **_history_state(x, history, axis), **_lead_state(cursor.latency, x.shape[:-2]),
-        **(_position_state(x.shape[:-2]) if mirrored else {})})
+    state = context.enter(
+        key,
+        lambda: {
+            **_history_state(x, history, axis),
+            **_lead_state(cursor.latency, x.shape[:-2]),
+            **(_position_state(x.shape[:-2]) if mirrored else {}),
+        },
+    )
     x, lead = _masked_lead(x, state, axis)
     steps = _time(x, axis)
     window = _with_history(state, x, axis)
@@ -471,8 +527,19 @@ def _pad(context: StreamContext, key: str, x: jax.Array, left: int, right: int, 
             window = _concat([window, _zeros_like_time(window, count - _time(window, axis), axis)], axis)
         y = _slice(window, history - delay, history - delay + count, axis)
     else:
-        y = _mirrored(window, _position(state), count, history, delay, left, cursor, latency,
-                      mode, axis, at_end=context.mode == FINISH)
+        y = _mirrored(
+            window,
+            _position(state),
+            count,
+            history,
+            delay,
+            left,
+            cursor,
+            latency,
+            mode,
+            axis,
+            at_end=context.mode == FINISH,
+        )
     next_state = {**_kept(window, history, axis), **lead}
     if mirrored:
         # Saturates once past the start's mirror, so that it never overflows.
@@ -482,24 +549,35 @@ def _pad(context: StreamContext, key: str, x: jax.Array, left: int, right: int, 
     return y
 
 
-def _mirrored(window: jax.Array, position: jax.Array, count: int, history: int, delay: int,
-              left: int, cursor: Cursor, latency: int, mode: str, axis: int, at_end: bool) -> jax.Array:
+def _mirrored(
+    window: jax.Array,
+    position: jax.Array,
+    count: int,
+    history: int,
+    delay: int,
+    left: int,
+    cursor: Cursor,
+    latency: int,
+    mode: str,
+    axis: int,
+    at_end: bool,
+) -> jax.Array:
     """Outputs ``[P, P + count)`` of a reflect/replicate padding from ``window`` (input stream
     positions ``[P - history, ...)``), ``P`` the stream position (saturated) before the chunk."""
     i = jnp.arange(count, dtype=jnp.int32)
-    u = position + i - latency                      # padded-signal index of each output
+    u = position + i - latency  # padded-signal index of each output
     inside = history + i - delay
-    if mode == "reflect":                           # input left - u, at stream position L + left - u
+    if mode == "reflect":  # input left - u, at stream position L + left - u
         start = cursor.latency + left - u - position + history
-    else:                                           # input 0, at stream position L
+    else:  # input 0, at stream position L
         start = jnp.full_like(i, cursor.latency + history) - position
     index = jnp.where(u < left, start, inside)
     if at_end:
         tail = cursor.tail
         past = i >= tail - cursor.latency + latency + left
-        if mode == "reflect":                       # input 2 (n - 1) - (u - left)
+        if mode == "reflect":  # input 2 (n - 1) - (u - left)
             end = history + 2 * tail - cursor.latency - 2 - i + latency + left
-        else:                                       # input n - 1
+        else:  # input n - 1
             end = jnp.full_like(i, history + tail - 1)
         index = jnp.where(past, end, index)
     index = jnp.clip(index, 0, _time(window, axis) - 1)
@@ -518,8 +596,14 @@ def delay(context: StreamContext, key: str, x: jax.Array, steps: int) -> jax.Arr
     return window if context.mode == FINISH else _slice(window, 0, _time(window, axis) - steps, axis)
 
 
-def _aligned(context: StreamContext, key: str, outputs: Sequence[jax.Array], cursors: Sequence[Cursor],
-             names: Sequence[str], what: str) -> tuple[list[jax.Array], Cursor]:
+def _aligned(
+    context: StreamContext,
+    key: str,
+    outputs: Sequence[jax.Array],
+    cursors: Sequence[Cursor],
+    names: Sequence[str],
+    what: str,
+) -> tuple[list[jax.Array], Cursor]:
     """The paths' outputs delayed to the latest path, and the cursor after them."""
     settled = []
     for y, cursor in zip(outputs, cursors):
@@ -531,7 +615,8 @@ def _aligned(context: StreamContext, key: str, outputs: Sequence[jax.Array], cur
             raise ValueError(
                 f"{what} at {key!r}: the path {name!r} changes the signal's length differently from "
                 f"{names[0]!r} (rate {cursor.rate} vs {first.rate}, length offset {cursor.excess} vs "
-                f"{first.excess}); paths that meet must keep one length.")
+                f"{first.excess}); paths that meet must keep one length."
+            )
     latency = max(cursor.latency for _, cursor in settled)
     aligned = []
     for name, (y, cursor) in zip(names, settled):
@@ -541,8 +626,9 @@ def _aligned(context: StreamContext, key: str, outputs: Sequence[jax.Array], cur
     return aligned, context.cursor
 
 
-def residual(context: StreamContext, key: str, x: jax.Array,
-             layers: Callable[[jax.Array], jax.Array]) -> tuple[jax.Array, jax.Array]:
+def residual(
+    context: StreamContext, key: str, x: jax.Array, layers: Callable[[jax.Array], jax.Array]
+) -> tuple[jax.Array, jax.Array]:
     """``(x, layers(x))`` on a chunk, the skip delayed by the layers' latency (or the reverse)."""
     x = settle(context, x)
     before = context.cursor
@@ -551,8 +637,9 @@ def residual(context: StreamContext, key: str, x: jax.Array,
     return skip, y
 
 
-def parallel(context: StreamContext, key: str, x: jax.Array,
-             branches: Sequence[Callable[[jax.Array], jax.Array]]) -> list[jax.Array]:
+def parallel(
+    context: StreamContext, key: str, x: jax.Array, branches: Sequence[Callable[[jax.Array], jax.Array]]
+) -> list[jax.Array]:
     """Each branch on the same chunk, delayed to the latest branch."""
     x = settle(context, x)
     before = context.cursor
@@ -561,6 +648,5 @@ def parallel(context: StreamContext, key: str, x: jax.Array,
         context.cursor = before
         outputs.append(branch(x))
         cursors.append(context.cursor)
-    aligned, _ = _aligned(context, key, outputs, cursors, [f"branch_{i}" for i in range(len(branches))],
-                          "Parallel")
+    aligned, _ = _aligned(context, key, outputs, cursors, [f"branch_{i}" for i in range(len(branches))], "Parallel")
     return aligned

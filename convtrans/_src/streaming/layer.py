@@ -42,7 +42,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Mapping
-from typing import Any, Optional, Union
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -50,8 +50,6 @@ import numpy as np
 from jax import lax
 from jax.typing import DTypeLike
 
-from convtrans._src.config import Conv1DTransposeConfig, check_config
-from convtrans._src.geometry import effective_kernel_size, full_result_offset, output_length, transpose_pads
 from convtrans._src.api import (
     Aux,
     Implementation,
@@ -63,8 +61,15 @@ from convtrans._src.api import (
     regularization_terms,
     transposed_convolution,
 )
-from convtrans._src.checks import (check_allocation, check_count, check_floating_weight, check_params_mapping,
-                                   floating_dtype)
+from convtrans._src.checks import (
+    check_allocation,
+    check_count,
+    check_floating_weight,
+    check_params_mapping,
+    floating_dtype,
+)
+from convtrans._src.config import Conv1DTransposeConfig, check_config
+from convtrans._src.geometry import effective_kernel_size, full_result_offset, output_length, transpose_pads
 from convtrans._src.kernels.layout import pad_time
 
 # Keras applies these to the last axis whatever the data format; for channels_first that is the
@@ -89,7 +94,7 @@ class StreamState:
 
     carry: jax.Array
     preroll: jax.Array
-    config: Optional[Conv1DTransposeConfig] = None
+    config: Conv1DTransposeConfig | None = None
 
 
 def _hold(config: Conv1DTransposeConfig) -> int:
@@ -128,7 +133,8 @@ def _check_config(config: Any) -> None:
     if isinstance(getattr(config, "config", None), Conv1DTransposeConfig):
         raise TypeError(
             f"config must be a Conv1DTransposeConfig, got the module {type(config).__name__}: pass "
-            "its .config, or stream a whole model with convtrans.streaming.Streamer(model, variables).")
+            "its .config, or stream a whole model with convtrans.streaming.Streamer(model, variables)."
+        )
     check_config(config)
     if config.data_format == "channels_first" and config.activation in _TIME_MIXING_ACTIVATIONS:
         raise ValueError(
@@ -151,8 +157,9 @@ def _split_time(a: jax.Array, config: Conv1DTransposeConfig, at: int) -> tuple[j
     return lax.slice_in_dim(a, 0, at, axis=axis), lax.slice_in_dim(a, at, a.shape[axis], axis=axis)
 
 
-def _emit(params: Params, z: jax.Array, preroll: jax.Array,
-          config: Conv1DTransposeConfig) -> tuple[jax.Array, jax.Array]:
+def _emit(
+    params: Params, z: jax.Array, preroll: jax.Array, config: Conv1DTransposeConfig
+) -> tuple[jax.Array, jax.Array]:
     """Bias and activation on the raw samples ``z``; the first ``preroll`` of them become zeros."""
     y = bias_and_activation(params, z, config)
     steps = z.shape[config.time_axis]
@@ -166,8 +173,9 @@ def _unboxed(params: Any) -> Any:
     """``params`` with flax metadata boxes (e.g. ``convtrans.optim.Constrained``) opened, as
     ``module.apply`` opens them."""
     if isinstance(params, Mapping):
-        return {name: value.unbox() if callable(getattr(value, "unbox", None)) else value
-                for name, value in params.items()}
+        return {
+            name: value.unbox() if callable(getattr(value, "unbox", None)) else value for name, value in params.items()
+        }
     return params
 
 
@@ -199,9 +207,11 @@ def zero_state(shape: tuple[int, ...], dtype: Any, what: str, cause: str) -> np.
 
 def state_cause(config: Conv1DTransposeConfig, batch_shape: tuple[int, ...]) -> str:
     """The arguments a carry's shape comes from, in words."""
-    return (f"it comes from batch_size={batch_shape if len(batch_shape) != 1 else batch_shape[0]}, "
-            f"filters={config.filters} and carry_length={carry_length(config)} (from kernel_size="
-            f"{config.kernel_size}, strides={config.strides}, dilation_rate={config.dilation_rate})")
+    return (
+        f"it comes from batch_size={batch_shape if len(batch_shape) != 1 else batch_shape[0]}, "
+        f"filters={config.filters} and carry_length={carry_length(config)} (from kernel_size="
+        f"{config.kernel_size}, strides={config.strides}, dilation_rate={config.dilation_rate})"
+    )
 
 
 def batch_shape_of(batch_size: Any) -> tuple[int, ...]:
@@ -211,8 +221,9 @@ def batch_shape_of(batch_size: Any) -> tuple[int, ...]:
     return (check_count(batch_size, "batch_size", minimum=0),)
 
 
-def init(config: Conv1DTransposeConfig, batch_size: Union[int, tuple[int, ...]],
-         dtype: DTypeLike = jnp.float32) -> StreamState:
+def init(
+    config: Conv1DTransposeConfig, batch_size: int | tuple[int, ...], dtype: DTypeLike = jnp.float32
+) -> StreamState:
     """The state of a stream of ``config`` that has seen nothing yet.
 
     Args:
@@ -230,30 +241,37 @@ def init(config: Conv1DTransposeConfig, batch_size: Union[int, tuple[int, ...]],
     batch_shape = batch_shape_of(batch_size)
     dtype = floating_dtype(dtype)
     return StreamState(
-        carry=jnp.asarray(zero_state(state_shape(config, batch_shape), dtype, "the stream state's carry",
-                                     state_cause(config, batch_shape))),
+        carry=jnp.asarray(
+            zero_state(
+                state_shape(config, batch_shape), dtype, "the stream state's carry", state_cause(config, batch_shape)
+            )
+        ),
         preroll=jnp.asarray(latency(config), jnp.int32),
         config=config,
     )
 
 
-def _check_state(state: Any, config: Conv1DTransposeConfig,
-                 batch_shape: Optional[tuple[int, ...]] = None, dtype: Any = None) -> None:
+def _check_state(
+    state: Any, config: Conv1DTransposeConfig, batch_shape: tuple[int, ...] | None = None, dtype: Any = None
+) -> None:
     """``state`` must be a stream of ``config`` over ``batch_shape`` (default: the carry's own
     batch axes) in ``dtype`` (default: any)."""
     if not isinstance(state, StreamState):
-        raise TypeError(
-            f"state must be a StreamState from convtrans.streaming.init, got {type(state).__name__}."
-        )
+        raise TypeError(f"state must be a StreamState from convtrans.streaming.init, got {type(state).__name__}.")
     if not hasattr(state.carry, "shape") or not hasattr(state.carry, "dtype") or len(state.carry.shape) < 2:
         raise TypeError(f"state.carry must be an array of rank >= 2, got {type(state.carry).__name__}.")
     preroll = state.preroll
-    if not (hasattr(preroll, "shape") and hasattr(preroll, "dtype")) or (preroll.dtype, preroll.shape) != (jnp.int32, ()):
+    if not (hasattr(preroll, "shape") and hasattr(preroll, "dtype")) or (preroll.dtype, preroll.shape) != (
+        jnp.int32,
+        (),
+    ):
         described = f"{preroll.dtype} of shape {tuple(preroll.shape)}" if hasattr(preroll, "shape") else repr(preroll)
         raise TypeError(f"state.preroll must be an int32 scalar array (from init()), got {described}.")
     if state.config is not None and state.config != config:
-        raise ValueError(f"state was made for another layer: {_differences(state.config, config)}; "
-                         "start the stream with init() for this config.")
+        raise ValueError(
+            f"state was made for another layer: {_differences(state.config, config)}; "
+            "start the stream with init() for this config."
+        )
     if batch_shape is None:
         batch_shape = tuple(state.carry.shape[:-2])
     expected = state_shape(config, batch_shape)
@@ -271,10 +289,13 @@ def _check_state(state: Any, config: Conv1DTransposeConfig,
 
 
 def _differences(made_for: Conv1DTransposeConfig, given: Conv1DTransposeConfig) -> str:
-    fields = [field.name for field in dataclasses.fields(given)
-              if getattr(made_for, field.name) != getattr(given, field.name)]
-    return ", ".join(f"{name}={getattr(made_for, name)!r} in the state's config, {getattr(given, name)!r} "
-                     "in config" for name in fields)
+    fields = [
+        field.name for field in dataclasses.fields(given) if getattr(made_for, field.name) != getattr(given, field.name)
+    ]
+    return ", ".join(
+        f"{name}={getattr(made_for, name)!r} in the state's config, {getattr(given, name)!r} in config"
+        for name in fields
+    )
 
 
 def step(
@@ -315,8 +336,7 @@ def step(
     m = x.shape[config.time_axis]
     emitted = m * config.strides
     size = emitted + carry_length(config)
-    contribution = transposed_convolution(x, params["kernel"].astype(x.dtype), full, precision,
-                                          implementation)
+    contribution = transposed_convolution(x, params["kernel"].astype(x.dtype), full, precision, implementation)
     hold = _hold(config)
     # Both pads are >= 0: the contribution spans (m - 1) * s + ke <= size - hold (module doc).
     window = pad_time(contribution, config, hold, size - hold - contribution.shape[config.time_axis])
@@ -383,11 +403,11 @@ def chunked_conv1d_transpose(
     if chunks:
         head = lax.slice_in_dim(x, 0, chunks * chunk_size, axis=time)
         # (batch, ..., chunks * m, ...) -> (chunks, batch, ..., m, ...): scan runs over axis 0.
-        split = head.shape[:time] + (chunks, chunk_size) + head.shape[time + 1:]
+        split = head.shape[:time] + (chunks, chunk_size) + head.shape[time + 1 :]
         state, ys = lax.scan(body, state, jnp.moveaxis(head.reshape(split), time, 0))
         ys = jnp.moveaxis(ys, 0, time)
         # An explicit length (not -1): an empty batch leaves nothing to infer it from.
-        pieces.append(ys.reshape(ys.shape[:time] + (ys.shape[time] * ys.shape[time + 1],) + ys.shape[time + 2:]))
+        pieces.append(ys.reshape(ys.shape[:time] + (ys.shape[time] * ys.shape[time + 1],) + ys.shape[time + 2 :]))
     if rest:
         state, y = body(state, lax.slice_in_dim(x, chunks * chunk_size, n, axis=time))
         pieces.append(y)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from fractions import Fraction
-from typing import Any, Optional, Union
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -69,9 +69,17 @@ class Streamer:
     latency: int
     rate: Fraction
 
-    def __init__(self, model: Any, variables: Any = None, batch_size: Union[int, tuple[int, ...]] = 1, *,
-                 in_channels: Optional[int] = None, data_format: Optional[str] = None,
-                 dtype: DTypeLike = jnp.float32, jit: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        variables: Any = None,
+        batch_size: int | tuple[int, ...] = 1,
+        *,
+        in_channels: int | None = None,
+        data_format: str | None = None,
+        dtype: DTypeLike = jnp.float32,
+        jit: bool = True,
+    ) -> None:
         """
         Args:
           model: a ``flax.linen.Module`` whose ``__call__(x)`` maps a signal to a signal, or a
@@ -87,8 +95,8 @@ class Streamer:
           jit: compile :meth:`step` and :meth:`finish` (one compile per chunk size); False runs
             them op by op.
         """
-        import flax.linen as nn  # noqa: PLC0415 - flax stays optional for the one-layer stream
-        from flax import nnx  # noqa: PLC0415
+        import flax.linen as nn
+        from flax import nnx
 
         self.model = model
         if isinstance(model, nnx.Module):
@@ -106,8 +114,7 @@ class Streamer:
         if in_channels is not None:
             in_channels = check_count(in_channels, "in_channels")
         if data_format not in (None, "channels_last", "channels_first"):
-            raise ValueError(f"data_format={data_format!r} is unknown; expected 'channels_last' or "
-                             "'channels_first'.")
+            raise ValueError(f"data_format={data_format!r} is unknown; expected 'channels_last' or 'channels_first'.")
         if in_channels is None or data_format is None:
             probed_channels, probed_format = self._probe(in_channels or 1)
             in_channels = in_channels or probed_channels
@@ -131,8 +138,11 @@ class Streamer:
     def _probe(self, channels: int) -> tuple[int, str]:
         context = graph.StreamContext(graph.PROBE, graph.Cursor(Fraction(1), 0, 0, -2))
         try:
-            jax.eval_shape(functools.partial(self._run, context), self.variables,
-                           jax.ShapeDtypeStruct((*self.batch_shape, 1, channels), self.dtype))
+            jax.eval_shape(
+                functools.partial(self._run, context),
+                self.variables,
+                jax.ShapeDtypeStruct((*self.batch_shape, 1, channels), self.dtype),
+            )
         except graph.Probed as found:
             if found.in_channels is not None:
                 return found.in_channels, found.data_format
@@ -140,9 +150,12 @@ class Streamer:
             raise ValueError(
                 "could not find the model's input channels and data format from its first "
                 f"convtrans convolution ({type(error).__name__}: {error}); pass in_channels= and "
-                "data_format= to Streamer.") from error
-        raise ValueError("the model runs no convtrans Conv1D or Conv1DTranspose with parameters to "
-                         "take its input channels from; pass in_channels= and data_format= to Streamer.")
+                "data_format= to Streamer."
+            ) from error
+        raise ValueError(
+            "the model runs no convtrans Conv1D or Conv1DTranspose with parameters to "
+            "take its input channels from; pass in_channels= and data_format= to Streamer."
+        )
 
     def _build(self) -> None:
         """Runs the model once on the initial state to find the state, the latency and the chunk
@@ -166,7 +179,8 @@ class Streamer:
             raise ValueError(
                 f"the model returned {y.shape[end.time_axis]} steps for a chunk of {multiple}, where "
                 f"its convtrans layers give {multiple * end.rate}; a streamed model may change the "
-                "length only through convtrans layers.")
+                "length only through convtrans layers."
+            )
         self._initial = context.initial
         self._output_shape = tuple(y.shape)
         self.chunk_multiple = multiple
@@ -180,8 +194,10 @@ class Streamer:
         """The state of a stream that has seen nothing: ``{"layers": {path: {name: array}},
         "preroll": int32 (*batch,)}``, every array batch first (histories ``(*batch, steps,
         channels)``, counters ``(*batch,)``)."""
-        return {"layers": jax.tree.map(jnp.array, self._initial),
-                "preroll": jnp.full(self.batch_shape, self.latency, jnp.int32)}
+        return {
+            "layers": jax.tree.map(jnp.array, self._initial),
+            "preroll": jnp.full(self.batch_shape, self.latency, jnp.int32),
+        }
 
     def step(self, state: StreamerState, chunk: jax.Array) -> tuple[StreamerState, jax.Array]:
         """Feeds ``chunk`` (``(*batch, m, in_channels)``, channels_first ``(*batch, in_channels,
@@ -214,11 +230,14 @@ class Streamer:
         if self._graphdef is None:
             with graph.streaming(context):
                 return graph.settle(context, self.model.apply(variables, x))
-        from flax import nnx  # noqa: PLC0415
+        from flax import nnx
 
         model = nnx.merge(self._graphdef, variables)
-        context.keys = {id(node): "/".join(map(str, path)) or type(node).__name__
-                        for path, node in nnx.iter_graph(model) if isinstance(node, nnx.Module)}
+        context.keys = {
+            id(node): "/".join(map(str, path)) or type(node).__name__
+            for path, node in nnx.iter_graph(model)
+            if isinstance(node, nnx.Module)
+        }
         with graph.streaming(context):
             return graph.settle(context, model(x))
 
@@ -238,26 +257,31 @@ class Streamer:
         shape = tuple(chunk.shape)
         rank = len(self.batch_shape) + 2
         channel_axis = -1 if self._axis == -2 else -2
-        if (len(shape) != rank or shape[:-2] != self.batch_shape
-                or shape[channel_axis] != self.in_channels):
+        if len(shape) != rank or shape[:-2] != self.batch_shape or shape[channel_axis] != self.in_channels:
             raise ValueError(
                 f"chunk has shape {shape}; this stream takes {layout} chunks with batch "
-                f"{self.batch_shape} and in_channels={self.in_channels}.")
+                f"{self.batch_shape} and in_channels={self.in_channels}."
+            )
         steps = shape[self._axis]
         if steps < 1 or steps % self.chunk_multiple:
             raise ValueError(
                 f"chunk has {steps} time steps; chunks must hold a positive multiple of "
-                f"{self.chunk_multiple} steps (the model's strided convolutions downsample by that).")
+                f"{self.chunk_multiple} steps (the model's strided convolutions downsample by that)."
+            )
         if chunk.dtype != self.dtype:
-            raise TypeError(f"chunk has dtype {chunk.dtype} but the stream was made for {self.dtype}; "
-                            f"cast the chunks or pass dtype={chunk.dtype} to Streamer.")
+            raise TypeError(
+                f"chunk has dtype {chunk.dtype} but the stream was made for {self.dtype}; "
+                f"cast the chunks or pass dtype={chunk.dtype} to Streamer."
+            )
 
     def _check_state(self, state: Any) -> None:
         expected = self._template
         if not isinstance(state, dict) or set(state) != {"layers", "preroll"}:
-            raise TypeError("state must be the dict that this streamer's init() or step() returned, "
-                            f"got {type(state).__name__}"
-                            f"{' with keys ' + str(sorted(state)) if isinstance(state, dict) else ''}.")
+            raise TypeError(
+                "state must be the dict that this streamer's init() or step() returned, "
+                f"got {type(state).__name__}"
+                f"{' with keys ' + str(sorted(state)) if isinstance(state, dict) else ''}."
+            )
         got = jax.tree_util.tree_flatten_with_path(state)[0]
         want = jax.tree_util.tree_flatten_with_path(expected)[0]
         got_paths = {jax.tree_util.keystr(path): leaf for path, leaf in got}
@@ -266,13 +290,12 @@ class Streamer:
             if name not in got_paths:
                 raise ValueError(f"state{name} is missing; was the state made by this streamer's init()?")
             value = got_paths.pop(name)
-            if (not hasattr(value, "shape") or tuple(value.shape) != tuple(leaf.shape)
-                    or value.dtype != leaf.dtype):
-                described = (f"{tuple(value.shape)} {value.dtype}" if hasattr(value, "shape")
-                             else type(value).__name__)
+            if not hasattr(value, "shape") or tuple(value.shape) != tuple(leaf.shape) or value.dtype != leaf.dtype:
+                described = f"{tuple(value.shape)} {value.dtype}" if hasattr(value, "shape") else type(value).__name__
                 raise ValueError(
                     f"state{name} is {described}, where this streamer keeps {tuple(leaf.shape)} "
                     f"{leaf.dtype}; was the state made by this streamer's init() (same model, batch "
-                    "size and dtype)?")
+                    "size and dtype)?"
+                )
         if got_paths:
             raise ValueError(f"state has entries this streamer does not keep: {sorted(got_paths)}.")
