@@ -33,6 +33,7 @@ import math
 import pathlib
 import sys
 import time
+import typing
 from typing import Any
 
 import jax
@@ -138,14 +139,17 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         "scipy resample_poly and linear interpolation on held-out clips.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    # The resolved annotations, not their spelling: `int | None` parses as int, `bool` as a switch.
+    hints = typing.get_type_hints(TrainConfig)
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        if field.type in ("bool", bool):
+        hint = hints[field.name]
+        if hint is bool:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=field.default, help=_HELP[field.name]
             )
         else:
-            kind = {"int": int, "float": float, "str": str, "Optional[int]": int, "Optional[str]": str}[field.type]
+            (kind,) = [arg for arg in typing.get_args(hint) if arg is not type(None)] or [hint]
             parser.add_argument(flag, type=kind, default=field.default, help=_HELP[field.name])
     return TrainConfig(**vars(parser.parse_args(argv)))
 

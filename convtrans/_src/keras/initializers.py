@@ -192,6 +192,8 @@ class _VarianceScalingPreset(VarianceScaling):
         VarianceScaling.__init__(self, scale, mode, distribution, seed, cast(Any, input_axes), cast(Any, output_axes))
 
     def get_config(self) -> dict[str, Any]:
+        """Keras's config of a preset: ``seed``, ``input_axes`` and ``output_axes`` (the class fixes
+        scale, mode and distribution)."""
         return {
             "seed": self.seed,
             "input_axes": None if self.input_axes is None else list(self.input_axes),
@@ -201,42 +203,51 @@ class _VarianceScalingPreset(VarianceScaling):
 
 @dataclasses.dataclass(frozen=True, init=False)
 class GlorotUniform(_VarianceScalingPreset):
-    """``VarianceScaling(scale=1.0, mode='fan_avg', distribution='uniform')``."""
+    """Glorot (Xavier) uniform: ``U(-limit, limit)`` with ``limit = sqrt(6 / (fan_in + fan_out))``;
+    ``VarianceScaling(scale=1.0, mode='fan_avg', distribution='uniform')``."""
 
     _preset = (1.0, "fan_avg", "uniform")
 
 
 @dataclasses.dataclass(frozen=True, init=False)
 class GlorotNormal(_VarianceScalingPreset):
-    """``VarianceScaling(scale=1.0, mode='fan_avg', distribution='truncated_normal')``."""
+    """Glorot (Xavier) normal: a normal truncated at two standard deviations, whose standard deviation
+    after truncation is ``sqrt(2 / (fan_in + fan_out))``;
+    ``VarianceScaling(scale=1.0, mode='fan_avg', distribution='truncated_normal')``."""
 
     _preset = (1.0, "fan_avg", "truncated_normal")
 
 
 @dataclasses.dataclass(frozen=True, init=False)
 class HeUniform(_VarianceScalingPreset):
-    """``VarianceScaling(scale=2.0, mode='fan_in', distribution='uniform')``."""
+    """He (Kaiming) uniform: ``U(-limit, limit)`` with ``limit = sqrt(6 / fan_in)``;
+    ``VarianceScaling(scale=2.0, mode='fan_in', distribution='uniform')``."""
 
     _preset = (2.0, "fan_in", "uniform")
 
 
 @dataclasses.dataclass(frozen=True, init=False)
 class HeNormal(_VarianceScalingPreset):
-    """``VarianceScaling(scale=2.0, mode='fan_in', distribution='truncated_normal')``."""
+    """He (Kaiming) normal: a normal truncated at two standard deviations, whose standard deviation
+    after truncation is ``sqrt(2 / fan_in)``;
+    ``VarianceScaling(scale=2.0, mode='fan_in', distribution='truncated_normal')``."""
 
     _preset = (2.0, "fan_in", "truncated_normal")
 
 
 @dataclasses.dataclass(frozen=True, init=False)
 class LecunUniform(_VarianceScalingPreset):
-    """``VarianceScaling(scale=1.0, mode='fan_in', distribution='uniform')``."""
+    """LeCun uniform: ``U(-limit, limit)`` with ``limit = sqrt(3 / fan_in)``;
+    ``VarianceScaling(scale=1.0, mode='fan_in', distribution='uniform')``."""
 
     _preset = (1.0, "fan_in", "uniform")
 
 
 @dataclasses.dataclass(frozen=True, init=False)
 class LecunNormal(_VarianceScalingPreset):
-    """``VarianceScaling(scale=1.0, mode='fan_in', distribution='truncated_normal')``."""
+    """LeCun normal: a normal truncated at two standard deviations, whose standard deviation after
+    truncation is ``sqrt(1 / fan_in)``;
+    ``VarianceScaling(scale=1.0, mode='fan_in', distribution='truncated_normal')``."""
 
     _preset = (1.0, "fan_in", "truncated_normal")
 
