@@ -165,9 +165,10 @@ def _random_inputs(config, steps, seed=0):
     return x, kernel
 
 
-# The grid compares a third of the plans that apply with the reference on each layer, rotating
-# with the layer's position, so that every plan meets many layers at a third of the compile time.
-SAMPLING = 3
+# The grid compares a quarter of the plans that apply with the reference on each layer, rotating
+# with the layer's position, so that every plan meets many layers at a quarter of the compile time
+# (test_the_grid_runs_every_plan_on_many_layers keeps that true).
+SAMPLING = 4
 
 
 def _sampled_plans(config, position):
@@ -194,7 +195,7 @@ def test_the_grid_runs_every_plan_on_many_layers():
     cases = list(enumerate(_grid()))
     for plan in PLANS:
         layers = sum(plan in _sampled_plans(config, i) for i, (config, _) in cases)
-        assert layers >= 9, (plan, layers)
+        assert layers >= 8, (plan, layers)
 
 
 @pytest.mark.parametrize(

@@ -23,12 +23,16 @@ TOLERANCE = {"float32": 1e-5, "float64": 1e-12, "bfloat16": 2e-2, "float16": 2e-
 
 
 def _symbolic_cases():
-    """Every padding, data format, group count and dtype, the layers rotating through them."""
+    """Every padding and data format with every dtype and group count, the layers rotating through
+    them: each (padding, data format, groups) takes two dtypes, the other two go with the other
+    group count (and data format), so every pair of those meets every dtype."""
     cases = []
     rotation = itertools.count()
     for padding, data_format, groups, dtype in itertools.product(
         PADDINGS, ["channels_last", "channels_first"], [1, 2], DTYPES
     ):
+        if (DTYPES.index(dtype) + groups + (data_format == "channels_first")) % 2:
+            continue
         i = next(rotation)
         k, s, d = LAYERS[i % len(LAYERS)]
         if isinstance(padding, str) and s > 1 and d > 1:

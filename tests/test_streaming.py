@@ -91,8 +91,17 @@ def strip_latency(emitted, config, steps):
     return jax.lax.slice_in_dim(emitted, start, start + ct.output_length(config, steps), axis=axis)
 
 
-@pytest.mark.parametrize("fields", CONFIGS, ids=CONFIG_IDS)
-@pytest.mark.parametrize("implementation", sorted(ct.IMPLEMENTATIONS))
+# Each layer with two of the three implementations, rotating, so each implementation meets two
+# thirds of the layers.
+@pytest.mark.parametrize(
+    "fields, implementation",
+    [
+        pytest.param(fields, implementation, id=f"{implementation}-{config_id}")
+        for index, (fields, config_id) in enumerate(zip(CONFIGS, CONFIG_IDS))
+        for offset, implementation in enumerate(sorted(ct.IMPLEMENTATIONS))
+        if (index + offset) % 3 != 0
+    ],
+)
 def test_random_chunkings_reproduce_the_whole_signal_bit_for_bit(fields, implementation):
     config = make_config(**fields)
     rng = np.random.default_rng(CONFIGS.index(fields))
