@@ -410,20 +410,7 @@ def _reach(config, x, in_channels):
     """Which outputs a non-finite input sample reaches (NumPy, from the definition)."""
     indicator = (~np.isfinite(x)).astype(np.float64)
     ones = np.ones(config.kernel_shape(in_channels))
-    return (
-        numpy_reference.conv1d_transpose(
-            indicator,
-            ones,
-            None,
-            strides=config.strides,
-            padding=config.padding,
-            output_padding=config.output_padding,
-            dilation_rate=config.dilation_rate,
-            groups=config.groups,
-            data_format=config.data_format,
-        )
-        > 0
-    )
+    return numpy_reference.conv1d_transpose_of(config, indicator, ones) > 0
 
 
 def _check_locality(y, reached, what="output"):

@@ -75,3 +75,19 @@ def conv1d_transpose(
     if data_format == "channels_first":
         y = y.transpose(0, 2, 1)
     return y
+
+
+def conv1d_transpose_of(config, x, kernel, bias=None, activation=None):
+    """:func:`conv1d_transpose` with the geometry of a ``Conv1DTransposeConfig``."""
+    return conv1d_transpose(
+        x,
+        kernel,
+        bias,
+        strides=config.strides,
+        padding=config.padding,
+        output_padding=config.output_padding,
+        dilation_rate=config.dilation_rate,
+        groups=config.groups,
+        data_format=config.data_format,
+        activation=activation,
+    )
