@@ -279,17 +279,7 @@ def _reference(config, params, x):
     lead = x.shape[:-2]
     x3 = x.reshape((math.prod(lead),) + x.shape[-2:])
     bias = None if not config.use_bias else np.asarray(params["bias"], np.float64)
-    y = numpy_reference.conv1d_transpose(
-        x3,
-        np.asarray(params["kernel"], np.float64),
-        bias,
-        strides=config.strides,
-        padding=config.padding,
-        output_padding=config.output_padding,
-        dilation_rate=config.dilation_rate,
-        groups=config.groups,
-        data_format=config.data_format,
-    )
+    y = numpy_reference.conv1d_transpose_of(config, x3, np.asarray(params["kernel"], np.float64), bias)
     return y.reshape(lead + y.shape[1:])
 
 

@@ -310,16 +310,8 @@ def _layer_input(config, in_channels, lead, length, seed):
 def _numpy_transpose(config, params, x):
     x = np.asarray(x, np.float64)
     lead = x.shape[:-2]
-    y = numpy_reference.conv1d_transpose(
-        x.reshape((-1,) + x.shape[-2:]),
-        params["kernel"],
-        params.get("bias"),
-        strides=config.strides,
-        padding=config.padding,
-        output_padding=config.output_padding,
-        dilation_rate=config.dilation_rate,
-        groups=config.groups,
-        data_format=config.data_format,
+    y = numpy_reference.conv1d_transpose_of(
+        config, x.reshape((-1,) + x.shape[-2:]), params["kernel"], params.get("bias")
     )
     return y.reshape(lead + y.shape[1:])
 
