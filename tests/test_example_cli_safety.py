@@ -275,11 +275,11 @@ def test_a_data_folder_that_does_not_exist_is_named(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_data_folder_without_wav_files_is_named(tmp_path):
+def test_a_data_folder_without_audio_files_is_named(tmp_path):
     (tmp_path / "wavs").mkdir()
     (tmp_path / "wavs" / "song.mp3").write_bytes(b"ID3")
-    (tmp_path / "wavs" / "folder.wav").mkdir()  # a folder is not a WAV file
-    with expect(ValueError, str(tmp_path / "wavs"), "no .wav files"):
+    (tmp_path / "wavs" / "folder.wav").mkdir()  # a folder is not an audio file
+    with expect(ValueError, str(tmp_path / "wavs"), "no audio files"):
         train.main(train_argv(tmp_path / "run", "--data", str(tmp_path / "wavs")))
     assert not (tmp_path / "run").exists()
 
@@ -425,7 +425,7 @@ def test_reading_a_bad_wav_names_the_file_and_the_problem(tmp_path, kind):
     BAD_WAVS[kind](source)
     problem = {"NaN samples": "NaN or infinite", "rate 0": "sample rate 0", "not a WAV": "not a readable WAV"}[kind]
     with expect(ValueError, str(source), problem):
-        data.read_wav(source)
+        data.read_audio(source)
 
 
 TAMPERED = {

@@ -178,60 +178,75 @@ class ProceduralDataset:
 # WAV files.
 
 
-def read_wav(path: str | pathlib.Path) -> tuple[np.ndarray, int]:
-    """``(samples, rate)``: float32 in [-1, 1], shape ``(n,)`` mono or ``(n, channels)``.
+# Suffixes of the audio files a folder is searched for (any case); soundfile reads each of them.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 
-    Any file that is missing, not a WAV, empty, at an impossible rate or holding NaN/Inf samples is
-    a ValueError naming it.
+
+def read_audio(path: str | pathlib.Path) -> tuple[np.ndarray, int]:
+    """``(samples, rate)`` of a WAV, FLAC or OGG file: float32 in about [-1, 1], ``(n,)`` or ``(n, channels)``.
+
+    Integer PCM is scaled by ``1 / 2**(bits - 1)`` (libsndfile's convention, the inverse of
+    :func:`write_wav`). Any file that is missing, unreadable, empty, at an impossible rate or
+    holding NaN/Inf samples is a ValueError naming it.
     """
-    path = guards.existing_file(path, "a WAV file")
+    import soundfile
+
+    path = guards.existing_file(path, "an audio file (WAV, FLAC or OGG)")
     try:
-        rate, data = wavfile.read(str(path))
-    except Exception as error:  # scipy's parser raises anything from ValueError to ZeroDivisionError
-        raise ValueError(f"{path}: not a readable WAV file ({type(error).__name__}: {error}).") from error
-    _check_wav(path, rate, data)
-    if data.dtype == np.uint8:
-        audio = (data.astype(np.float32) - 128.0) / 128.0
-    elif np.issubdtype(data.dtype, np.integer):
-        audio = data.astype(np.float32) / float(-np.iinfo(data.dtype).min)
-    else:
-        audio = data.astype(np.float32)
-    return audio, int(rate)
+        audio, rate = soundfile.read(str(path), dtype="float32", always_2d=False)
+    except Exception as error:  # libsndfile reports anything from a bad header to a truncated stream
+        raise ValueError(f"{path}: not a readable audio file ({type(error).__name__}: {error}).") from error
+    _check_audio(path, rate, audio)
+    return np.asarray(audio, np.float32), int(rate)
 
 
-def _check_wav(path: pathlib.Path, rate: int, data: np.ndarray) -> None:
+def _check_audio(path: pathlib.Path, rate: int, data: np.ndarray) -> None:
     problem = guards.integer_problem(rate, 1, guards.MAX_RATE)
     if problem:
         raise ValueError(f"{path}: sample rate {rate!r} in the header; {problem} Hz.")
     if data.ndim not in (1, 2) or data.size == 0:
         raise ValueError(f"{path}: holds no samples (shape {data.shape}); expected audio.")
-    if not (np.issubdtype(data.dtype, np.integer) or np.issubdtype(data.dtype, np.floating)):
-        raise ValueError(f"{path}: samples of type {data.dtype}; expected integer or float PCM.")
-    if np.issubdtype(data.dtype, np.floating):
-        bad = np.flatnonzero(~np.isfinite(data.reshape(len(data), -1)).all(axis=1))
-        if bad.size:
-            raise ValueError(
-                f"{path}: {bad.size} samples are NaN or infinite (the first at sample {bad[0]}); expected finite audio."
-            )
-        # Values this far outside [-1, 1] overflow float32 inside the model (and the losses).
-        peak = float(np.max(np.abs(data)))
-        if peak > 1e6:
-            raise ValueError(f"{path}: peak sample {peak:g}; expected float audio in about [-1, 1].")
+    bad = np.flatnonzero(~np.isfinite(data.reshape(len(data), -1)).all(axis=1))
+    if bad.size:
+        raise ValueError(
+            f"{path}: {bad.size} samples are NaN or infinite (the first at sample {bad[0]}); expected finite audio."
+        )
+    # Values this far outside [-1, 1] overflow float32 inside the model (and the losses).
+    peak = float(np.max(np.abs(data)))
+    if peak > 1e6:
+        raise ValueError(f"{path}: peak sample {peak:g}; expected float audio in about [-1, 1].")
 
 
 def write_wav(path: str | pathlib.Path, audio: np.ndarray, rate: int) -> None:
     """Write ``audio`` (``(n,)`` or ``(n, channels)``, float in [-1, 1]) as 16-bit PCM."""
-    # The inverse of read_wav's scaling by 1/32768 (exact round trip up to half a step); +1.0 clips.
+    # The inverse of read_audio's scaling by 1/32768 (exact round trip up to half a step); +1.0 clips.
     pcm = np.clip(np.round(np.asarray(audio, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
     wavfile.write(str(path), int(rate), pcm)
 
 
 def load_mono(path: str | pathlib.Path, rate: int) -> np.ndarray:
-    """A WAV file mixed down to mono and resampled to ``rate`` Hz: ``(n,)`` float32."""
-    audio, file_rate = read_wav(path)
+    """An audio file mixed down to mono and resampled to ``rate`` Hz: ``(n,)`` float32."""
+    audio, file_rate = read_audio(path)
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
     return resample(audio, file_rate, rate)
+
+
+def trim_silence(audio: np.ndarray, rate: int, threshold_db: float = 40.0, frame_s: float = 0.02) -> np.ndarray:
+    """``audio`` (``(n,)``) without its leading and trailing silence: ``(m,)``, ``m <= n``.
+
+    Silence is a run of ``frame_s``-second frames whose RMS is more than ``threshold_db`` below the
+    loudest frame's. What lies between the first and the last loud frame is kept whole (pauses
+    inside speech are part of speech); an all-silent signal comes back empty.
+    """
+    frame = max(1, int(round(rate * frame_s)))
+    n_frames = -(-len(audio) // frame)
+    padded = np.pad(np.asarray(audio, np.float64), (0, n_frames * frame - len(audio)))
+    rms = np.sqrt(np.mean(padded.reshape(n_frames, frame) ** 2, axis=1))
+    if n_frames == 0 or rms.max() == 0.0:
+        return np.asarray(audio[:0], np.float32)
+    loud = np.flatnonzero(rms >= rms.max() * 10.0 ** (-threshold_db / 20.0))
+    return np.asarray(audio[loud[0] * frame : min(len(audio), (loud[-1] + 1) * frame)], np.float32)
 
 
 class WavFolderDataset:
@@ -244,7 +259,7 @@ class WavFolderDataset:
 
     def __init__(self, directory: str | pathlib.Path, seed: int, rate: int, factor: int, clip_length: int):
         _check_clip(clip_length, factor)
-        paths = wav_files(directory)
+        paths = audio_files(directory)
         self.seed, self.rate, self.factor, self.clip_length = int(seed), int(rate), int(factor), int(clip_length)
         self.train_audio, self.held_audio = [], []
         for path in paths:
@@ -278,21 +293,23 @@ class WavFolderDataset:
         return np.stack(rows).astype(np.float32)
 
 
-def wav_files(directory: str | pathlib.Path) -> list[pathlib.Path]:
-    """The ``*.wav`` files under ``directory`` (recursively; any case of the suffix), or a ValueError naming it."""
+def audio_files(directory: str | pathlib.Path) -> list[pathlib.Path]:
+    """The audio files (:data:`AUDIO_SUFFIXES`, any case) under ``directory``, recursively, sorted.
+
+    A ValueError names the folder when it is missing, not a folder, or holds no audio file.
+    """
     folder = pathlib.Path(directory)
     if not folder.is_dir():
         raise ValueError(
             f"data={str(directory)!r}: "
             + ("not a folder" if folder.exists() else "no such folder")
-            + "; expected a folder of .wav files."
+            + "; expected a folder of audio files (" + ", ".join(AUDIO_SUFFIXES) + ")."
         )
-    # Both spellings, lower case first (the order data batches are drawn from); on case-insensitive
-    # file systems both globs find the same files.
-    found = sorted(folder.rglob("*.wav")) + sorted(folder.rglob("*.WAV"))
-    paths = [p for p in dict.fromkeys(found) if p.is_file()]
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not paths:
-        raise ValueError(f"data={str(directory)!r}: no .wav files found under this folder.")
+        raise ValueError(
+            f"data={str(directory)!r}: no audio files ({', '.join(AUDIO_SUFFIXES)}) found under this folder."
+        )
     return paths
 
 

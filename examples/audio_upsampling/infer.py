@@ -125,7 +125,7 @@ def upsample_file(
     _check_run(run_dir)
     guards.refuse("--input", source, guards.path_problem(source))
     path = guards.output_file(target, source, run_dir, overwrite)
-    audio, file_rate = data.read_wav(source)
+    audio, file_rate = data.read_audio(source)
     model, params, rate = load(run_dir)
     channels = audio[:, None] if audio.ndim == 1 else audio
     low = data.resample(channels.T, file_rate, rate // model.factor)  # (channels, n)
