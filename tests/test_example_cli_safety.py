@@ -423,7 +423,9 @@ def test_infer_names_a_bad_input_file_and_writes_nothing(saved_run, tmp_path, ki
 def test_reading_a_bad_wav_names_the_file_and_the_problem(tmp_path, kind):
     source = tmp_path / "bad.wav"
     BAD_WAVS[kind](source)
-    problem = {"NaN samples": "NaN or infinite", "rate 0": "sample rate 0", "not a WAV": "not a readable WAV"}[kind]
+    # libsndfile itself refuses a zero rate in the header, before any of our checks.
+    unreadable = "not a readable audio"
+    problem = {"NaN samples": "NaN or infinite", "rate 0": unreadable, "not a WAV": unreadable}[kind]
     with expect(ValueError, str(source), problem):
         data.read_audio(source)
 

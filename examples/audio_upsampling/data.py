@@ -239,7 +239,7 @@ def trim_silence(audio: np.ndarray, rate: int, threshold_db: float = 40.0, frame
     loudest frame's. What lies between the first and the last loud frame is kept whole (pauses
     inside speech are part of speech); an all-silent signal comes back empty.
     """
-    frame = max(1, int(round(rate * frame_s)))
+    frame = max(1, round(rate * frame_s))
     n_frames = -(-len(audio) // frame)
     padded = np.pad(np.asarray(audio, np.float64), (0, n_frames * frame - len(audio)))
     rms = np.sqrt(np.mean(padded.reshape(n_frames, frame) ** 2, axis=1))
@@ -303,7 +303,9 @@ def audio_files(directory: str | pathlib.Path) -> list[pathlib.Path]:
         raise ValueError(
             f"data={str(directory)!r}: "
             + ("not a folder" if folder.exists() else "no such folder")
-            + "; expected a folder of audio files (" + ", ".join(AUDIO_SUFFIXES) + ")."
+            + "; expected a folder of audio files ("
+            + ", ".join(AUDIO_SUFFIXES)
+            + ")."
         )
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
     if not paths:
