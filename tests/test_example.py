@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import jax
 import numpy as np
 import pytest
+import soundfile
 from scipy import signal
 from scipy.io import wavfile
 
 from examples.audio_upsampling import data, infer, metrics
 from examples.audio_upsampling import model as model_lib
-from examples.audio_upsampling.train import TrainConfig, linear_upsample, parse_args, train
+from examples.audio_upsampling.train import (
+    ProgressLines,
+    TrainConfig,
+    format_duration,
+    format_progress,
+    linear_upsample,
+    parse_args,
+    train,
+)
 
 # Two steps: the zero-initialized output layer means the first step updates only it, the second every
 # layer. (Later, Adam's division by the square root of tiny second moments amplifies all-reduce
@@ -109,27 +119,45 @@ def test_batch_size_not_divisible_by_the_devices_is_refused(tmp_path):
         train(_tiny(tmp_path, "bad", batch_size=6, devices=8))
 
 
-def test_training_on_a_folder_of_wav_files_of_different_rates_and_channels(tmp_path):
-    folder = tmp_path / "wavs"
+def test_training_on_a_folder_of_audio_files_logs_progress_lines_and_lists_the_held_out_files(tmp_path, capsys):
+    folder = tmp_path / "recordings"
     (folder / "sub").mkdir(parents=True)
-    rng = np.random.default_rng(0)
     t = lambda rate, seconds: np.arange(int(rate * seconds)) / rate
     stereo = np.stack([np.sin(2 * np.pi * 440 * t(8000, 0.5)), np.sin(2 * np.pi * 660 * t(8000, 0.5))], axis=1)
     wavfile.write(folder / "stereo_8k.wav", 8000, (0.5 * stereo * 32767).astype(np.int16))
-    wavfile.write(folder / "mono_22k.wav", 22050, (0.3 * rng.standard_normal(11025)).astype(np.float32))
-    wavfile.write(
-        folder / "sub" / "mono_44k.wav", 44100, (0.2 * np.sin(2 * np.pi * 300 * t(44100, 0.4)) * 2**31).astype(np.int32)
+    soundfile.write(folder / "mono_22k.flac", 0.3 * np.random.default_rng(0).uniform(-1, 1, 11025), 22050)
+    soundfile.write(folder / "sub" / "mono_44k.ogg", 0.2 * np.sin(2 * np.pi * 300 * t(44100, 0.4)), 44100)
+    config = _tiny(tmp_path, "run", data=str(folder), plots=False, devices=1, steps=4, eval_clips=8)
+    result = train(config)
+    err = capsys.readouterr().err
+    assert [line.split()[1] for line in err.splitlines() if line.startswith("step ")] == ["1/4", "2/4", "3/4", "4/4"]
+    assert re.search(r"^step 4/4  loss \d+\.\d{4}  l1 \d+\.\d{4}  stft \d+\.\d{3}  [\d.]+ clips/s  eta 0s$", err, re.M)
+    assert "held-out evaluation" in err
+    assert np.all(np.isfinite(result["losses"])) and np.isfinite(result["model"]["snr_db"])
+    written = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    dataset = data.AudioFolderDataset(folder, seed=0, rate=16000, factor=2, clip_length=1024)
+    assert written["held_out_files"] == dataset.held_out_files and len(dataset.held_out_files) == 1
+    # Fewer held-out clips than --eval-clips fit in one held-out file: the count evaluated is reported.
+    assert written["eval_clips"] == len(dataset.held_out(8, 2048)) < 8
+
+
+def test_progress_lines_are_formatted_and_due_every_tenth_of_the_run_or_every_30_s(capsys):
+    assert format_progress(50, 250, 0.1234, 0.0012, 0.8123, 12.34, 80) == (
+        "step 50/250  loss 0.1234  l1 0.0012  stft 0.812  12.3 clips/s  eta 1m20s"
     )
-    dataset = data.WavFolderDataset(folder, seed=0, rate=16000, factor=2, clip_length=1024)
-    assert [len(a) + len(b) for a, b in zip(dataset.train_audio, dataset.held_audio)] == [8000, 8000, 6400]
-    result = train(_tiny(tmp_path, "wavrun", data=str(folder), plots=False, devices=1))
-    assert np.all(np.isfinite(result["losses"]))
-    assert np.isfinite(result["model"]["snr_db"]) and np.isfinite(result["model"]["lsd_db"])
+    assert [format_duration(s) for s in (0.4, 59, 60, 3725)] == ["0s", "59s", "1m00s", "1h02m"]
+    now = [0.0]
+    lines = ProgressLines(first=100, last=200, batch_size=4, clock=lambda: now[0])
+    for step in range(101, 201):
+        now[0] += 30.0 if step == 133 else 0.1  # one slow step: a line 30 s after the previous one
+        lines.step(step, 1.0, 0.1, 0.5)
+    steps = [int(line.split()[1].split("/")[0]) for line in capsys.readouterr().err.splitlines()]
+    assert steps == [110, 120, 130, 133, 140, 150, 160, 170, 180, 190, 200]
 
 
 def test_an_empty_data_folder_is_refused_with_its_name(tmp_path):
     with pytest.raises(ValueError, match=r"no audio files"):
-        data.WavFolderDataset(tmp_path, seed=0, rate=16000, factor=2, clip_length=1024)
+        data.AudioFolderDataset(tmp_path, seed=0, rate=16000, factor=2, clip_length=1024)
 
 
 def test_help_explains_every_flag(capsys):
@@ -184,6 +212,137 @@ def test_snr_and_lsd_of_known_signals():
     assert metrics.snr_db(y, 0.9 * y) == pytest.approx(20.0)  # error power 1% of signal power
     assert metrics.lsd_db(y, y) == 0.0
     assert metrics.lsd_db(y, 10**0.5 * y) == pytest.approx(10.0)  # every bin 10 dB off
+
+
+# ------------------------------------------------------------------------------------------------
+# Folders of recordings.
+
+RATE = 16000
+
+
+def _recording(seed: int, seconds: float, silence_s: float = 0.0) -> np.ndarray:
+    """Noise unique to ``seed`` (content a test can find again), between ``silence_s`` of exact zeros."""
+    sound = 0.5 * np.random.default_rng(seed).uniform(-1, 1, int(RATE * seconds))
+    pad = np.zeros(int(RATE * silence_s))
+    return np.concatenate([pad, sound, pad])
+
+
+def _folder(root, names, seconds=0.2, silence_s=0.0):
+    """Recordings ``names`` (relative paths) under ``root``: 16-bit 16 kHz WAV or FLAC by their suffix."""
+    for seed, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        soundfile.write(root / name, _recording(seed, seconds, silence_s), RATE)
+    return root
+
+
+def _contains(haystack: np.ndarray, needle: np.ndarray) -> bool:
+    return bool((np.lib.stride_tricks.sliding_window_view(haystack, len(needle)) == needle).all(axis=1).any())
+
+
+def _side_by_content(dataset, path) -> str:
+    """Where the middle of recording ``path`` (away from the joins' fades) is: "train", "held" or "both"."""
+    audio = data.load_mono(path, RATE)
+    middle = audio[len(audio) // 2 :][:64]
+    train, held = _contains(dataset.train_audio, middle), _contains(dataset.held_audio, middle)
+    return {(True, False): "train", (False, True): "held"}.get((train, held), "both" if train else "neither")
+
+
+def _longest_zero_run(row: np.ndarray) -> int:
+    edges = np.diff(np.concatenate([[0], (row == 0).astype(int), [0]]))
+    return int((np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).max(initial=0))
+
+
+def test_flac_and_ogg_files_at_any_rate_mono_or_stereo_are_read_and_resampled(tmp_path):
+    for suffix in (".flac", ".ogg"):
+        for rate in (44100, 48000, 22050):
+            for channels in (1, 2):
+                t = np.arange(rate // 4) / rate
+                left = 0.4 * np.sin(2 * np.pi * 440 * t) + 0.2 * np.sin(2 * np.pi * 3000 * t + 1)
+                audio = left if channels == 1 else np.stack([left, 0.5 * np.sin(2 * np.pi * 1200 * t)], axis=1)
+                path = tmp_path / f"{rate}_{channels}{suffix}"
+                soundfile.write(path, audio, rate)
+                raw, file_rate = data.read_audio(path)
+                assert file_rate == rate and raw.shape == audio.shape and raw.dtype == np.float32
+                g = np.gcd(rate, RATE)
+                expected = signal.resample_poly(audio.mean(axis=1) if channels == 2 else audio, RATE // g, rate // g)
+                got = data.load_mono(path, RATE)
+                assert got.shape == expected.shape == (RATE // 4,)
+                if suffix == ".flac":  # lossless up to 16-bit rounding
+                    np.testing.assert_allclose(got, expected, atol=1e-4)
+                else:  # Vorbis is lossy: ~30 dB here
+                    assert 10 * np.log10(np.sum(expected**2) / np.sum((got - expected) ** 2)) > 20
+
+
+def test_trim_silence_keeps_exactly_the_loud_span_with_the_silence_inside_it():
+    frame = RATE // 50  # trim_silence's 20 ms frames
+    tone = lambda frames: 0.5 * np.sin(2 * np.pi * 440 * np.arange(frames * frame) / RATE)
+    quiet = lambda frames: 1e-4 * np.random.default_rng(frames).standard_normal(frames * frame)  # -74 dB
+    audio = np.concatenate([np.zeros(3 * frame), quiet(2), tone(10), np.zeros(5 * frame), tone(7), quiet(4)])
+    trimmed = data.trim_silence(audio, RATE)
+    np.testing.assert_array_equal(trimmed, audio[5 * frame : 27 * frame].astype(np.float32))
+    assert len(data.trim_silence(np.zeros(5000), RATE)) == 0
+
+
+def test_speakers_are_held_out_whole_and_no_recording_is_on_both_sides(tmp_path):
+    names = [f"speaker{s}/take{t}.flac" for s in range(10) for t in range(3)] + ["loose.wav"]
+    dataset = data.AudioFolderDataset(_folder(tmp_path, names), seed=0, rate=RATE, factor=2, clip_length=1024)
+    assert dataset.held_out_by == "speaker"
+    held_speakers = {name.split("/")[0] for name in dataset.held_out_files}
+    assert 1 <= len(held_speakers) <= 4 and held_speakers.isdisjoint(name.split("/")[0] for name in dataset.train_files)
+    assert sorted(dataset.held_out_files + dataset.train_files) == sorted(names)
+    for name in names:
+        assert _side_by_content(dataset, tmp_path / name) == ("held" if name in dataset.held_out_files else "train")
+
+
+def test_files_are_held_out_whole_by_their_path_whatever_the_seed_and_stay_put_when_files_are_added(tmp_path):
+    names = [f"word{i:02d}.wav" for i in range(25)]
+    dataset = data.AudioFolderDataset(_folder(tmp_path, names), seed=0, rate=RATE, factor=2, clip_length=1024)
+    assert dataset.held_out_by == "file" and 1 <= len(dataset.held_out_files) <= 6
+    for name in names:
+        assert _side_by_content(dataset, tmp_path / name) == ("held" if name in dataset.held_out_files else "train")
+    other_seed = data.AudioFolderDataset(tmp_path, seed=7, rate=RATE, factor=2, clip_length=1024)
+    assert other_seed.held_out_files == dataset.held_out_files
+    _folder(tmp_path, ["new9.wav", "more/extra.wav"])  # one subfolder: not speakers; new9's hash is < 0.1
+    more = data.AudioFolderDataset(tmp_path, seed=0, rate=RATE, factor=2, clip_length=1024)
+    assert more.held_out_files == sorted(dataset.held_out_files + ["new9.wav"])
+    assert [f for f in more.train_files if f in names] == dataset.train_files
+
+
+def test_short_recordings_are_joined_not_zero_padded_and_too_little_held_out_audio_is_named(tmp_path):
+    # 30 words of 0.1 s between 0.2 s of silence: shorter than a clip once trimmed.
+    folder = _folder(tmp_path, [f"w{i:02d}.flac" for i in range(30)], seconds=0.1, silence_s=0.2)
+    dataset = data.AudioFolderDataset(folder, seed=0, rate=RATE, factor=2, clip_length=4096)
+    assert len(dataset.held_audio) == len(dataset.held_out_files) * RATE // 10
+    held = dataset.held_out(32, 1024)
+    assert len(held) == len(dataset.held_audio) // 1024 < 32
+    train_clips = dataset.targets(3, range(8), 8)
+    np.testing.assert_array_equal(train_clips, dataset.targets(3, range(8), 8))
+    five_ms = RATE // 200
+    assert max(_longest_zero_run(row) for row in [*held, *train_clips]) < five_ms
+    seconds = f"{len(dataset.held_audio) / RATE:.2f} s"
+    with pytest.raises(ValueError, match=f"(?s)held-out audio.*{seconds}.*--eval-length=16000 needs 1.00 s"):
+        dataset.held_out(32, 16000)
+    with pytest.raises(ValueError, match="shorter than one training clip"):
+        data.AudioFolderDataset(folder, seed=0, rate=RATE, factor=2, clip_length=RATE * 4)
+
+
+def test_silent_files_are_skipped_and_a_folder_of_silence_is_refused(tmp_path):
+    soundfile.write(tmp_path / "silence.wav", np.zeros(4000), RATE)
+    with pytest.raises(ValueError, match=f"(?s){re.escape(repr(str(tmp_path)))}.*silent"):
+        data.AudioFolderDataset(tmp_path, seed=0, rate=RATE, factor=2, clip_length=1024)
+    _folder(tmp_path, ["a.wav", "b.wav"])
+    dataset = data.AudioFolderDataset(tmp_path, seed=0, rate=RATE, factor=2, clip_length=1024)
+    assert dataset.silent_files == ["silence.wav"]
+    assert sorted(dataset.train_files + dataset.held_out_files) == ["a.wav", "b.wav"]
+
+
+def test_a_single_file_falls_back_to_holding_out_its_tail_with_a_warning(tmp_path, capsys):
+    _folder(tmp_path, ["only.wav"], seconds=1.0)
+    dataset = data.AudioFolderDataset(tmp_path, seed=0, rate=RATE, factor=2, clip_length=1024)
+    warning = capsys.readouterr().err
+    assert warning.count("\n") == 1 and "warning" in warning and "single" in warning and "last 10%" in warning
+    assert dataset.held_out_by == "tail" and dataset.held_out_files == ["only.wav"]
+    assert (len(dataset.train_audio), len(dataset.held_audio)) == (int(RATE * 0.9), RATE - int(RATE * 0.9))
 
 
 # ------------------------------------------------------------------------------------------------

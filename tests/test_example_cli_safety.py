@@ -292,6 +292,16 @@ def test_a_bad_file_in_the_data_folder_is_named_before_the_run_folder_is_created
     assert not (tmp_path / "run").exists()
 
 
+def test_held_out_audio_shorter_than_eval_length_is_named_before_the_run_folder_is_created(tmp_path):
+    (tmp_path / "wavs").mkdir()
+    noise = np.random.default_rng(0).uniform(-0.5, 0.5, 800)  # 0.05 s each: one file is held out
+    for name in ("a.wav", "b.wav", "c.wav"):
+        wavfile.write(tmp_path / "wavs" / name, 16000, noise.astype(np.float32))
+    with expect(ValueError, "held-out audio", "0.05 s", "--eval-length=1024 needs 0.06 s"):
+        train.main(train_argv(tmp_path / "run", "--data", str(tmp_path / "wavs")))
+    assert not (tmp_path / "run").exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # train: divergence stops the run.
 

@@ -16,8 +16,12 @@ Two sources:
   the low-rate Nyquist follow from the ones below), with vibrato, formant-like spectral envelopes
   and note envelopes; band-limited sawtooth chirps; noise bursts (whose high band is not
   predictable, only its level); and mixtures of these.
-- :class:`WavFolderDataset`: every ``*.wav`` under a folder (any rate, mono or stereo, integer or
-  float PCM), mixed to mono and resampled to ``rate``; the last 10% of each file is held out.
+- :class:`AudioFolderDataset`: every WAV, FLAC and OGG file under a folder (any rate, mono or
+  stereo), mixed to mono, resampled to ``rate`` and trimmed of leading and trailing silence. Whole
+  recordings are held out, never parts of them: whole first-level subfolders (speakers) when the
+  files sit in two or more of them, else whole files, about 10% chosen by a hash of their relative
+  paths. Recordings are joined end to end (with short fades) rather than zero-padded, and clips are
+  windows of the joined audio.
 """
 
 from __future__ import annotations
@@ -249,48 +253,162 @@ def trim_silence(audio: np.ndarray, rate: int, threshold_db: float = 40.0, frame
     return np.asarray(audio[loud[0] * frame : min(len(audio), (loud[-1] + 1) * frame)], np.float32)
 
 
-class WavFolderDataset:
-    """Clips cut from every ``*.wav`` under ``directory`` (recursively), resampled to ``rate``.
+# Held out: whole recordings (or speakers) whose hash falls below this fraction of the hash range.
+HELD_OUT_FRACTION = 0.1
+# Fade in and out of every recording where recordings are joined end to end, so joins do not click.
+JOIN_FADE_S = 0.005
 
-    The first 90% of each file is for training, the last 10% is held out. Training clip ``i`` of
-    batch ``step`` is at a position drawn from ``default_rng([seed, step * batch_size + i])``, with
-    files weighted by length. Files shorter than a clip are zero-padded.
+
+def held_out_hash(key: str) -> float:
+    """Where ``key`` (a relative path) falls in [0, 1): a stable hash (CRC-32), not Python's salted ``hash``."""
+    import zlib
+
+    return zlib.crc32(key.encode("utf-8")) / 2**32
+
+
+def choose_held_out(keys: Sequence[str], fraction: float = HELD_OUT_FRACTION) -> list[str]:
+    """The keys (relative paths of files or speaker folders) to hold out, about ``fraction`` of them.
+
+    A key is held out when :func:`held_out_hash` puts it below ``fraction``: whether a recording is
+    held out depends on its own path only, not on the seed or on the other files, so adding files
+    never moves the others. At least one key is held out (the one of the smallest hash when none
+    falls below ``fraction``) and at least one is left (the one of the largest hash goes back to
+    training when all fall below); ``keys`` needs two or more.
+    """
+    if len(keys) < 2:
+        raise ValueError(f"need at least two recordings or speakers to hold out whole ones, got {len(keys)}.")
+    order = sorted(keys, key=lambda k: (held_out_hash(k), k))
+    held = [k for k in order if held_out_hash(k) < fraction] or order[:1]
+    return sorted(held[: len(keys) - 1])
+
+
+def join(recordings: Sequence[np.ndarray], rate: int, fade_s: float = JOIN_FADE_S) -> np.ndarray:
+    """``recordings`` end to end, each faded in and out over ``fade_s`` seconds: ``(sum of lengths,)`` float32.
+
+    The fade is a raised cosine that never reaches exactly zero, so a join is a short dip, not a
+    click and not a run of digital silence.
+    """
+    out = np.empty(sum(len(audio) for audio in recordings), np.float32)
+    start = 0
+    for audio in recordings:
+        part = out[start : start + len(audio)]  # written in place: one copy of the audio, not two
+        part[:] = audio
+        start += len(audio)
+        n = min(max(1, round(rate * fade_s)), len(audio) // 2)
+        if n:
+            ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)).astype(np.float32)
+            part[:n] *= ramp
+            part[len(part) - n :] *= ramp[::-1]
+    return out
+
+
+class AudioFolderDataset:
+    """Clips of the recordings under ``directory``: training windows of some, held-out windows of others.
+
+    Every file :func:`audio_files` finds is read with :func:`load_mono` at ``rate`` and trimmed with
+    :func:`trim_silence`; all-silent files are skipped. Whole recordings are held out, never parts of
+    them, so the held-out scores measure recordings the model has not heard:
+
+    - files in two or more first-level subfolders of ``directory``: the subfolders are taken as
+      speakers and whole speakers are held out (a file directly in ``directory`` counts as a
+      speaker of its own);
+    - otherwise whole files are held out;
+    - about :data:`HELD_OUT_FRACTION` of them, by :func:`choose_held_out` (a hash of the relative
+      path: independent of the seed, and stable when files are added);
+    - a folder with a single usable file holds out its last 10% instead, with a warning.
+
+    Short recordings are not zero-padded: the training recordings are joined end to end by
+    :func:`join` and training clip ``i`` of batch ``step`` is the window of ``clip_length`` samples
+    at a position drawn from ``numpy.random.default_rng([seed, step * batch_size + i])``, so batch
+    ``k`` is a pure function of ``(seed, k)``. :meth:`held_out` cuts consecutive windows of the
+    joined held-out recordings.
+
+    Attributes:
+      train_files, held_out_files: relative paths (POSIX) of the recordings on each side.
+      held_out_by: ``"speaker"``, ``"file"`` or ``"tail"`` (the single-file fallback).
+      silent_files: relative paths of the all-silent files that were skipped.
+      train_audio, held_audio: the joined recordings of each side, ``(n,)`` float32 at ``rate``.
     """
 
     def __init__(self, directory: str | pathlib.Path, seed: int, rate: int, factor: int, clip_length: int):
-        _check_clip(clip_length, factor)
-        paths = audio_files(directory)
-        self.seed, self.rate, self.factor, self.clip_length = int(seed), int(rate), int(factor), int(clip_length)
-        self.train_audio, self.held_audio = [], []
-        for path in paths:
-            audio = load_mono(path, rate)
-            split = int(len(audio) * 0.9)
-            self.train_audio.append(audio[:split])
-            self.held_audio.append(audio[split:])
-        lengths = np.array([len(a) for a in self.train_audio], float)
-        self._weights = lengths / lengths.sum() if lengths.sum() > 0 else np.full(len(lengths), 1 / len(lengths))
+        import sys
 
-    def _cut(self, audio: np.ndarray, rng: np.random.Generator, length: int) -> np.ndarray:
-        if len(audio) <= length:
-            return np.pad(audio, (0, length - len(audio)))
-        start = rng.integers(0, len(audio) - length + 1)
-        return audio[start : start + length]
+        _check_clip(clip_length, factor)
+        self.seed, self.rate, self.factor, self.clip_length = int(seed), int(rate), int(factor), int(clip_length)
+        folder, self._directory = pathlib.Path(directory), str(directory)
+        recordings, self.silent_files = {}, []
+        for path in audio_files(folder):
+            key = path.relative_to(folder).as_posix()
+            audio = trim_silence(load_mono(path, rate), rate)
+            if len(audio):
+                recordings[key] = audio.copy()  # not a view: the silence trimmed off is freed
+            else:
+                self.silent_files.append(key)
+        if not recordings:
+            raise ValueError(
+                f"data={str(directory)!r}: all {len(self.silent_files)} audio files under this folder are silent; "
+                "expected recordings with sound."
+            )
+        if self.silent_files:
+            print(f"note: skipped {len(self.silent_files)} all-silent files under {str(directory)!r}.", file=sys.stderr)
+
+        # A file's unit is its first-level subfolder (speaker) when there are two or more of them.
+        unit = {key: key.split("/")[0] for key in recordings}
+        speakers = {u for key, u in unit.items() if "/" in key}
+        if len(speakers) < 2:
+            unit = {key: key for key in recordings}
+        if len(recordings) == 1:
+            ((key, audio),) = recordings.items()
+            split = int(len(audio) * 0.9)
+            self.held_out_by, self.train_files, self.held_out_files = "tail", [key], [key]
+            self.train_audio, self.held_audio = join([audio[:split]], rate), join([audio[split:]], rate)
+            print(
+                f"warning: {str(directory)!r} holds a single usable audio file ({key}): holding out its last 10% "
+                "instead of whole recordings, so the held-out scores are on the recording trained on; add more files.",
+                file=sys.stderr,
+            )
+        else:
+            held_units = set(choose_held_out(sorted(set(unit.values()))))
+            self.held_out_by = "speaker" if len(speakers) >= 2 else "file"
+            self.held_out_files = [key for key in recordings if unit[key] in held_units]
+            self.train_files = [key for key in recordings if unit[key] not in held_units]
+            self.train_audio = join([recordings[key] for key in self.train_files], rate)
+            self.held_audio = join([recordings[key] for key in self.held_out_files], rate)
+        if len(self.train_audio) < self.clip_length:
+            raise ValueError(
+                f"data={str(directory)!r}: the training audio is {len(self.train_audio) / rate:.2f} s "
+                f"({len(self.train_files)} files after trimming silence), shorter than one training clip of "
+                f"{self.clip_length} samples ({self.clip_length / rate:.2f} s at {rate} Hz); add recordings "
+                "or lower --clip-length."
+            )
 
     def targets(self, step: int, indices: Sequence[int], batch_size: int) -> np.ndarray:
+        """Targets of batch ``step``: rows ``indices`` of it, ``(len(indices), clip_length)``."""
         rows = []
         for i in indices:
             rng = np.random.default_rng([self.seed, step * batch_size + i])
-            audio = self.train_audio[rng.choice(len(self.train_audio), p=self._weights)]
-            rows.append(self._cut(audio, rng, self.clip_length))
+            start = int(rng.integers(0, len(self.train_audio) - self.clip_length + 1))
+            rows.append(self.train_audio[start : start + self.clip_length])
         return np.stack(rows).astype(np.float32)
 
     def held_out(self, count: int, length: int) -> np.ndarray:
+        """Up to ``count`` consecutive windows of ``length`` samples of the held-out audio, ``(n, length)``.
+
+        Fewer than ``count`` when the held-out audio is shorter than ``count * length`` samples; a
+        ValueError when not even one window fits.
+        """
         _check_clip(length, self.factor)
-        rows = []
-        for i in range(count):
-            rng = np.random.default_rng([self.seed + HELD_OUT_SEED_OFFSET, i])
-            rows.append(self._cut(self.held_audio[i % len(self.held_audio)], rng, length))
-        return np.stack(rows).astype(np.float32)
+        n = min(int(count), len(self.held_audio) // length)
+        if n < 1:
+            what = "its last 10%" if self.held_out_by == "tail" else f"{len(self.held_out_files)} held-out files"
+            fits = len(self.held_audio) // self.factor * self.factor
+            advice = f"lower --eval-length to at most {fits} or add recordings" if fits >= 1024 else "add recordings"
+            raise ValueError(
+                f"data={self._directory!r}: the held-out audio ({what}, after trimming silence) is "
+                f"{len(self.held_audio) / self.rate:.2f} s, shorter than one evaluation clip: --eval-length={length} "
+                f"needs {length / self.rate:.2f} s at {self.rate} Hz; {advice}."
+            )
+        return self.held_audio[: n * length].reshape(n, length).astype(np.float32)
 
 
 def audio_files(directory: str | pathlib.Path) -> list[pathlib.Path]:

@@ -93,8 +93,11 @@ class TrainConfig:
 
 _HELP = {
     "out": "run folder: checkpoints, metrics.json, pictures and example WAVs go here",
-    "data": "train on the *.wav files under this folder (any rate, mono/stereo; resampled to --rate; "
-    "the last 10%% of each file is held out) instead of the built-in procedural audio",
+    "data": "train on the WAV, FLAC and OGG files under this folder (searched recursively; any rate, mono or "
+    "stereo; resampled to --rate, leading and trailing silence trimmed) instead of the built-in procedural audio. "
+    "Whole recordings are held out for evaluation, about 10%% of them chosen by a hash of their paths: whole "
+    "first-level subfolders (taken as speakers) when there are two or more, else whole files (a single file: its "
+    "last 10%%). Recordings are joined end to end, not zero-padded; metrics.json lists the held-out files",
     "rate": "target (output) sample rate in Hz",
     "factor": "upsampling factor (power of two); inputs are at rate/factor Hz",
     "steps": "optimizer steps of the whole run (the learning-rate schedule spans them)",
@@ -156,7 +159,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 def make_dataset(config: TrainConfig):
     if config.data is not None:
-        return data.WavFolderDataset(config.data, config.seed, config.rate, config.factor, config.clip_length)
+        return data.AudioFolderDataset(config.data, config.seed, config.rate, config.factor, config.clip_length)
     return data.ProceduralDataset(config.seed, config.rate, config.factor, config.clip_length)
 
 
@@ -384,8 +387,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
     is_main = jax.process_index() == 0
     out = pathlib.Path(config.out)
     old_outputs = _plan_run_folder(config, out) if is_main else []
-    # Read before the first write: a bad --data file must not leave a half-made run folder behind.
+    # Read before the first write: a bad --data file, or held-out audio too short for --eval-length,
+    # must not leave a half-made run folder behind.
     dataset = make_dataset(config)
+    held_out = dataset.held_out(config.eval_clips, config.eval_length)
     if is_main:
         _start_run_folder(config, out, old_outputs)
 
@@ -423,6 +428,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     with checkpoints.opened(out, create=True) as mngr:
         first, params, opt_state, history = _restore(config, mngr, params, opt_state, history_path)
         bar = _progress(config, first, last)
+        lines = ProgressLines(first, last, config.batch_size) if not config.progress and is_main else None
         tic = time.perf_counter()
         try:
             for step in range(first, last):
@@ -439,6 +445,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
                     clips_per_s=f"{(step + 1 - first) * config.batch_size / elapsed:.1f}",
                 )
                 bar.update(1)
+                if lines is not None:
+                    lines.step(step + 1, loss, l1, stft)
                 if (step + 1) % config.checkpoint_every == 0 or step + 1 == last:
                     _stop_if_parameters_diverged(step + 1, params, mngr)
                     checkpoints.save(mngr, step + 1, params, opt_state)
@@ -449,7 +457,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
         mngr.wait_until_finished()
 
     host_params = jax.device_get(_unbox(params))
-    result = evaluate(model, host_params, dataset, config)
+    if is_main:
+        print(
+            f"held-out evaluation: {len(held_out)} clips of {config.eval_length} samples "
+            f"({config.eval_length / config.rate:.2f} s) ...",
+            file=sys.stderr,
+            flush=True,
+        )
+    result = evaluate(model, host_params, dataset, config, target=held_out)
+    if config.data is not None:
+        result.update(held_out_files=list(dataset.held_out_files), held_out_by=dataset.held_out_by)
     result.update(
         steps=last,
         wall_s=time.perf_counter() - start,
@@ -500,6 +517,51 @@ def _progress(config: TrainConfig, first: int, last: int):
     )
 
 
+def format_duration(seconds: float) -> str:
+    """``seconds`` as ``45s``, ``1m20s`` or ``2h05m``."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def format_progress(
+    step: int, total: int, loss: float, l1: float, stft: float, clips_per_s: float, eta_s: float
+) -> str:
+    """One progress line: ``step 50/250  loss 0.1234  l1 0.0012  stft 0.812  12.3 clips/s  eta 1m20s``."""
+    return (
+        f"step {step}/{total}  loss {loss:.4f}  l1 {l1:.4f}  stft {stft:.3f}  "
+        f"{clips_per_s:.1f} clips/s  eta {format_duration(eta_s)}"
+    )
+
+
+class ProgressLines:
+    """Progress as lines on stderr (for logs, where ``--no-progress`` hides the bar).
+
+    A line after about every 10% of the steps from ``first`` to ``last``, after the last step, and
+    whenever ``every_s`` seconds passed since the previous line.
+    """
+
+    def __init__(self, first: int, last: int, batch_size: int, every_s: float = 30.0, clock=time.perf_counter):
+        self.first, self.last, self.batch_size, self.every_s, self.clock = first, last, batch_size, every_s, clock
+        self.interval = max(1, math.ceil((last - first) / 10))
+        self.start = self.printed = clock()
+
+    def step(self, step: int, loss: float, l1: float, stft: float) -> None:
+        """Called after step ``step`` (1-based) with its losses; prints when a line is due."""
+        now, done = self.clock(), step - self.first
+        if done % self.interval and step != self.last and now - self.printed < self.every_s:
+            return
+        elapsed = max(now - self.start, 1e-9)
+        line = format_progress(
+            step, self.last, loss, l1, stft, done * self.batch_size / elapsed, elapsed / done * (self.last - step)
+        )
+        print(line, file=sys.stderr, flush=True)
+        self.printed = now
+
+
 def linear_upsample(x: np.ndarray, factor: int) -> np.ndarray:
     """Linear interpolation (``numpy.interp``) of each row onto the ``factor``-times finer grid.
 
@@ -511,10 +573,18 @@ def linear_upsample(x: np.ndarray, factor: int) -> np.ndarray:
     return np.stack([np.interp(grid, np.arange(n), row) for row in np.atleast_2d(x)]).astype(np.float32)
 
 
-def evaluate(model: Upsampler, params: Any, dataset, config: TrainConfig) -> dict[str, Any]:
-    """SNR and LSD of the model and both baselines on the same held-out clips."""
+def evaluate(
+    model: Upsampler, params: Any, dataset, config: TrainConfig, target: np.ndarray | None = None
+) -> dict[str, Any]:
+    """SNR and LSD of the model and both baselines on the same held-out clips.
+
+    ``target``: the held-out clips, ``dataset.held_out(config.eval_clips, config.eval_length)`` unless
+    given (a folder of recordings may hold fewer clips than ``eval_clips``; ``eval_clips`` in the
+    result is the number actually evaluated).
+    """
     tic = time.perf_counter()
-    target = dataset.held_out(config.eval_clips, config.eval_length)
+    if target is None:
+        target = dataset.held_out(config.eval_clips, config.eval_length)
     x = data.decimate(target, config.factor)
     apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
     estimate = np.concatenate([np.asarray(apply(params, x[i : i + 4])) for i in range(0, len(x), 4)])
@@ -524,7 +594,7 @@ def evaluate(model: Upsampler, params: Any, dataset, config: TrainConfig) -> dic
     return {
         "model": score(estimate),
         "baselines": {"resample_poly": score(poly), "linear": score(linear)},
-        "eval_clips": int(config.eval_clips),
+        "eval_clips": len(target),
         "eval_s": time.perf_counter() - tic,
         "clips": {"input": x, "resample_poly": poly, "linear": linear, "model": estimate, "target": target},
     }
