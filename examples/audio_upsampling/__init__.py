@@ -8,6 +8,12 @@ Modules, one concern each:
 - :mod:`.model`: the generator (windowed-sinc interpolation plus a learned residual).
 - :mod:`.losses`: waveform L1 and the multi-resolution STFT loss.
 - :mod:`.metrics`: SNR and log-spectral distance, in dB.
-- :mod:`.train`: the command-line training script (``python -m examples.audio_upsampling.train``).
-- :mod:`.infer`: chunked, batched, jit-compiled upsampling of WAV files of any length.
+- :mod:`.train`: the command-line training script (``python examples/audio_upsampling/train.py``).
+- :mod:`.infer`: chunked, batched, jit-compiled upsampling of audio files and folders of any length
+  (``python examples/audio_upsampling/infer.py``).
+- :mod:`.evaluate`: scores of a trained run on audio files against ``resample_poly`` and linear
+  interpolation (``python examples/audio_upsampling/evaluate.py``).
+
+Each tool runs as a file from any working directory, or as ``python -m examples.audio_upsampling.<tool>``
+from the repository root.
 """

@@ -21,7 +21,7 @@ import os
 import pathlib
 import re
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 # jax's default integers (and optax's step counter) are int32: larger counts would wrap.
@@ -119,24 +119,124 @@ def is_inside(path: pathlib.Path, folder: pathlib.Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def output_file(target: str, source: str, run_dir: str, overwrite: bool) -> pathlib.Path:
-    """Check where :mod:`.infer` may write its WAV: never its input, never into the run, replace only if asked."""
-    refuse("--output", target, path_problem(target))
+def output_file(
+    target: str,
+    sources: str | pathlib.Path | Sequence[str | pathlib.Path],
+    run_dir: str,
+    overwrite: bool,
+    flag: str = "--output",
+    input_flag: str = "--input",
+    what: str = "a WAV file path",
+) -> pathlib.Path:
+    """Check a file a tool writes (``flag``): never an input, never into the run, replace only if asked.
+
+    ``sources``: the input file(s), given by ``input_flag``; ``what``: what ``target`` should be.
+    """
+    refuse(flag, target, path_problem(target))
     path = pathlib.Path(target)
-    if same_file(path, pathlib.Path(source)):
-        raise ValueError(f"--output={target!r} is the input file --input={source!r}; it is never overwritten.")
-    if is_inside(path, pathlib.Path(run_dir)):
+    for source in [sources] if isinstance(sources, (str, os.PathLike)) else sources:
+        if same_file(path, pathlib.Path(source)):
+            raise ValueError(
+                f"{flag}={target!r} is the input file {input_flag}={str(source)!r}; it is never overwritten."
+            )
+    _refuse_inside_run(flag, target, run_dir)
+    if path.is_dir():
+        raise ValueError(f"{flag}={target!r} is a folder; expected {what}.")
+    if (path.exists() or path.is_symlink()) and not overwrite:
+        raise ValueError(f"{flag}={target!r} exists; pass --overwrite to replace it, or pick another path.")
+    if not path.parent.is_dir():
+        raise ValueError(f"{flag}={target!r}: the folder {str(path.parent)!r} does not exist.")
+    return path
+
+
+def output_folder(target: str, run_dir: str, input_folders: Sequence[pathlib.Path]) -> pathlib.Path:
+    """Check the folder :mod:`.infer` writes several files into (it may not exist yet; it is made later).
+
+    Refused: a file, a link to nothing, the run folder or a folder inside it, and an input folder or
+    a folder inside one (its outputs could replace inputs, and would be read as inputs next time).
+    """
+    refuse("--output", target, path_problem(target))
+    folder = pathlib.Path(target)
+    if folder.is_symlink() and not folder.exists():
+        raise ValueError(f"--output={target!r} is a link to nothing; expected a folder for the upsampled files.")
+    if folder.exists() and not folder.is_dir():
         raise ValueError(
-            f"--output={target!r} is inside the run folder {run_dir!r}; inference writes nothing "
+            f"--output={target!r} is a file; with several inputs or an input folder, --output is the "
+            "folder the upsampled WAVs go into."
+        )
+    _refuse_inside_run("--output", target, run_dir)
+    for source in input_folders:
+        if is_inside(folder, source):
+            where = "the input folder" if folder.resolve() == source.resolve() else "inside the input folder"
+            raise ValueError(
+                f"--output={target!r} is {where} --input={str(source)!r}: the upsampled files could replace "
+                "inputs there, and would be read as inputs by the next call. Pick a folder outside it."
+            )
+    if not folder.exists():
+        _check_creatable(folder, "--output")
+    return folder
+
+
+def output_files(
+    folder: pathlib.Path,
+    names: Sequence[tuple[pathlib.Path, pathlib.PurePath]],
+    run_dir: str,
+    overwrite: bool,
+) -> list[pathlib.Path]:
+    """The checked path under ``folder`` of every ``(input file, relative output name)`` in ``names``.
+
+    Refused: two inputs with one output name (compared ignoring case, as some file systems do), an
+    output that is one of the input files (through links too), a folder, a path inside the run
+    folder, a path below a file, and any existing output unless ``overwrite``.
+    """
+    inputs = {_file_id(source): source for source, _ in names}
+    inputs.pop(None, None)
+    seen: dict[str, pathlib.Path] = {}
+    targets, existing = [], []
+    for source, name in names:
+        path = folder / name
+        key = str(name).casefold()
+        if key in seen:
+            raise ValueError(
+                f"--output={str(folder)!r}: {seen[key]} and {source} would both be written to {path}; "
+                "nothing was written. Upsample them in separate calls, or rename one."
+            )
+        seen[key] = source
+        _refuse_inside_run("--output", str(path), run_dir)
+        for parent in reversed(name.parents[:-1]):  # the subfolders between folder and path
+            if (folder / parent).exists() and not (folder / parent).is_dir():
+                raise ValueError(f"{folder / parent}: a file, where the folder of the output {path} goes.")
+        if path.exists() or path.is_symlink():
+            if _file_id(path) in inputs:
+                raise ValueError(f"{path} is the input file {inputs[_file_id(path)]}; it is never overwritten.")
+            if path.is_dir():
+                raise ValueError(f"{path}: a folder, where the upsampled WAV of {source} goes.")
+            existing.append(path)
+        targets.append(path)
+    if existing and not overwrite:
+        more = f" (and {len(existing) - 1} more of the outputs)" if len(existing) > 1 else ""
+        raise ValueError(
+            f"--output={str(folder)!r}: {existing[0]} exists{more}; nothing was written. Pass --overwrite to "
+            "replace them, or pick another folder."
+        )
+    return targets
+
+
+def _refuse_inside_run(flag: str, target: str, run_dir: str) -> None:
+    if is_inside(pathlib.Path(target), pathlib.Path(run_dir)):
+        raise ValueError(
+            f"{flag}={target!r} is inside the run folder {run_dir!r}; inference writes nothing "
             "there (it holds the model's checkpoints). Pick a path outside it."
         )
-    if path.is_dir():
-        raise ValueError(f"--output={target!r} is a folder; expected a WAV file path.")
-    if (path.exists() or path.is_symlink()) and not overwrite:
-        raise ValueError(f"--output={target!r} exists; pass --overwrite to replace it, or pick another path.")
-    if not path.parent.is_dir():
-        raise ValueError(f"--output={target!r}: the folder {str(path.parent)!r} does not exist.")
-    return path
+
+
+def _file_id(path: pathlib.Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path`` (through links), or ``None`` where there is none."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,12 +318,12 @@ def remove(paths: Iterable[pathlib.Path]) -> None:
             folder.rmdir()
 
 
-def _check_creatable(out: pathlib.Path) -> None:
+def _check_creatable(out: pathlib.Path, flag: str = "--out") -> None:
     """The nearest existing ancestor must be a folder, or ``mkdir`` would fail half-way."""
     for ancestor in out.absolute().parents:
         if ancestor.exists():
             if not ancestor.is_dir():
-                raise ValueError(f"--out={str(out)!r}: {str(ancestor)!r} is not a folder.")
+                raise ValueError(f"{flag}={str(out)!r}: {str(ancestor)!r} is not a folder.")
             return
 
 

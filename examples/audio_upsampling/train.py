@@ -1,8 +1,11 @@
 """Train the audio upsampler and compare it with classic resampling.
 
-    python -m examples.audio_upsampling.train --out runs/demo          # what `make demo` runs
-    python -m examples.audio_upsampling.train --data ~/speech --out runs/speech --steps 5000
-    python -m examples.audio_upsampling.train --out runs/demo --resume # continue a run
+    python examples/audio_upsampling/train.py --out runs/demo          # what `make demo` runs
+    python examples/audio_upsampling/train.py --data ~/speech --out runs/speech --steps 5000
+    python examples/audio_upsampling/train.py --out runs/demo --resume # continue a run
+
+(from any working directory; ``python -m examples.audio_upsampling.train`` from the repository root
+does the same.)
 
 The run folder gets ``checkpoints/`` (orbax), ``model.json`` (model settings, for
 :mod:`.infer`), ``loss_history.json``, ``metrics.json``, ``loss.png``, ``spectrogram.png``,
@@ -43,6 +46,10 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 from scipy import signal
+
+if not __package__:  # run as a file: the repository root replaces this folder on the import path
+    _HERE = pathlib.Path(__file__).resolve().parent
+    sys.path[:] = [str(_HERE.parents[1])] + [p for p in sys.path if pathlib.Path(p or ".").resolve() != _HERE]
 
 import convtrans as ct
 from examples.audio_upsampling import checkpoints, data, guards, losses, metrics
@@ -137,7 +144,7 @@ _HELP = {
 def parse_args(argv: list[str] | None = None) -> TrainConfig:
     """The :class:`TrainConfig` of the command line ``argv``."""
     parser = argparse.ArgumentParser(
-        prog="python -m examples.audio_upsampling.train",
+        prog="python examples/audio_upsampling/train.py",
         description="Train a convtrans audio upsampler (bandwidth extension) and compare it with "
         "scipy resample_poly and linear interpolation on held-out clips.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
