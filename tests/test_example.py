@@ -370,6 +370,24 @@ def test_chunked_inference_equals_whole_file_inference(single_device_run, length
     np.testing.assert_allclose(upsampler(x[0]), whole[0], rtol=1e-5, atol=1e-6)
 
 
+def test_short_signals_of_many_lengths_share_the_chunk_ladder_and_stay_exact(single_device_run):
+    config, _ = single_device_run
+    net, params, _ = infer.load(config.out)
+    upsampler = infer.ChunkedUpsampler(net, params, chunk=4096, batch_size=2)
+    window = lambda chunk: chunk + 2 * upsampler.halo
+    # Lengths between the smallest window and the largest: each is cut into the largest chunk of
+    # 4096, 2048, 1024, 512 whose window it exceeds, never run whole.
+    lengths = [window(512) + 1, window(512) + 77, window(1024) + 5, window(1024) + 300, window(2048) + 9]
+    rng = np.random.default_rng(2)
+    for n in lengths:
+        x = rng.standard_normal(n).astype(np.float32) * 0.3
+        np.testing.assert_allclose(upsampler(x), upsampler.whole(x)[0], rtol=1e-5, atol=1e-6)
+    traced_by_chunks = upsampler.traces - len(lengths)  # upsampler.whole compiled once per length
+    assert [upsampler.chunk_for(n) for n in lengths] == [512, 512, 1024, 1024, 2048]
+    assert traced_by_chunks == 3  # one compilation per chunk size used, not per length
+    assert upsampler.chunk_for(window(512)) == 0  # no longer than the smallest window: whole
+
+
 def test_chunks_need_the_receptive_halo(single_device_run):
     config, _ = single_device_run
     net, params, _ = infer.load(config.out)

@@ -95,6 +95,10 @@ def check_sizes(chunk: Any, batch_size: Any) -> None:
     guards.refuse("--batch-size", batch_size, guards.integer_problem(batch_size, 1))
 
 
+# The smallest chunk short signals are cut into; below it, windows would be mostly halo.
+SMALLEST_CHUNK = 512
+
+
 def window_count(n: int, chunk: int, halo: int) -> int:
     """Windows one row of ``n`` input samples is cut into (0: it runs whole, being at most a window long)."""
     return 0 if n <= chunk + 2 * halo else -(-n // chunk)
@@ -103,10 +107,13 @@ def window_count(n: int, chunk: int, halo: int) -> int:
 class ChunkedUpsampler:
     """``model`` with ``params``, applied to signals of any length in exact, batched chunks.
 
-    One instance compiles once per input shape: every call on a signal longer than a window runs
+    One instance compiles once per window shape: every call on a signal longer than a window runs
     ``batch_size`` windows of ``chunk + 2 * halo`` samples (the last call padded), so all such signals,
-    of any length and any number of rows, share one compilation; a shorter signal runs whole.
-    ``traces`` counts the compilations.
+    of any length and any number of rows, share one compilation. A shorter signal is cut into the
+    largest of the smaller chunks ``chunk / 2, chunk / 4, ...`` (down to :data:`SMALLEST_CHUNK`)
+    whose window it exceeds, so a folder of short recordings of many lengths costs at most one
+    compilation per size of that ladder; only a signal no longer than the smallest window runs whole
+    (one compilation per such length). ``traces`` counts the compilations.
 
     Args:
       model: the :class:`Upsampler`.
@@ -128,6 +135,15 @@ class ChunkedUpsampler:
 
         self._apply = jax.jit(apply)
 
+    def chunk_for(self, n: int) -> int:
+        """The chunk a row of ``n`` input samples is cut into (0: it runs whole)."""
+        chunk = self.chunk
+        while chunk >= SMALLEST_CHUNK or chunk == self.chunk:
+            if window_count(n, chunk, self.halo):
+                return chunk
+            chunk //= 2
+        return 0
+
     def whole(self, x: np.ndarray) -> np.ndarray:
         """The model on whole signals: ``(rows, n) -> (rows, n * factor)`` (one call, no chunks)."""
         return np.asarray(self._apply(self.params, jnp.asarray(np.atleast_2d(x), jnp.float32)))
@@ -140,13 +156,14 @@ class ChunkedUpsampler:
         x = np.asarray(x, np.float32)
         rows = np.atleast_2d(x)
         n, f = rows.shape[-1], self.model.factor
-        window = self.chunk + 2 * self.halo
-        if not window_count(n, self.chunk, self.halo):
+        chunk = self.chunk_for(n)
+        window = chunk + 2 * self.halo
+        if not chunk:
             out = self.whole(rows)
             if on_batch:
                 on_batch(1, 1)
             return out[0] if x.ndim == 1 else out
-        starts = np.arange(0, n, self.chunk)
+        starts = np.arange(0, n, chunk)
         origins = np.clip(starts - self.halo, 0, n - window)
         windows = np.stack([row[w : w + window] for row in rows for w in origins])
         outputs = []
@@ -160,7 +177,7 @@ class ChunkedUpsampler:
         outputs = np.concatenate(outputs).reshape(len(rows), len(starts), window * f)
         out = np.empty((len(rows), n * f), np.float32)
         for j, (s, w) in enumerate(zip(starts, origins)):
-            e = min(s + self.chunk, n)
+            e = min(s + chunk, n)
             out[:, s * f : e * f] = outputs[:, j, (s - w) * f : (e - w) * f]
         return out[0] if x.ndim == 1 else out
 
