@@ -22,7 +22,9 @@ from scipy.io import wavfile
 
 from examples.audio_upsampling import checkpoints, data, guards, infer, train
 
-SETTINGS = dict(factor=2, channels=8, max_norm=2.0, l2=1e-5, rate=16000)
+SETTINGS = dict(
+    factor=2, channels=8, max_norm=2.0, l2=1e-5, high_band_gain=train.TrainConfig.high_band_gain, rate=16000
+)
 SAVED_STEP = 2
 
 
@@ -451,6 +453,7 @@ TAMPERED = {
     "channels as a bool": (json.dumps({**SETTINGS, "channels": True}), "channels=True"),
     "NaN max_norm": (json.dumps({**SETTINGS, "max_norm": math.nan}), "max_norm=nan"),
     "negative l2": (json.dumps({**SETTINGS, "l2": -1}), "l2=-1"),
+    "high_band_gain above 1": (json.dumps({**SETTINGS, "high_band_gain": 1.5}), "high_band_gain=1.5"),
     "rate 0": (json.dumps({**SETTINGS, "rate": 0}), "rate=0"),
     "rate the factor does not divide": (json.dumps({**SETTINGS, "rate": 16001}), "not divisible"),
     "not UTF-8": ("\udcff", "cannot read"),
@@ -465,6 +468,12 @@ def test_infer_names_a_tampered_model_json_and_what_is_wrong(run, wav, tmp_path,
     with expect(ValueError, str(run / "model.json"), problem):
         infer.main(infer_argv(run, wav, tmp_path / "out.wav"))
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_a_model_json_of_an_earlier_version_reads_as_the_model_it_trained(tmp_path):
+    earlier = {key: value for key, value in SETTINGS.items() if key != "high_band_gain"}
+    (tmp_path / "model.json").write_text(json.dumps({**earlier, "created_by": checkpoints.CREATED_BY}))
+    assert checkpoints.read_model_settings(tmp_path)["high_band_gain"] == 1.0  # no gain: the full-level output
 
 
 def test_infer_names_a_tampered_checkpoint(run, wav, tmp_path):

@@ -26,7 +26,9 @@ MODEL_SETTINGS_FILE = "model.json"
 # Written into model.json: marks a folder as a run of this program, the only kind that
 # `train --overwrite` may clear.
 CREATED_BY = "examples.audio_upsampling.train"
-MODEL_KEYS = ("factor", "channels", "max_norm", "l2", "rate")
+MODEL_KEYS = ("factor", "channels", "max_norm", "l2", "high_band_gain", "rate")
+# Keys a model.json of an earlier version may lack, with the value that reproduces that version's model.
+_DEFAULTS = {"high_band_gain": 1.0}
 
 
 def manager(run_dir: str | pathlib.Path, max_to_keep: int = 2, create: bool = True) -> ocp.CheckpointManager:
@@ -129,7 +131,7 @@ def read_model_settings(run_dir: str | pathlib.Path, flag: str = "checkpoint") -
             f"{flag}={str(run_dir)!r}: no {MODEL_SETTINGS_FILE} there; pass a training run's --out folder."
         )
     raw = _read_json(path)
-    return {key: raw[key] for key in MODEL_KEYS}
+    return {key: raw.get(key, _DEFAULTS.get(key)) for key in MODEL_KEYS}
 
 
 def is_own_run(run_dir: str | pathlib.Path) -> bool:
@@ -157,6 +159,7 @@ def _read_json(path: pathlib.Path) -> dict[str, Any]:
 
 
 def _check_settings(path: pathlib.Path, raw: dict[str, Any]) -> None:
+    raw = {**_DEFAULTS, **raw}
     missing = [key for key in MODEL_KEYS if key not in raw]
     unknown = sorted(set(raw) - set(MODEL_KEYS) - {"created_by"})
     parts = ([f"missing {', '.join(missing)}"] if missing else []) + (
@@ -169,6 +172,8 @@ def _check_settings(path: pathlib.Path, raw: dict[str, Any]) -> None:
         "channels": guards.integer_problem(raw["channels"], 1, guards.MAX_CHANNELS),
         "max_norm": guards.number_problem(raw["max_norm"], 0, inclusive=False),
         "l2": guards.number_problem(raw["l2"], 0, inclusive=True),
+        "high_band_gain": guards.number_problem(raw["high_band_gain"], 0, inclusive=True)
+        or (None if raw["high_band_gain"] <= 1 else "expected a finite number >= 0 and <= 1"),
         "rate": guards.integer_problem(raw["rate"], 1, guards.MAX_RATE),
         "created_by": None if raw.get("created_by", CREATED_BY) == CREATED_BY else f"expected {CREATED_BY!r}",
     }

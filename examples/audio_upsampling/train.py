@@ -64,7 +64,8 @@ class TrainConfig:
     data: str | None = None
     rate: int = 16000
     factor: int = 2
-    steps: int = 250
+    speech_share: float = 1.0
+    steps: int = 400
     batch_size: int = 16
     clip_length: int = 4096
     channels: int = 32
@@ -73,9 +74,10 @@ class TrainConfig:
     weight_decay: float = 1e-4
     clip_norm: float = 1.0
     l1_weight: float = 30.0
-    stft_weight: float = 1.0
+    stft_weight: float = 0.1
     max_norm: float = 2.0
     l2: float = 1e-5
+    high_band_gain: float = 0.3
     seed: int = 0
     eval_clips: int = 32
     eval_length: int = 16000
@@ -95,7 +97,13 @@ class TrainConfig:
         return Upsampler(**self.model_settings())
 
     def model_settings(self) -> dict[str, Any]:
-        return dict(factor=self.factor, channels=self.channels, max_norm=self.max_norm, l2=self.l2)
+        return dict(
+            factor=self.factor,
+            channels=self.channels,
+            max_norm=self.max_norm,
+            l2=self.l2,
+            high_band_gain=self.high_band_gain,
+        )
 
 
 _HELP = {
@@ -105,6 +113,8 @@ _HELP = {
     "Whole recordings are held out for evaluation, about 10%% of them chosen by a hash of their paths: whole "
     "first-level subfolders (taken as speakers) when there are two or more, else whole files (a single file: its "
     "last 10%%). Recordings are joined end to end, not zero-padded; metrics.json lists the held-out files",
+    "speech_share": "without --data: the share of procedural clips that are speech-like (source-filter "
+    "speech); the rest are music-like mixtures of harmonic tones, chirps and noise bursts",
     "rate": "target (output) sample rate in Hz",
     "factor": "upsampling factor (power of two); inputs are at rate/factor Hz",
     "steps": "optimizer steps of the whole run (the learning-rate schedule spans them)",
@@ -119,6 +129,10 @@ _HELP = {
     "stft_weight": "weight of the multi-resolution STFT loss",
     "max_norm": "Keras MaxNorm constraint on the Conv1DTranspose kernels (applied after each step)",
     "l2": "Keras L2 regularization factor on the Conv1DTranspose kernels (added to the loss)",
+    "high_band_gain": "gain in [0, 1] on the model's estimate of the band above the input's Nyquist (the band "
+    "the input lacks); below 1 it trades spectral fidelity for waveform fidelity where that band is "
+    "unpredictable (see model.py). Training sees the estimate at full level; the gain applies to the model's "
+    "output (held-out metrics, infer.py, evaluate.py)",
     "seed": "seed of initialization and data order (batch k is a pure function of (seed, k)); "
     "held-out clips come from a disjoint seed",
     "eval_clips": "number of held-out clips to evaluate on",
@@ -167,7 +181,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 def make_dataset(config: TrainConfig):
     if config.data is not None:
         return data.AudioFolderDataset(config.data, config.seed, config.rate, config.factor, config.clip_length)
-    return data.ProceduralDataset(config.seed, config.rate, config.factor, config.clip_length)
+    return data.ProceduralDataset(config.seed, config.rate, config.factor, config.clip_length, config.speech_share)
 
 
 def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
@@ -188,10 +202,11 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
 
 def make_loss(model: Upsampler, config: TrainConfig):
     def loss_fn(params, x, y):
-        y_hat, state = model.apply({"params": params}, x, mutable=["losses"])
+        # Both losses see the high band at full level; the gain applies to what the model is used for.
+        (_, y_full), state = model.apply({"params": params}, x, method=Upsampler.outputs, mutable=["losses"])
         regularization = sum(jax.tree.leaves(state["losses"]))
-        l1 = losses.waveform_l1(y, y_hat)
-        stft = losses.multi_resolution_stft_loss(y, y_hat)
+        l1 = losses.waveform_l1(y, y_full)
+        stft = losses.multi_resolution_stft_loss(y, y_full)
         return config.l1_weight * l1 + config.stft_weight * stft + regularization, (l1, stft)
 
     return loss_fn
@@ -220,7 +235,8 @@ _INTEGERS = {  # flag: smallest value (the largest is guards.MAX_INT unless _MAX
 }
 _MAXIMA = {"rate": guards.MAX_RATE, "channels": guards.MAX_CHANNELS}
 _POSITIVE = ("learning_rate", "clip_norm", "max_norm")
-_NON_NEGATIVE = ("weight_decay", "l1_weight", "stft_weight", "l2")
+_NON_NEGATIVE = ("weight_decay", "l1_weight", "stft_weight", "l2", "high_band_gain", "speech_share")
+_AT_MOST_ONE = ("high_band_gain", "speech_share")
 _OPTIONAL = ("stop_after", "devices", "num_processes", "process_id")
 
 
@@ -250,6 +266,9 @@ def _check_numbers(config: TrainConfig) -> None:
     for name in _POSITIVE + _NON_NEGATIVE:
         value = getattr(config, name)
         guards.refuse(_flag(name), value, guards.number_problem(value, 0, inclusive=name in _NON_NEGATIVE))
+    for name in _AT_MOST_ONE:
+        if getattr(config, name) > 1:
+            guards.refuse(_flag(name), getattr(config, name), "expected a finite number >= 0 and <= 1")
     guards.refuse("--factor", config.factor, guards.factor_problem(config.factor))
     problem = guards.rate_problem(config.rate, config.factor, ("--rate", "--factor"))
     if problem:
