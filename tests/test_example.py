@@ -86,7 +86,7 @@ def test_metrics_json_has_the_documented_schema(single_device_run):
     config, _ = single_device_run
     written = json.loads((__import__("pathlib").Path(config.out) / "metrics.json").read_text())
     scores = lambda d: set(d) >= {"snr_db", "lsd_db"} and all(type(d[k]) is float for k in ("snr_db", "lsd_db"))
-    assert scores(written["model"])
+    assert scores(written["model"]) and scores(written["model_full_high_band"])
     assert set(written["baselines"]) >= {"resample_poly", "linear"}
     assert all(scores(written["baselines"][name]) for name in ("resample_poly", "linear"))
     assert type(written["steps"]) is int and written["steps"] == config.steps
@@ -460,3 +460,25 @@ def test_infer_command_upsamples_a_stereo_wav_of_a_lower_rate(single_device_run,
     )
     rate, out = wavfile.read(tmp_path / "out.wav")
     assert rate == 16000 and out.shape == (16000, 2) and out.dtype == np.int16
+
+
+def test_debian_speech_holds_out_whole_languages_and_the_speaker_test_voice(tmp_path):
+    from examples.audio_upsampling import debian_speech
+
+    share = tmp_path / "usr" / "share"
+    for relative in (
+        "sounds/alsa/Front_Left.wav",
+        "sounds/alsa/Noise.wav",
+        "klettres/en/alpha/a.ogg",
+        "klettres/da/syllab/ba.ogg",
+        "ktuberling/sounds/en/hat.ogg",
+    ):
+        (share / relative).parent.mkdir(parents=True, exist_ok=True)
+        (share / relative).write_bytes(b"")
+    found = {(group, name): debian_speech.is_held_out(group) for _, group, name in debian_speech._recordings(tmp_path)}
+    assert found == {
+        ("alsa-en", "Front_Left.wav"): True,  # Noise.wav is not speech
+        ("klettres-en", "alpha_a.ogg"): True,
+        ("klettres-da", "syllab_ba.ogg"): False,
+        ("ktuberling-en", "hat.ogg"): False,  # other recordings than klettres's English speakers
+    }

@@ -604,6 +604,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """SNR and LSD of the model and both baselines on the same held-out clips.
 
+    ``model_full_high_band`` scores the model's output with its high-band estimate at full level
+    (``high_band_gain`` 1; the same as ``model`` when the gain is 1): what the gain trades.
+
     ``target``: the held-out clips, ``dataset.held_out(config.eval_clips, config.eval_length)`` unless
     given (a folder of recordings may hold fewer clips than ``eval_clips``; ``eval_clips`` in the
     result is the number actually evaluated).
@@ -612,13 +615,15 @@ def evaluate(
     if target is None:
         target = dataset.held_out(config.eval_clips, config.eval_length)
     x = data.decimate(target, config.factor)
-    apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
-    estimate = np.concatenate([np.asarray(apply(params, x[i : i + 4])) for i in range(0, len(x), 4)])
+    apply = jax.jit(lambda p, x: model.apply({"params": p}, x, method=Upsampler.outputs))
+    pairs = [apply(params, x[i : i + 4]) for i in range(0, len(x), 4)]
+    estimate, full = (np.concatenate([np.asarray(pair[j]) for pair in pairs]) for j in (0, 1))
     poly = signal.resample_poly(x, config.factor, 1, axis=-1).astype(np.float32)
     linear = linear_upsample(x, config.factor)
     score = lambda y_hat: {"snr_db": metrics.snr_db(target, y_hat), "lsd_db": metrics.lsd_db(target, y_hat)}
     return {
         "model": score(estimate),
+        "model_full_high_band": score(full),
         "baselines": {"resample_poly": score(poly), "linear": score(linear)},
         "eval_clips": len(target),
         "eval_s": time.perf_counter() - tic,
@@ -638,9 +643,10 @@ def write_examples(out: pathlib.Path, clips: dict[str, np.ndarray], config: Trai
 
 def format_table(result: dict[str, Any]) -> str:
     """The comparison as a Markdown table (also valid plain text)."""
-    rows = [("convtrans upsampler", result["model"])] + [
-        (f"baseline: {name}", result["baselines"][name]) for name in ("resample_poly", "linear")
-    ]
+    rows = [
+        ("convtrans upsampler", result["model"]),
+        ("same, high band at full level", result["model_full_high_band"]),
+    ] + [(f"baseline: {name}", result["baselines"][name]) for name in ("resample_poly", "linear")]
     lines = [
         f"Held-out clips: {result['eval_clips']}, steps: {result['steps']}, wall: {result['wall_s']:.0f} s",
         "",
