@@ -213,7 +213,7 @@ def test_band_split_passes_the_inputs_band_and_stops_the_new_one():
 
 def test_high_band_gain_scales_only_the_residual_above_the_input_nyquist():
     x = np.random.default_rng(0).standard_normal((2, 512)).astype(np.float32)
-    full_model = model_lib.Upsampler(factor=2, channels=8)
+    full_model = model_lib.Upsampler(factor=2, channels=8, high_band_gain=1.0)
     params = full_model.init(jax.random.PRNGKey(0), x)["params"]
     # A non-zero output layer: the untrained residual is exactly zero.
     params = jax.tree_util.tree_map_with_path(

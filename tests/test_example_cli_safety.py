@@ -476,6 +476,15 @@ def test_a_model_json_of_an_earlier_version_reads_as_the_model_it_trained(tmp_pa
     assert checkpoints.read_model_settings(tmp_path)["high_band_gain"] == 1.0  # no gain: the full-level output
 
 
+def test_the_high_band_gain_in_model_json_is_the_one_inference_uses(saved_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(saved_run, run)
+    settings = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({**settings, "high_band_gain": 0.5}))
+    model, _, _ = infer.load(run)
+    assert model.high_band_gain == 0.5
+
+
 def test_infer_names_a_tampered_checkpoint(run, wav, tmp_path):
     shutil.rmtree(run / "checkpoints" / str(SAVED_STEP) / "params")
     with expect(ValueError, str(run / "checkpoints" / str(SAVED_STEP)), "cannot restore"):

@@ -53,7 +53,7 @@ if not __package__:  # run as a file: the repository root replaces this folder o
 
 import convtrans as ct
 from examples.audio_upsampling import checkpoints, data, guards, losses, metrics
-from examples.audio_upsampling.model import Upsampler
+from examples.audio_upsampling.model import DEFAULT_HIGH_BAND_GAIN, Upsampler
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +77,7 @@ class TrainConfig:
     stft_weight: float = 0.1
     max_norm: float = 2.0
     l2: float = 1e-5
-    high_band_gain: float = 0.3
+    high_band_gain: float = DEFAULT_HIGH_BAND_GAIN
     seed: int = 0
     eval_clips: int = 32
     eval_length: int = 16000
