@@ -29,7 +29,7 @@ demo: $(VENV)/.installed-example
 	$(BIN)/python -m examples.vocoder.stream --seconds 2
 
 test: $(VENV)/.installed-test+example+bench
-	$(BIN)/python -m pytest -q -n 2 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup tests
 
 bench: $(VENV)/.installed-test+example+bench
 	$(BIN)/python -m benchmarks.run
@@ -63,7 +63,7 @@ $(LOWEST)/.installed: pyproject.toml .ci/lowest_constraints.py
 
 test-lowest: $(LOWEST)/.installed
 	@echo "lowest versions:" $$(cat $(LOWEST)/constraints.txt)
-	$(LOWEST)/bin/python -m pytest -q -n 2 $(LOWEST_TESTS) -k "$(LOWEST_DESELECT)"
+	$(LOWEST)/bin/python -m pytest -q -n 2 --dist loadgroup $(LOWEST_TESTS) -k "$(LOWEST_DESELECT)"
 
 clean:
 	rm -rf $(VENV) $(LOWEST) runs .pytest_cache .hypothesis docs/_build

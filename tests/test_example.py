@@ -29,6 +29,10 @@ from examples.audio_upsampling.train import (
     train,
 )
 
+# One worker runs this file (make test uses pytest-xdist's --dist loadgroup): its module-scoped training
+# run is then made once, not once per worker.
+pytestmark = pytest.mark.xdist_group("audio_example_run")
+
 # Two steps: the zero-initialized output layer means the first step updates only it, the second every
 # layer. (Later, Adam's division by the square root of tiny second moments amplifies all-reduce
 # rounding in the sharded run's gradients to differences of ~1e-3: same training, not same bits.)
