@@ -29,8 +29,8 @@ from examples.audio_upsampling.train import (
     train,
 )
 
-# One worker runs this file (make test uses pytest-xdist's --dist loadgroup): its module-scoped training
-# run is then made once, not once per worker.
+# One worker runs this file (make test uses pytest-xdist's --dist loadgroup): its training run
+# (single_device_run) is then made once, not once per worker.
 pytestmark = pytest.mark.xdist_group("audio_example_run")
 
 # Two steps: the zero-initialized output layer means the first step updates only it, the second every
@@ -62,7 +62,9 @@ def _assert_trees_equal(a, b, **tolerance):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-@pytest.fixture(scope="module")
+# Session-scoped: on the one worker that runs this file, pytest would tear a module-scoped run down
+# whenever a test of another module ran in between, and train it again.
+@pytest.fixture(scope="session")
 def single_device_run(tmp_path_factory):
     """Two uninterrupted steps on one device (the reference of the resume and sharding tests)."""
     config = _tiny(tmp_path_factory.mktemp("runs"), "single", devices=1, plots=True)

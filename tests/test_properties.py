@@ -86,7 +86,7 @@ op = jax.jit(ct.conv1d_transpose, static_argnums=2, static_argnames="implementat
 chunked = jax.jit(streaming.chunked_conv1d_transpose, static_argnums=(2, 3), static_argnames="implementation")
 
 
-@settings(max_examples=160, database=None)
+@settings(max_examples=100, database=None)
 @given(case=cases(), seed=st.integers(0, 2**16), implementation=st.sampled_from(sorted(ct.IMPLEMENTATIONS)))
 def test_op_matches_the_numpy_oracle_on_random_configurations(case, seed, implementation):
     config, in_channels, steps = case
@@ -102,7 +102,7 @@ def test_op_matches_the_numpy_oracle_on_random_configurations(case, seed, implem
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4)
 
 
-@settings(max_examples=60, database=None)
+@settings(max_examples=40, database=None)
 @given(
     case=cases(max_steps=12),
     seed=st.integers(0, 2**16),
@@ -116,7 +116,7 @@ def test_streaming_matches_the_numpy_oracle_on_random_configurations(case, seed,
     np.testing.assert_allclose(y, oracle(config, kernel, bias, x), rtol=1e-4, atol=1e-4)
 
 
-@settings(max_examples=20, database=None)
+@settings(max_examples=14, database=None)
 @given(case=cases(max_steps=5), seed=st.integers(0, 2**16), implementation=st.sampled_from(sorted(ct.IMPLEMENTATIONS)))
 def test_gradients_match_finite_differences_on_random_configurations(case, seed, implementation):
     config, in_channels, steps = case

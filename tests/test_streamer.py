@@ -185,7 +185,7 @@ def test_generators_stream_exactly_for_random_chunkings(name):
     model = GENERATORS[name]
     variables = _random_variables(model, mel, seed=1)
     assert_streams_exactly(
-        model, mel, [1] * 3 + [8], more_chunkings=[[8] + [1] * 3, [1, 8, 1, 1]], variables=variables, tolerance=1e-5
+        model, mel, [1] * 3 + [8], more_chunkings=[[1, 8, 1, 1]], variables=variables, tolerance=1e-5
     )
 
 
@@ -249,7 +249,7 @@ def _any_part(draw):
     )
 
 
-@settings(max_examples=20, database=None)
+@settings(max_examples=10, database=None)
 @given(parts=st.lists(_any_part(), min_size=1, max_size=4), seed=st.integers(0, 2**16))
 def test_random_compositions_stream_exactly(parts, seed):
     model = nn.Sequential(parts)
