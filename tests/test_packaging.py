@@ -17,6 +17,10 @@ import convtrans as ct
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# One worker runs this file (make test uses --dist loadgroup): builds of the wheel and the sdist
+# write into the source tree (egg-info, build/), and two at once on two workers can collide.
+pytestmark = pytest.mark.xdist_group("packaging")
+
 
 def _build(kind: str, out: Path) -> Path:
     code = f"import sys; from setuptools import build_meta; build_meta.build_{kind}(sys.argv[1])"
