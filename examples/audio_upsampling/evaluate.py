@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "scipy resample_poly and linear interpolation: SNR and log-spectral distance per file and on average.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--checkpoint", required=True, help="a training run folder (its --out), e.g. runs/demo")
+    infer.add_run_flags(parser)
     parser.add_argument(
         "--data",
         required=True,
@@ -204,14 +204,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", help="also write every number here (outside the run folder)")
     parser.add_argument("--per-file", action="store_true", help="print a row per file too")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
-    parser.add_argument("--chunk", type=int, default=16384, help="input samples kept per chunk (memory vs. speed)")
-    parser.add_argument("--batch-size", type=int, default=8, help="chunks processed per compiled call")
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="a progress bar over the files on stderr (--no-progress: a line per file, for logs)",
-    )
     args = parser.parse_args(argv)
 
     # Every check before the model is loaded.

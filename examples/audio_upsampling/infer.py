@@ -408,13 +408,26 @@ def upsample_file(
     return int(check_run(run_dir)["rate"])
 
 
+def add_run_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every tool that runs a trained model shares: the run, chunking and progress."""
+    parser.add_argument("--checkpoint", required=True, help="a training run folder (its --out), e.g. runs/demo")
+    parser.add_argument("--chunk", type=int, default=16384, help="input samples kept per chunk (memory vs. speed)")
+    parser.add_argument("--batch-size", type=int, default=8, help="chunks processed per compiled call")
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="a progress bar over the files on stderr (--no-progress: a line per file, for logs)",
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python examples/audio_upsampling/infer.py",
         description="Upsample audio files with a trained audio upsampler (exact chunked inference).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--checkpoint", required=True, help="a training run folder (its --out), e.g. runs/demo")
+    add_run_flags(parser)
     parser.add_argument(
         "--input",
         required=True,
@@ -429,8 +442,6 @@ def main(argv: list[str] | None = None) -> None:
         "them into (made if missing), under their paths relative to their input folder. Outside the run "
         "folder and the input folders; a file that exists is replaced only with --overwrite",
     )
-    parser.add_argument("--chunk", type=int, default=16384, help="input samples kept per chunk (memory vs. speed)")
-    parser.add_argument("--batch-size", type=int, default=8, help="chunks processed per compiled call")
     parser.add_argument(
         "--overwrite",
         action="store_true",
@@ -441,12 +452,6 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also process files above the model's input rate (decimated to it first, losing their top "
         "band: the output is a degraded copy); a warning per file",
-    )
-    parser.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="a progress bar over the files on stderr (--no-progress: a line per file, for logs)",
     )
     args = parser.parse_args(argv)
     targets = upsample_files(
