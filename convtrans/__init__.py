@@ -21,10 +21,10 @@ from convtrans._src.api import (
     plan,
     transpose_pads,
 )
+from convtrans._src.autotune import autotune, autotune_enabled
 from convtrans._src.config import Conv1DConfig, Conv1DTransposeConfig
 from convtrans._src.plan import Plan
-
-__version__ = "0.1.0"
+from convtrans._src.version import __version__ as __version__
 
 # name -> module that defines it, imported when the name is first used (PEP 562).
 _LAZY_ATTRIBUTES = {
@@ -38,10 +38,10 @@ _LAZY_ATTRIBUTES = {
     "keras_constraints": "convtrans.optim",
     "with_constraint": "convtrans.optim",
 }
-_LAZY_MODULES = ("interop", "linen", "nnx", "optim", "streaming")
+_LAZY_MODULES = ("interop", "linen", "nnx", "optim", "streaming", "tune")
 
 if TYPE_CHECKING:  # pragma: no cover
-    from convtrans import interop, linen, nnx, optim, streaming
+    from convtrans import interop, linen, nnx, optim, streaming, tune
     from convtrans.linen import Conv1D, Conv1DTranspose, Pad1D, Parallel, Residual
     from convtrans.optim import Constrained, apply_constraints, keras_constraints, with_constraint
 
@@ -74,6 +74,8 @@ __all__ = [
     "Residual",
     "activations",
     "apply_constraints",
+    "autotune",
+    "autotune_enabled",
     "constraints",
     "conv1d",
     "conv1d_transpose",
@@ -90,5 +92,6 @@ __all__ = [
     "regularizers",
     "streaming",
     "transpose_pads",
+    "tune",
     "with_constraint",
 ]

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.typing import DTypeLike
 
-from convtrans._src import dispatch, geometry
+from convtrans._src import autotune, dispatch, geometry
 from convtrans._src.checks import (
     check_allocation,
     check_array,
@@ -62,7 +62,8 @@ def transposed_convolution(
 
     ``implementation`` None (or ``"polyphase"``) lets :func:`convtrans._src.dispatch.select_plan`
     choose per platform, and when the CPU plan differs from the other platforms' the program holds
-    both, selected by ``jax.lax.platform_dependent`` when it is lowered. A name or a
+    both, selected by ``jax.lax.platform_dependent`` when it is lowered; with autotuning on
+    (:func:`convtrans.autotune`), the default backend's plan is the tuned one. A name or a
     :class:`Plan` forces that plan everywhere.
     """
     in_channels = x.shape[config.channel_axis]
@@ -71,6 +72,11 @@ def transposed_convolution(
         dispatch.resolve(implementation, config, in_channels, length, x.dtype, platform)
         for platform in ("cpu", "default")
     )
+    if implementation is None or implementation == "polyphase":
+        default_cpu = jax.default_backend() == "cpu"
+        tuned = autotune.tuned_plan(config, x.shape, x.dtype, precision, on_cpu if default_cpu else elsewhere)
+        if tuned is not None:
+            on_cpu, elsewhere = (tuned, elsewhere) if default_cpu else (on_cpu, tuned)
     if on_cpu == elsewhere:
         return convolve(x, kernel, config, precision, on_cpu)
     return lax.platform_dependent(
@@ -297,7 +303,8 @@ def conv1d_transpose(
       config: the layer's configuration (hashable: pass it as a static argument under jit).
       precision: ``lax.Precision`` for the convolution.
       implementation: None (or ``"polyphase"``) runs the plan :func:`convtrans.plan` gives for the
-        platform the program is lowered for; ``"lhs_dilation"`` (the reference, bit for bit
+        platform the program is lowered for (with :func:`convtrans.autotune` on, the plan timed
+        fastest on the default backend); ``"lhs_dilation"`` (the reference, bit for bit
         Keras), ``"gemm"`` or a :class:`convtrans.Plan` forces that computation.
 
     Returns:

@@ -329,6 +329,26 @@ def select_plan(config: Any, in_channels: int, length: Size, dtype: Any, platfor
     return _decide(config, in_channels, length, dtype, platform)[0]
 
 
+def computable_forms(config: Any, in_channels: int, length: int, dtype: Any) -> tuple[str, ...]:
+    """The forms that can compute ``config``'s layer for inputs of ``in_channels`` x ``length``
+    steps within the memory budgets, whatever their speed: the candidates an autotuner times.
+
+    ``lhs_dilation`` and ``polyphase`` always; ``winograd`` for groups = 1 layers with a phase of
+    2 or 3 taps whose temporaries fit :data:`WINOGRAD_MAX_BYTES`; ``gemm`` when the tap products
+    fit :data:`GEMM_MAX_BYTES`; ``zero_padded`` (a kernel tangent only) for strided, undilated
+    layers.
+    """
+    forms = ["lhs_dilation", "polyphase"]
+    taps = _winograd_taps(config, config.groups)
+    if taps and _winograd_bytes(config, config.filters, in_channels, length, max(taps), dtype) <= WINOGRAD_MAX_BYTES:
+        forms.append("winograd")
+    if _tap_products_bytes(config, config.filters, length, dtype) <= GEMM_MAX_BYTES:
+        forms.append("gemm")
+    if config.dilation_rate == 1 and 1 < config.strides <= PHASE_LOOP_MAX_STRIDES:
+        forms.append("zero_padded")
+    return tuple(forms)
+
+
 def check_plan(plan: Plan, config: Any) -> None:
     """ValueError when a forced ``plan`` names a form that cannot compute ``config``'s layer."""
     forms = {plan.forward, plan.input_gradient, plan.kernel_gradient}
