@@ -38,7 +38,7 @@ from convtrans._src.autotune import TuningRecord
 from convtrans._src.config import Conv1DTransposeConfig
 from convtrans._src.plan_cache import TunedPlan
 
-__all__ = ["TunedPlan", "TuningRecord", "clear_cache", "lookup", "main", "tune", "tune_layer"]
+__all__ = ["TunedPlan", "TuningRecord", "clear_cache", "format_records", "lookup", "main", "tune", "tune_layer"]
 
 
 def tune(fn: Callable[..., Any], *args: Any, retune: bool = False, **kwargs: Any) -> list[TuningRecord]:
@@ -48,7 +48,8 @@ def tune(fn: Callable[..., Any], *args: Any, retune: bool = False, **kwargs: Any
       fn: any function of arrays that calls convtrans's transposed convolutions (a model's apply,
         a training step); it is traced with :func:`jax.eval_shape`, so nothing of it runs except
         the timing of its layers.
-      *args, **kwargs: its arguments, arrays or :class:`jax.ShapeDtypeStruct`.
+      *args: its positional arguments, arrays or :class:`jax.ShapeDtypeStruct`.
+      **kwargs: its keyword arguments, likewise.
       retune: time the layers again even when the cache has them (and store the new choice).
 
     Returns:

@@ -93,7 +93,7 @@ def _set(enabled: bool | None) -> None:
 
 
 class Autotuning:
-    """The autotuning setting :func:`autotune` applied; as a context manager, it restores the
+    """The autotuning setting :func:`convtrans.autotune` applied; as a context manager, it restores the
     previous setting on exit."""
 
     def __init__(self, enabled: bool):

@@ -109,9 +109,9 @@ class TunedPlan(NamedTuple):
     """A plan chosen by timing, with the timings behind the choice.
 
     Attributes:
-      plan: the plan that runs.
-      static_plan: the plan :func:`convtrans.plan` gives without tuning.
-      forward_ms: median milliseconds of the forward pass per candidate (a :class:`Plan`'s
+      plan (convtrans.Plan): the plan that runs.
+      static_plan (convtrans.Plan): the plan :func:`convtrans.plan` gives without tuning.
+      forward_ms: median milliseconds of the forward pass per candidate (a plan's
         ``forward`` and ``correlation``, as ``"forward/correlation"``).
       forward_backward_ms: median milliseconds of the forward and backward passes per candidate
         gradient pair (``"input_gradient/kernel_gradient"``), with the chosen forward.
