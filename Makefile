@@ -2,6 +2,7 @@
 #   make demo   -- create .venv, install, run the demo
 #   make test   -- create .venv, install, run the test suite
 # and, for developers and CI:
+#   make crossover    -- re-derive the plan's thresholds on this machine (benchmarks/crossover.py)
 #   make lint         -- ruff (lint and format), pyright, mypy on a user script, pyright --verifytypes
 #   make docs         -- the API reference and guide, built in strict mode
 #   make test-lowest  -- the lowest versions pyproject.toml allows, on a representative part of the suite
@@ -10,7 +11,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export KERAS_BACKEND := jax
 
-.PHONY: demo test bench lint docs test-lowest clean
+.PHONY: demo test bench crossover lint docs test-lowest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +34,11 @@ test: $(VENV)/.installed-test+example+bench
 
 bench: $(VENV)/.installed-test+example+bench
 	$(BIN)/python -m benchmarks.run
+
+# Prints each threshold's proposed value beside the current one; add --write to record the sweep
+# in docs/performance.md, --only NAME to sweep one threshold.
+crossover: $(VENV)/.installed-test+example+bench
+	$(BIN)/python -m benchmarks.crossover
 
 # pyright finds the venv's packages through the python first on PATH; the user script imports torch.
 lint: $(VENV)/.installed-test+lint

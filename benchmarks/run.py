@@ -3,7 +3,8 @@
 Usage: ``python -m benchmarks.run [--quick] [--out docs/performance.md] [--machine TEXT]``
 (``make bench``). Writes docs/performance.md, the whole of it: the method (:data:`METHOD`), the
 run's header, the plan of every benchmark shape, the thresholds of
-``convtrans._src.dispatch.THRESHOLDS`` with their provenance, and the timing tables.
+``convtrans._src.dispatch.THRESHOLDS`` with their provenance, and the timing tables; the section
+that benchmarks/crossover.py writes is carried over from the existing document.
 :func:`measure` does all the timing; :func:`render` writes the document from its numbers alone.
 """
 
@@ -31,6 +32,13 @@ from convtrans._src.dispatch import THRESHOLDS
 from convtrans._src.geometry import full_result_offset, output_length, transpose_pads
 
 STREAMING_HEADING = "## Streaming a whole vocoder"
+# Written by benchmarks/crossover.py (--write); a run of this module carries it over unchanged.
+CROSSOVER_HEADING = "## The sweep behind the thresholds"
+CROSSOVER_PLACEHOLDER = (
+    "No sweep recorded yet: `make crossover` re-derives every threshold on this machine and prints "
+    "the proposals beside the current values; `python -m benchmarks.crossover --write` also "
+    "writes them here."
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -424,6 +432,7 @@ SECTIONS = (
     "The run",
     "What runs for each benchmark shape",
     "Thresholds and their provenance",
+    CROSSOVER_HEADING[3:],
     "Changes to the plan",
     "Results",
     STREAMING_HEADING[3:],
@@ -608,11 +617,12 @@ def render(m: Measurements) -> str:
         "## Thresholds and their provenance",
         "",
         f"Every constant of the plan's policy, from `convtrans._src.dispatch.THRESHOLDS` "
-        f"({len(THRESHOLDS)} entries); a machine and command of `-` mark a bound set by "
-        "reasoning rather than measured.",
+        f"({len(THRESHOLDS)} entries); a machine of `-` marks a bound set by reasoning rather "
+        "than measured. The command re-derives the value (or checks the bound) on the machine at hand.",
         "",
     ]
     lines += _md_table(list(THRESHOLDS[0]._fields), threshold_rows())
+    lines += ["", CROSSOVER_HEADING, "", CROSSOVER_PLACEHOLDER]
     lines += ["", "## Changes to the plan", "", PLAN_CHANGES, "", "## Results", ""]
     for dtype, _, dtype_peers in TABLES:
         dname = jnp.dtype(dtype).name
@@ -644,6 +654,22 @@ def replace_section(document: str, heading: str, body: list[str]) -> str:
     return "\n".join(lines[:start] + [""] + body + [""] + lines[end:])
 
 
+def section_body(path: str, heading: str) -> list[str] | None:
+    """The body of the section under ``heading`` of the document at ``path``, blank lines around
+    it dropped; None when there is no such document or section."""
+    try:
+        with open(path) as f:
+            lines = f.read().split("\n")
+    except FileNotFoundError:
+        return None
+    if heading not in lines:
+        return None
+    start = lines.index(heading) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
+    body = "\n".join(lines[start:end]).strip("\n")
+    return body.split("\n") if body else None
+
+
 DEFAULT_OUT = os.path.normpath(
     os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "docs", "performance.md")
 )
@@ -667,6 +693,9 @@ def main(argv: list[str] | None = None) -> None:
             document = replace_section(f.read(), STREAMING_HEADING, render_streaming(*streaming))
     else:
         document = render(measure(args.quick, args.machine))
+        carried = section_body(args.out, CROSSOVER_HEADING)  # benchmarks/crossover.py's record
+        if carried is not None:
+            document = replace_section(document, CROSSOVER_HEADING, carried)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(document)

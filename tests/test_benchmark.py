@@ -122,6 +122,9 @@ def test_the_document_has_every_section_in_order_from_fake_timings():
     assert positions == sorted(positions)
     assert document.count("\n## ") == len(run.SECTIONS)
     assert run.PLAN_CHANGES in _section(document, "Changes to the plan")
+    # A new document holds the placeholder; benchmarks/crossover.py --write fills the section.
+    assert _section(document, run.CROSSOVER_HEADING[3:]).strip() == run.CROSSOVER_PLACEHOLDER
+    assert "make crossover" in run.CROSSOVER_PLACEHOLDER
     assert run.XLA_BOUNDS in _section(document, "Where XLA bounds a target")
     assert "Date: 2000-01-01; machine: fake machine" in _section(document, "The run")
 
@@ -198,3 +201,20 @@ def test_main_writes_the_rendered_document_to_out(tmp_path, monkeypatch):
     run.main(["--quick", "--out", str(out)])
     assert out.read_text() == run.render(measured)
     assert run.DEFAULT_OUT.endswith(os.path.join("docs", "performance.md"))
+
+
+def test_main_carries_the_crossover_sweep_over_from_the_existing_document(tmp_path, monkeypatch):
+    from benchmarks import run
+
+    out = tmp_path / "performance.md"
+    sweep = ["Measured 1999-12-31 on a fake CPU.", "", "### WINOGRAD_MIN_CHANNELS", "", "| series | 64 |"]
+    out.write_text(run.replace_section(run.render(_fake_measurements()), run.CROSSOVER_HEADING, sweep))
+    measured = _fake_measurements()
+    measured.date = "2000-03-04"
+    monkeypatch.setattr(run, "measure", lambda quick, machine: measured)
+    run.main(["--quick", "--out", str(out)])
+    document = out.read_text()
+    assert "Date: 2000-03-04" in _section(document, "The run")
+    assert _section(document, run.CROSSOVER_HEADING[3:]).strip("\n") == "\n".join(sweep)
+    assert run.CROSSOVER_PLACEHOLDER not in document
+    assert document == run.replace_section(run.render(measured), run.CROSSOVER_HEADING, sweep)

@@ -54,8 +54,13 @@ _MIB = 2**20
 _CPU_RUN = "2-core AMD EPYC (AVX-512, AVX-512 BF16), XLA:CPU, jax 0.10.2, 2026-11-24/25"
 
 
+def _crossover(name: str) -> str:
+    return f"make crossover (python -m benchmarks.crossover --only {name})"
+
+
 class Threshold(NamedTuple):
-    """A constant of the policy and where its value comes from."""
+    """A constant of the policy and where its value comes from; ``command`` re-derives the value
+    (for a bound set by reasoning, times both sides of it) on the machine at hand."""
 
     name: str
     value: int
@@ -77,7 +82,7 @@ THRESHOLDS = (
         "gradients 1.1-1.2x faster; at 16 channels 0.5x forward (its extra passes over the data "
         "cost more than the products save)",
         _CPU_RUN,
-        "make bench  (benchmarks/run.py; python -m benchmarks.run --quick for a smoke run)",
+        _crossover("WINOGRAD_MIN_CHANNELS"),
     ),
     Threshold(
         "WINOGRAD_MAX_BYTES",
@@ -87,7 +92,7 @@ THRESHOLDS = (
         "are deemed too large and the convolutions are used",
         "a memory bound set by reasoning, not a speed crossover; every benchmark shape uses under 4 MiB per example",
         "-",
-        "-",
+        _crossover("WINOGRAD_MAX_BYTES"),
     ),
     Threshold(
         "GEMM_MIN_CHANNELS",
@@ -98,7 +103,7 @@ THRESHOLDS = (
         "512, 0.65x at 256 (the GEMM backward copies the tap-product cotangent into the layout the "
         "weight-gradient product wants); measured with the cotangent a runtime argument",
         _CPU_RUN,
-        "make bench",
+        _crossover("GEMM_MIN_CHANNELS"),
     ),
     Threshold(
         "GEMM_MAX_BYTES",
@@ -108,7 +113,7 @@ THRESHOLDS = (
         "outputs) are deemed too large and the convolutions are used",
         "a memory bound set by reasoning, not a speed crossover; every benchmark shape uses under 3 MiB per example",
         "-",
-        "-",
+        _crossover("GEMM_MAX_BYTES"),
     ),
     Threshold(
         "ZERO_PADDED_MAX_CHANNELS",
@@ -118,7 +123,7 @@ THRESHOLDS = (
         "convolution with zero-padded taps (one weight gradient instead of one per group)",
         "forward+backward 1.05-1.5x faster at 16 and 32 channels, 0.9-1.1x at 64-256 channels",
         _CPU_RUN,
-        "make bench",
+        _crossover("ZERO_PADDED_MAX_CHANNELS"),
     ),
     Threshold(
         "STACKED_PRODUCT_MIN_CHANNELS",
@@ -129,7 +134,7 @@ THRESHOLDS = (
         "1.5-1.8x faster than XLA:CPU's bfloat16 convolutions (which run at the float32 rate) from "
         "64 channels, 0.65x at 16; float16 has no such products and was slower",
         _CPU_RUN,
-        "make bench",
+        _crossover("STACKED_PRODUCT_MIN_CHANNELS"),
     ),
 )
 _VALUES = {threshold.name: threshold.value for threshold in THRESHOLDS}
