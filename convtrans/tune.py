@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
-import math
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -65,8 +64,7 @@ def tune(fn: Callable[..., Any], *args: Any, retune: bool = False, **kwargs: Any
 
 def _rank3(config: Conv1DTransposeConfig, x_shape: Sequence[int]) -> tuple[int, int, int]:
     _layer_shape(config, x_shape, "float32")  # checks the shape against the config
-    shape = tuple(int(n) for n in x_shape)
-    return (math.prod(shape[:-2]), shape[-2], shape[-1])
+    return _autotune.rank3_shape(x_shape)
 
 
 def tune_layer(
@@ -90,9 +88,8 @@ def lookup(
     config: Conv1DTransposeConfig, x_shape: Sequence[int], dtype: DTypeLike = "float32", precision: Any = None
 ) -> TunedPlan | None:
     """The stored plan of a layer on the default backend, or None; times nothing."""
-    shape = _rank3(config, x_shape)
-    described = plan_cache.environment(jax.default_backend())
-    return _autotune.CACHE.get(described, plan_cache.layer_signature(config, shape, jnp.dtype(dtype), precision))
+    _rank3(config, x_shape)
+    return _autotune.stored_plan(config, x_shape, dtype, precision)
 
 
 def clear_cache() -> str:

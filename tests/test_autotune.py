@@ -459,3 +459,17 @@ def test_no_warning_is_raised_by_a_plain_tuning(timings):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         tune.tune_layer(CONFIG, SHAPE)
+
+
+def test_explain_says_when_autotuning_replaces_the_static_plan(timings):
+    static = ct.explain(CONFIG, SHAPE)
+    assert "autotuning" not in static
+    with ct.autotune():
+        assert ct.explain(CONFIG, SHAPE).endswith("times its candidates and runs the fastest.")
+        tune.tune_layer(CONFIG, SHAPE)
+        assert ct.explain(CONFIG, SHAPE).endswith(
+            f"autotuning is on: {MARKED} runs, the stored choice for this input shape."
+        )
+        assert (
+            ct.explain(CONFIG, SHAPE, platform="cuda") == ct.explain(CONFIG, SHAPE, platform="cuda").split("\nauto")[0]
+        )

@@ -372,9 +372,18 @@ def explain(
     config: Conv1DTransposeConfig, x_shape: Sequence[int], dtype: DTypeLike = "float32", platform: str | None = None
 ) -> str:
     """:func:`plan`'s choice as text, one line per part of the plan with the reason and the
-    threshold that decided it (arguments as for :func:`plan`)."""
+    threshold that decided it (arguments as for :func:`plan`). With autotuning on
+    (:func:`convtrans.autotune`), a last line says that the default backend runs the tuned plan
+    instead, and which one if it is already stored."""
     in_channels, length = _layer_shape(config, x_shape, dtype)
-    return dispatch.explain_plan(config, in_channels, length, dtype, dispatch.platform_of(platform))
+    platform = dispatch.platform_of(platform)
+    text = dispatch.explain_plan(config, in_channels, length, dtype, platform)
+    if not autotune.autotune_enabled() or platform != jax.default_backend():
+        return text
+    tuned = autotune.stored_plan(config, x_shape, dtype)
+    if tuned is None:
+        return text + "\nautotuning is on: the first trace of this layer times its candidates and runs the fastest."
+    return text + f"\nautotuning is on: {tuned.plan} runs, the stored choice for this input shape."
 
 
 def conv1d(

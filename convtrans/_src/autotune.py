@@ -29,7 +29,7 @@ import math
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -303,6 +303,19 @@ def time_plans(config: Any, shape: tuple[int, int, int], dtype: Any, precision: 
 
 
 # --- the entry point of a trace --------------------------------------------------------------
+
+
+def rank3_shape(x_shape: Sequence[int]) -> tuple[int, int, int]:
+    """An input shape of any rank >= 2 as the kernel sees it: the batch axes multiplied."""
+    shape = tuple(int(n) for n in x_shape)
+    return (math.prod(shape[:-2]), shape[-2], shape[-1])
+
+
+def stored_plan(config: Any, x_shape: Sequence[int], dtype: Any, precision: Any = None) -> TunedPlan | None:
+    """The stored tuned plan of a layer on the default backend for inputs of ``x_shape`` (any
+    rank >= 2), or None; times nothing."""
+    described = environment(jax.default_backend())
+    return CACHE.get(described, layer_signature(config, rank3_shape(x_shape), jnp.dtype(dtype), precision))
 
 
 def _concrete_shape(shape: tuple[Any, ...]) -> tuple[int, int, int] | None:
