@@ -470,6 +470,4 @@ def test_explain_says_when_autotuning_replaces_the_static_plan(timings):
         assert ct.explain(CONFIG, SHAPE).endswith(
             f"autotuning is on: {MARKED} runs, the stored choice for this input shape."
         )
-        assert (
-            ct.explain(CONFIG, SHAPE, platform="cuda") == ct.explain(CONFIG, SHAPE, platform="cuda").split("\nauto")[0]
-        )
+        assert "autotuning" not in ct.explain(CONFIG, SHAPE, platform="cuda")  # tuned on the default backend only
