@@ -3,9 +3,14 @@
 Usage: ``python -m benchmarks.run [--quick] [--out docs/performance.md] [--machine TEXT]``
 (``make bench``). Writes docs/performance.md, the whole of it: the method (:data:`METHOD`), the
 run's header, the plan of every benchmark shape, the thresholds of
-``convtrans._src.dispatch.THRESHOLDS`` with their provenance, and the timing tables; the section
-that benchmarks/crossover.py writes is carried over from the existing document.
+``convtrans._src.dispatch.THRESHOLDS`` with their provenance, the layer timing tables, the
+streaming benchmark (benchmarks/streaming.py) and the whole-model tables (benchmarks/models.py);
+the section that benchmarks/crossover.py writes is carried over from the existing document.
 :func:`measure` does all the timing; :func:`render` writes the document from its numbers alone.
+``--streaming-only`` and ``--models-only`` measure one of those two and rewrite its section alone.
+
+Runs on a CUDA GPU too (``benchmarks/gpu.sh``): torch then runs on the GPU as well, and is timed
+with ``torch.cuda.synchronize``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import convtrans as ct
+from benchmarks.models import MODELS_HEADING, ModelsRun, measure_models, render_models
 from benchmarks.streaming import StreamRow, measure_streaming, render_streaming
 from convtrans._src.dispatch import THRESHOLDS
 from convtrans._src.geometry import full_result_offset, output_length, transpose_pads
@@ -69,6 +75,8 @@ SHAPES = [
     Shape("small channels", 16, 4096, 16, 16, 9, 2),
     Shape("stride 1, dilation 2", 8, 1024, 64, 64, 3, 1, 2),
     Shape("batch-1 inference", 1, 256, 512, 256, 16, 8),
+    Shape("short wide input", 1, 50, 512, 256, 16, 8),
+    Shape("one-channel input layer", 2, 4000, 1, 16, 25, 4),
 ]
 SWEEP = [Shape(f"L=2^{p}", 1, 2**p, 16, 16, 16, 8) for p in range(10, 19, 2)]
 BF16_SHAPES = [SHAPES[1], SHAPES[2]]
@@ -173,10 +181,16 @@ def equinox_peer(shape, kernel, bias, x, dtype):
     return _jax_pair(apply, layer, jnp.asarray(x, dtype))
 
 
+def torch_device() -> str:
+    """Where torch runs: on the GPU when jax's default backend is one, else on the CPU."""
+    return "cuda" if jax.default_backend() == "gpu" else "cpu"
+
+
 def torch_peer(shape, kernel, bias, x, dtype):
     import torch
 
     torch.set_num_threads(2)
+    device = torch_device()
     tdtype = {jnp.float32: torch.float32, jnp.bfloat16: torch.bfloat16}[dtype]
     left, right = _crops(shape)
     module = torch.nn.ConvTranspose1d(
@@ -188,16 +202,16 @@ def torch_peer(shape, kernel, bias, x, dtype):
         output_padding=max(left - right, 0),
         dilation=shape.d,
     )
-    module = module.to(tdtype)
+    module = module.to(device=device, dtype=tdtype)
     with torch.no_grad():
         module.weight.copy_(torch.from_numpy(np.ascontiguousarray(np.transpose(kernel, (2, 1, 0)))))
         module.bias.copy_(torch.from_numpy(np.asarray(bias)))
-    xt = torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 2, 1)))).to(tdtype)
+    xt = torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 2, 1)))).to(device=device, dtype=tdtype)
     xt.requires_grad_(True)
     steps = output_length(shape.config(), shape.steps)
     with torch.no_grad():
         y = module(xt)
-    cotangent = torch.cos(torch.arange(y.numel(), dtype=torch.float64)).reshape(y.shape).to(tdtype)
+    cotangent = torch.cos(torch.arange(y.numel(), dtype=torch.float64)).reshape(y.shape).to(device=device, dtype=tdtype)
 
     def forward():
         with torch.no_grad():
@@ -206,7 +220,7 @@ def torch_peer(shape, kernel, bias, x, dtype):
     def forward_backward():
         return torch.autograd.grad(module(xt), (module.weight, module.bias, xt), cotangent)
 
-    y = jnp.asarray(y[:, :, :steps].float().numpy().transpose(0, 2, 1), dtype)
+    y = jnp.asarray(y[:, :, :steps].float().cpu().numpy().transpose(0, 2, 1), dtype)
     return forward, forward_backward, y
 
 
@@ -226,12 +240,16 @@ BF16_PEERS = ["flax", "torch", "reference", "convtrans"]
 
 
 def _block(result):
-    return (
-        jax.block_until_ready(result)
-        if not hasattr(result, "__torch_function__")
-        and not (isinstance(result, tuple) and result and hasattr(result[0], "__torch_function__"))
-        else result
-    )
+    """``result`` once computed: jax arrays are waited for; torch tensors on the CPU are ready when
+    returned, and on a GPU the device is synchronized."""
+    first = result[0] if isinstance(result, tuple) and result else result
+    if not hasattr(first, "__torch_function__"):
+        return jax.block_until_ready(result)
+    if first.device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    return result
 
 
 def _calibrate(fn, target_s):
@@ -304,11 +322,11 @@ def gemm_peak_gflops(repeats: int, dtype=jnp.float32) -> float:
 
 
 def torch_gemm_peak_gflops(repeats: int) -> float:
-    """GFLOP/s of a float32 2048^3 ``torch.matmul`` (2 threads): torch's own ceiling."""
+    """GFLOP/s of a float32 2048^3 ``torch.matmul`` (2 threads, or on the GPU): torch's own ceiling."""
     import torch
 
     torch.set_num_threads(2)
-    return _square_gemm_gflops(torch.matmul, torch.from_numpy(_square_matrix()), repeats)
+    return _square_gemm_gflops(torch.matmul, torch.from_numpy(_square_matrix()).to(torch_device()), repeats)
 
 
 # --- one shape -----------------------------------------------------------------------------------
@@ -358,7 +376,9 @@ INTRO = (
     "This file is the record of one benchmark run of convtrans against its peers (flax, Keras on "
     "JAX, equinox, torch and convtrans's own reference): how it measures, what ran, the plan "
     "convtrans chose for every benchmark shape, every threshold of that choice with the "
-    "measurement behind it, and the timings. It is written, all of it, by `make bench` "
+    "measurement behind it, and the timings, of single layers and of whole vocoder generators "
+    "(HiFi-GAN V1 and MelGAN against the same models on flax's ConvTranspose and in torch, under "
+    "several thread settings, with compile times). It is written, all of it, by `make bench` "
     "(`python -m benchmarks.run`, benchmarks/run.py), which regenerates it from a fresh run; do "
     "not edit it by hand: change the text in benchmarks/run.py or the thresholds in "
     "convtrans/_src/dispatch.py, and rerun."
@@ -436,6 +456,7 @@ SECTIONS = (
     "Changes to the plan",
     "Results",
     STREAMING_HEADING[3:],
+    MODELS_HEADING[3:],
     "Where XLA bounds a target",
 )
 
@@ -457,6 +478,7 @@ class Measurements:
     processor: str
     jax_version: str
     backend: str
+    device: str  # jax's first device's kind
     default_implementation: str
     quick: bool
     repeats: int
@@ -465,6 +487,7 @@ class Measurements:
     tables: dict[tuple[str, str], list[tuple[Shape, dict[str, list[float]]]]]
     sweep: list[tuple[Shape, dict[str, float]]]  # forward+backward median ms of torch and convtrans
     streaming: tuple[dict, list[StreamRow]]  # HiFi-GAN V1 real-time factors (benchmarks/streaming.py)
+    models: ModelsRun  # whole generators under each thread setting (benchmarks/models.py)
 
 
 def _table_header(mode: str, dname: str, peers: list[str]) -> list[str]:
@@ -530,6 +553,7 @@ def measure(quick: bool, machine: str) -> Measurements:
         print("sweep: " + _sweep_row(shape, ms), flush=True)
     streaming = measure_streaming(seconds=1.0 if quick else 4.0, rounds=3 if quick else 5)
     print("\n".join(render_streaming(*streaming)), flush=True)
+    models = measure_models(quick)
     return Measurements(
         date=datetime.date.today().isoformat(),
         machine=machine,
@@ -537,6 +561,7 @@ def measure(quick: bool, machine: str) -> Measurements:
         processor=platform.processor() or platform.machine(),
         jax_version=jax.__version__,
         backend=jax.default_backend(),
+        device=jax.devices()[0].device_kind,
         default_implementation=ct.default_implementation(),
         quick=quick,
         repeats=repeats,
@@ -544,6 +569,7 @@ def measure(quick: bool, machine: str) -> Measurements:
         tables=tables,
         sweep=sweep,
         streaming=streaming,
+        models=models,
     )
 
 
@@ -596,7 +622,8 @@ def render(m: Measurements) -> str:
         "## The run",
         "",
         f"Date: {m.date}; machine: {m.machine}; {m.cpus} CPUs ({m.processor}); jax {m.jax_version}, "
-        f"backend {m.backend}; convtrans default: `{m.default_implementation}`; "
+        f"backend {m.backend}{'' if m.backend == 'cpu' else f' ({m.device})'}; "
+        f"convtrans default: `{m.default_implementation}`; "
         f"{'quick' if m.quick else 'full'} run, median of {m.repeats} interleaved samples.",
         "",
         f"GEMM peaks (jnp.dot 2048^3) measured in this run: float32 **{m.gemm_gflops['float32']:.0f} GFLOP/s**, "
@@ -640,15 +667,23 @@ def render(m: Measurements) -> str:
     ]
     lines += [_sweep_row(shape, ms) for shape, ms in m.sweep]
     lines += ["", STREAMING_HEADING, ""] + render_streaming(*m.streaming)
+    lines += ["", MODELS_HEADING, ""] + render_models(m.models)
     lines += ["", "## Where XLA bounds a target", "", XLA_BOUNDS]
     return "\n".join(lines) + "\n"
 
 
 def replace_section(document: str, heading: str, body: list[str]) -> str:
-    """``document`` with the body of the section under ``heading`` (up to the next ``## ``) replaced."""
+    """``document`` with the body of the section under ``heading`` (up to the next ``## ``)
+    replaced; a section of :data:`SECTIONS` that the document lacks is inserted where it belongs,
+    before the first later section the document has."""
     lines = document.split("\n")
     if heading not in lines:
-        raise ValueError(f"the document has no section {heading!r}; run the whole benchmark once.")
+        title = heading[3:]
+        later = [f"## {t}" for t in SECTIONS[SECTIONS.index(title) + 1 :]] if title in SECTIONS else []
+        at = next((lines.index(h) for h in later if h in lines), None)
+        if at is None:
+            raise ValueError(f"the document has no section {heading!r}; run the whole benchmark once.")
+        lines[at:at] = [heading, ""]
     start = lines.index(heading) + 1
     end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")), len(lines))
     return "\n".join(lines[:start] + [""] + body + [""] + lines[end:])
@@ -686,11 +721,21 @@ def main(argv: list[str] | None = None) -> None:
         help=f"measure the streaming benchmark alone and rewrite its section ({STREAMING_HEADING!r}) "
         "of the existing document",
     )
+    parser.add_argument(
+        "--models-only",
+        action="store_true",
+        help=f"measure the whole-model benchmark alone (benchmarks/models.py) and rewrite its section "
+        f"({MODELS_HEADING!r}) of the existing document",
+    )
     args = parser.parse_args(argv)
     if args.streaming_only:
         streaming = measure_streaming(seconds=1.0 if args.quick else 4.0, rounds=3 if args.quick else 5)
         with open(args.out) as f:
             document = replace_section(f.read(), STREAMING_HEADING, render_streaming(*streaming))
+    elif args.models_only:
+        models = measure_models(args.quick)
+        with open(args.out) as f:
+            document = replace_section(f.read(), MODELS_HEADING, render_models(models))
     else:
         document = render(measure(args.quick, args.machine))
         carried = section_body(args.out, CROSSOVER_HEADING)  # benchmarks/crossover.py's record

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from benchmarks.run import BF16_PEERS, PEERS, Shape, build, round_ratios, time_interleaved
+from tests.test_models_benchmark import fake_models_run
 
 TINY = Shape("tiny", batch=2, steps=8, cin=4, cout=3, k=4, s=2)
 
@@ -65,6 +66,7 @@ def _fake_measurements():
         processor="x86_64",
         jax_version="0.0",
         backend="cpu",
+        device="cpu",
         default_implementation="polyphase",
         quick=True,
         repeats=3,
@@ -72,6 +74,7 @@ def _fake_measurements():
         tables=tables,
         sweep=[(s, {"torch": 2.0, "convtrans": 1.0}) for s in run.SWEEP],
         streaming=_fake_streaming(),
+        models=fake_models_run(),
     )
 
 
@@ -166,6 +169,27 @@ def test_streaming_only_rewrites_its_own_section(tmp_path, monkeypatch):
     assert "1-frame chunks" not in document
     assert "Date: 2000-01-01; machine: fake machine" in _section(document, "The run")
     assert run.XLA_BOUNDS in _section(document, "Where XLA bounds a target")
+
+
+def test_models_only_rewrites_its_own_section_or_adds_it_where_it_belongs(tmp_path, monkeypatch):
+    from benchmarks import run
+    from benchmarks.models import MODELS_HEADING
+
+    out = tmp_path / "performance.md"
+    whole = run.render(_fake_measurements())
+    assert "Measured 2000-01-03" in _section(whole, "Whole models")
+    monkeypatch.setattr(run, "measure_models", lambda quick: fake_models_run(date="2000-02-04"))
+    start, end = whole.index(f"\n{MODELS_HEADING}\n"), whole.index("\n## Where XLA bounds a target\n")
+    without = whole[:start] + whole[end:]  # a document from before the section
+    for document in (whole, without):
+        out.write_text(document)
+        run.main(["--quick", "--models-only", "--out", str(out)])
+        rewritten = out.read_text()
+        assert "Measured 2000-02-04" in _section(rewritten, "Whole models")
+        assert "Measured 2000-01-03" not in rewritten
+        positions = [rewritten.index(f"\n## {title}\n") for title in run.SECTIONS]
+        assert positions == sorted(positions)
+        assert rewritten.replace("2000-02-04", "2000-01-03") == whole
 
 
 def test_the_streaming_benchmark_checks_torch_and_the_streams_against_the_whole_signal():

@@ -12,6 +12,7 @@ import torch
 
 import convtrans as ct
 from benchmarks.torch_hifigan import Generator as TorchHiFiGAN
+from benchmarks.torch_melgan import Generator as TorchMelGAN
 from convtrans import interop
 from examples.vocoder.models import HiFiGAN, MelGAN
 
@@ -47,41 +48,6 @@ def _relative_error(got, want):
     return float(np.abs(np.asarray(got) - want).max() / np.abs(want).max())
 
 
-class _TorchResnetBlock(torch.nn.Module):  # descriptinc/melgan-neurips, modules.py
-    def __init__(self, dim, dilation):
-        super().__init__()
-        self.block = torch.nn.Sequential(
-            torch.nn.LeakyReLU(0.2),
-            torch.nn.ReflectionPad1d(dilation),
-            torch.nn.Conv1d(dim, dim, 3, dilation=dilation),
-            torch.nn.LeakyReLU(0.2),
-            torch.nn.Conv1d(dim, dim, 1),
-        )
-        self.shortcut = torch.nn.Conv1d(dim, dim, 1)
-
-    def forward(self, x):
-        return self.shortcut(x) + self.block(x)
-
-
-class _TorchMelGAN(torch.nn.Module):
-    def __init__(self, ngf, ratios=(8, 8, 2, 2), n_residual_layers=3):
-        super().__init__()
-        mult = 2 ** len(ratios)
-        model = [torch.nn.ReflectionPad1d(3), torch.nn.Conv1d(80, mult * ngf, 7)]
-        for r in ratios:
-            model += [
-                torch.nn.LeakyReLU(0.2),
-                torch.nn.ConvTranspose1d(mult * ngf, mult * ngf // 2, r * 2, r, r // 2 + r % 2, r % 2),
-            ]
-            model += [_TorchResnetBlock(mult * ngf // 2, 3**j) for j in range(n_residual_layers)]
-            mult //= 2
-        model += [torch.nn.LeakyReLU(0.2), torch.nn.ReflectionPad1d(3), torch.nn.Conv1d(ngf, 1, 7), torch.nn.Tanh()]
-        self.model = torch.nn.Sequential(*model)
-
-    def forward(self, x):
-        return self.model(x)
-
-
 @pytest.mark.parametrize("new_style", [False, True], ids=["weight_norm", "parametrizations"])
 def test_a_weight_normed_hifigan_checkpoint_loads_with_one_call(new_style):
     torch_model = _weight_norm_everything(TorchHiFiGAN(SMALL_HIFIGAN), new_style, seed=0)
@@ -94,8 +60,8 @@ def test_a_weight_normed_hifigan_checkpoint_loads_with_one_call(new_style):
 
 
 def test_a_weight_normed_melgan_checkpoint_loads_with_one_call():
-    torch_model = _weight_norm_everything(_TorchMelGAN(ngf=4, ratios=(4, 2)), new_style=True, seed=1)
     model = MelGAN(ngf=4, ratios=(4, 2))
+    torch_model = _weight_norm_everything(TorchMelGAN(model), new_style=True, seed=1)
     mel = torch.randn(1, 80, 7)
     variables = interop.load_torch_state_dict(_zeros_like_init(model, jnp.zeros((1, 7, 80))), torch_model.state_dict())
     y = model.apply(variables, jnp.asarray(mel.numpy().transpose(0, 2, 1)))

@@ -13,6 +13,11 @@ convtrans :class:`~convtrans.Conv1D`, :class:`~convtrans.Conv1DTranspose` or
   (ngf 32, ratios 8, 8, 2, 2, three residual stacks per scale with dilations 1, 3, 9 and
   reflection padding).
 
+Both take the constructor of their upsampling layers as ``upsample_layer`` (default
+:class:`convtrans.Conv1DTranspose`; it is called with that class's arguments), so that the
+benchmarks can build the same generators, with the same parameters, on another transposed
+convolution.
+
 PyTorch's integer paddings carry over as they are (``padding=p`` pads a convolution by ``p`` on
 each side and crops a transposed convolution's output by ``p`` on each side), and the parameters
 are named after the original modules, flax-style (``resblocks.3.convs1.2`` is
@@ -22,7 +27,7 @@ are named after the original modules, flax-style (``resblocks.3.convs1.2`` is
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -82,13 +87,14 @@ class HiFiGAN(nn.Module):
     resblock_kernel_sizes: Sequence[int] = (3, 7, 11)
     resblock_dilation_sizes: Sequence[Sequence[int]] = ((1, 3, 5), (1, 3, 5), (1, 3, 5))
     kernel_initializer: Any = nn.initializers.normal(0.01)  # jik876's init_weights
+    upsample_layer: Callable[..., nn.Module] = ct.Conv1DTranspose
 
     def setup(self):
         init = dict(kernel_initializer=self.kernel_initializer)
         self.conv_pre = _same_conv(self.upsample_initial_channel, 7, **init)
         channels = [self.upsample_initial_channel // 2 ** (i + 1) for i in range(len(self.upsample_rates))]
         self.ups = [
-            ct.Conv1DTranspose(c, k, strides=u, padding=(k - u) // 2, **init)
+            self.upsample_layer(c, k, strides=u, padding=(k - u) // 2, **init)
             for c, u, k in zip(channels, self.upsample_rates, self.upsample_kernel_sizes)
         ]
         self.resblocks = [
@@ -144,6 +150,7 @@ class MelGAN(nn.Module):
     ngf: int = 32
     ratios: Sequence[int] = (8, 8, 2, 2)
     n_residual_layers: int = 3
+    upsample_layer: Callable[..., nn.Module] = ct.Conv1DTranspose
 
     def setup(self):
         lrelu = _leaky_relu(0.2)
@@ -152,7 +159,7 @@ class MelGAN(nn.Module):
         for rate in self.ratios:
             model += [
                 lrelu,
-                ct.Conv1DTranspose(
+                self.upsample_layer(
                     mult * self.ngf // 2,
                     rate * 2,
                     strides=rate,
