@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -34,8 +35,10 @@ import numpy as np
 import convtrans as ct
 from benchmarks.models import MODELS_HEADING, ModelsRun, measure_models, render_models
 from benchmarks.streaming import StreamRow, measure_streaming, render_streaming
+from convtrans._src import autotune
 from convtrans._src.dispatch import THRESHOLDS
 from convtrans._src.geometry import full_result_offset, output_length, transpose_pads
+from convtrans._src.plan_cache import PlanCache
 
 STREAMING_HEADING = "## Streaming a whole vocoder"
 # Written by benchmarks/crossover.py (--write); a run of this module carries it over unchanged.
@@ -224,16 +227,31 @@ def torch_peer(shape, kernel, bias, x, dtype):
     return forward, forward_backward, y
 
 
+def autotuned_peer(shape, kernel, bias, x, dtype):
+    """convtrans with the plan autotuning chooses for this shape on this machine (timed now, into
+    the run's own plan cache), forced, so that its programs are the autotuned layer's."""
+    from convtrans import tune
+
+    tuned = tune.tune_layer(shape.config(), (shape.batch, shape.steps, shape.cin), dtype)
+    TUNED_PLANS[label(shape), jnp.dtype(dtype).name] = tuned.plan
+    return convtrans_peer(shape, kernel, bias, x, dtype, implementation=tuned.plan)
+
+
+# The plan autotuning chose for each (shape label, dtype name) in this run.
+TUNED_PLANS: dict[tuple[str, str], ct.Plan] = {}
+TUNED = "autotuned"
+
 PEERS = {
     "flax": flax_peer,
     "keras": keras_peer,
     "equinox": equinox_peer,
     "torch": torch_peer,
     "reference": lambda *a: convtrans_peer(*a, implementation="lhs_dilation"),
+    TUNED: autotuned_peer,
     "convtrans": lambda *a: convtrans_peer(*a, implementation=None),
 }
 # The peers timed in bfloat16 (convtrans last, as in PEERS: the ratio columns are the others).
-BF16_PEERS = ["flax", "torch", "reference", "convtrans"]
+BF16_PEERS = ["flax", "torch", "reference", TUNED, "convtrans"]
 
 
 # --- timing --------------------------------------------------------------------------------------
@@ -488,19 +506,25 @@ class Measurements:
     sweep: list[tuple[Shape, dict[str, float]]]  # forward+backward median ms of torch and convtrans
     streaming: tuple[dict, list[StreamRow]]  # HiFi-GAN V1 real-time factors (benchmarks/streaming.py)
     models: ModelsRun  # whole generators under each thread setting (benchmarks/models.py)
+    tuned_plans: dict[str, ct.Plan] = dataclasses.field(default_factory=dict)  # "label | dtype" -> plan
+
+
+def _ratio_columns(peers: list[str]) -> list[tuple[str, str]]:
+    """``(ours, peer)`` per ratio column: convtrans against every other peer, then the autotuned
+    plan against torch and flax."""
+    columns = [("convtrans", p) for p in peers[:-1] if p != TUNED]
+    if TUNED in peers:
+        columns += [(TUNED, p) for p in ("torch", "flax") if p in peers]
+    return columns
 
 
 def _table_header(mode: str, dname: str, peers: list[str]) -> list[str]:
-    others = peers[:-1]
+    ratios = [f"x {p}" if ours == "convtrans" else f"{ours} x {p}" for ours, p in _ratio_columns(peers)]
     return [
         f"### {mode}, {dname}: median ms (speed-up of convtrans = peer ms / convtrans ms)",
         "",
-        "| shape | "
-        + " | ".join(peers)
-        + " | "
-        + " | ".join(f"x {p}" for p in others)
-        + " | x torch per round | GFLOP/s | % GEMM peak |",
-        "|---" * (1 + len(peers) + len(others) + 3) + "|",
+        "| shape | " + " | ".join(peers + ratios) + " | x torch per round | GFLOP/s | % GEMM peak |",
+        "|---" * (1 + len(peers) + len(ratios) + 3) + "|",
     ]
 
 
@@ -513,7 +537,7 @@ def _table_row(shape: Shape, samples: dict[str, list[float]], factor: int, peak:
         f"| {label(shape)} | "
         + " | ".join(fmt(ms[p]) for p in peers)
         + " | "
-        + " | ".join(f"{ms[p] / ms['convtrans']:.2f}" for p in peers[:-1])
+        + " | ".join(f"{ms[p] / ms[ours]:.2f}" for ours, p in _ratio_columns(peers))
         + f" | {min(per_round):.2f}-{max(per_round):.2f}"
         + f" | {gflops:.0f} | {100 * gflops / peak:.0f}% |"
     )
@@ -536,6 +560,10 @@ def measure(quick: bool, machine: str) -> Measurements:
         "torch float32": torch_gemm_peak_gflops(repeats),
     }
     tables = {}
+    # Autotuning starts from an empty plan cache of this run's own.
+    tune_cache = tempfile.TemporaryDirectory()
+    autotune.CACHE = PlanCache(tune_cache.name)
+    TUNED_PLANS.clear()
     for dtype, shapes, dtype_peers in TABLES:
         dname = jnp.dtype(dtype).name
         for mode, index, factor in MODES:
@@ -545,6 +573,7 @@ def measure(quick: bool, machine: str) -> Measurements:
                 samples = time_interleaved({n: b[index] for n, b in built.items()}, repeats, target)
                 rows.append((shape, samples))
                 print(f"{mode}, {dname}: " + _table_row(shape, samples, factor, peaks[dname]), flush=True)
+    tune_cache.cleanup()
     sweep = []
     for shape in SWEEP:
         built = build(shape, jnp.float32, ["torch", "convtrans"])
@@ -570,6 +599,7 @@ def measure(quick: bool, machine: str) -> Measurements:
         sweep=sweep,
         streaming=streaming,
         models=models,
+        tuned_plans={f"{name} | {dname}": plan for (name, dname), plan in TUNED_PLANS.items()},
     )
 
 
@@ -639,6 +669,22 @@ def render(m: Measurements) -> str:
         "",
     ]
     lines += _md_table(["shape", "dtype"] + [f.name for f in dataclasses.fields(ct.Plan)], plan_rows(m.backend))
+    if m.tuned_plans:
+        lines += [
+            "",
+            f"The plan autotuning chose in this run (the `{TUNED}` columns of the tables: "
+            "`convtrans.tune.tune_layer` on this machine from an empty plan cache, then forced), "
+            "where it differs from the static plan above; the other shapes kept it.",
+            "",
+        ]
+        fields = [f.name for f in dataclasses.fields(ct.Plan)]
+        static = {f"{row[0]} | {row[1]}": row[2:] for row in plan_rows(m.backend)}
+        changed = [
+            key.split(" | ") + [getattr(plan, f) for f in fields]
+            for key, plan in m.tuned_plans.items()
+            if static.get(key) != [getattr(plan, f) for f in fields]
+        ]
+        lines += _md_table(["shape", "dtype"] + fields, changed) if changed else ["(none)"]
     lines += [
         "",
         "## Thresholds and their provenance",

@@ -1,9 +1,12 @@
 """Test-wide set-up: environment that must be fixed before JAX or Keras are imported."""
 
 import os
+import tempfile
 
 # Keras is the semantic oracle and must run on its JAX backend.
 os.environ.setdefault("KERAS_BACKEND", "jax")
+# Autotuned plans go to a folder of this run's, never to the user's cache.
+os.environ["CONVTRANS_CACHE_DIR"] = tempfile.mkdtemp(prefix="convtrans-test-plans-")
 # Eight simulated CPU devices, so sharding tests run on any machine.
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 

@@ -53,7 +53,8 @@ def _fake_measurements():
     from benchmarks import run
 
     def samples(peers, scale):
-        return {p: [scale * (1 + i) * (2.0 if p != "convtrans" else 1.0) for i in range(3)] for p in peers}
+        ours = ("convtrans", run.TUNED)
+        return {p: [scale * (1 + i) * (2.0 if p not in ours else 1.0) for i in range(3)] for p in peers}
 
     tables = {}
     for dtype, shapes, peers in run.TABLES:
@@ -75,6 +76,7 @@ def _fake_measurements():
         sweep=[(s, {"torch": 2.0, "convtrans": 1.0}) for s in run.SWEEP],
         streaming=_fake_streaming(),
         models=fake_models_run(),
+        tuned_plans={f"{run.label(run.SHAPES[0])} | float32": run.ct.Plan.uniform("gemm")},
     )
 
 
@@ -134,6 +136,10 @@ def test_the_document_has_every_section_in_order_from_fake_timings():
     plans = _table_rows(_section(document, "What runs for each benchmark shape"), "| shape | dtype |")
     assert len(plans) == len(run.SHAPES) + len(run.BF16_SHAPES) + len(run.SWEEP)
     assert all(row.count("|") == 7 for row in plans)
+    tuned = _section(document, "What runs for each benchmark shape").split("The plan autotuning chose", 1)[1]
+    assert _table_rows(tuned, "| shape | dtype |") == [
+        f"| {run.label(run.SHAPES[0])} | float32 | gemm | gemm | gemm | convolution |"
+    ]
 
     thresholds = _table_rows(_section(document, "Thresholds and their provenance"), "| name |")
     assert len(thresholds) == len(THRESHOLDS)
@@ -144,7 +150,8 @@ def test_the_document_has_every_section_in_order_from_fake_timings():
     results = _section(document, "Results")
     assert results.count("### ") == 5
     for row in _table_rows(results, "| shape | flax | keras"):
-        assert "| 2.00 | 2.00 | 2.00 | 2.00 | 2.00 | 2.00-2.00 |" in row  # x peers and per-round ratios
+        # convtrans x 5 peers, autotuned x torch and x flax, per-round ratios
+        assert "| 2.00 | 2.00 | 2.00 | 2.00 | 2.00 | 2.00 | 2.00 | 2.00-2.00 |" in row
     assert len(_table_rows(results, "| steps |")) == len(run.SWEEP)
 
     streaming = _section(document, "Streaming a whole vocoder")
