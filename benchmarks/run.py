@@ -33,8 +33,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import convtrans as ct
+from benchmarks import targets
 from benchmarks.models import MODELS_HEADING, ModelsRun, measure_models, render_models
 from benchmarks.streaming import StreamRow, measure_streaming, render_streaming
+from benchmarks.targets import TARGETS_HEADING
 from convtrans._src import autotune
 from convtrans._src.dispatch import THRESHOLDS
 from convtrans._src.geometry import full_result_offset, output_length, transpose_pads
@@ -475,6 +477,7 @@ SECTIONS = (
     "Results",
     STREAMING_HEADING[3:],
     MODELS_HEADING[3:],
+    TARGETS_HEADING[3:],
     "Where XLA bounds a target",
 )
 
@@ -714,6 +717,7 @@ def render(m: Measurements) -> str:
     lines += [_sweep_row(shape, ms) for shape, ms in m.sweep]
     lines += ["", STREAMING_HEADING, ""] + render_streaming(*m.streaming)
     lines += ["", MODELS_HEADING, ""] + render_models(m.models)
+    lines += ["", TARGETS_HEADING, ""] + targets.render(targets.check(m))
     lines += ["", "## Where XLA bounds a target", "", XLA_BOUNDS]
     return "\n".join(lines) + "\n"
 
