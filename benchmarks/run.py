@@ -775,7 +775,7 @@ def main(argv: list[str] | None = None) -> None:
         "--models-only",
         action="store_true",
         help=f"measure the whole-model benchmark alone (benchmarks/models.py) and rewrite its section "
-        f"({MODELS_HEADING!r}) of the existing document",
+        f"({MODELS_HEADING!r}) of the existing document (the targets keep the last full run's verdicts)",
     )
     args = parser.parse_args(argv)
     if args.streaming_only:

@@ -186,7 +186,7 @@ def test_models_only_rewrites_its_own_section_or_adds_it_where_it_belongs(tmp_pa
     whole = run.render(_fake_measurements())
     assert "Measured 2000-01-03" in _section(whole, "Whole models")
     monkeypatch.setattr(run, "measure_models", lambda quick: fake_models_run(date="2000-02-04"))
-    start, end = whole.index(f"\n{MODELS_HEADING}\n"), whole.index("\n## Where XLA bounds a target\n")
+    start, end = whole.index(f"\n{MODELS_HEADING}\n"), whole.index(f"\n{run.TARGETS_HEADING}\n")
     without = whole[:start] + whole[end:]  # a document from before the section
     for document in (whole, without):
         out.write_text(document)
