@@ -89,14 +89,17 @@ class _Layers(tuple):
         return self is other
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _keras_jitted(layers, variables, xs):
-    return [layer.stateless_call(v, [], x)[0] for layer, v, x in zip(layers, variables, xs)]
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _keras_and_ours(layers, configs, subsets, variables, params, xs):
+    """Keras's output of every layer and ours by ``lhs_dilation``, then ours by each other
+    implementation on its subset of the layers (``subsets``: ``(name, indices)`` pairs), all in one
+    program: one compile per kernel size."""
+    keras_ys = [layer.stateless_call(v, [], x)[0] for layer, v, x in zip(layers, variables, xs)]
 
+    def ours(name, indices):
+        return [ct.conv1d_transpose(params[i], xs[i], configs[i], implementation=name)[0] for i in indices]
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _ours_jitted(params, xs, configs, implementation):
-    return [ct.conv1d_transpose(p, x, c, implementation=implementation)[0] for p, x, c in zip(params, xs, configs)]
+    return keras_ys, ours("lhs_dilation", range(len(layers))), {name: ours(name, indices) for name, indices in subsets}
 
 
 @pytest.mark.parametrize("kernel_size", range(1, 10))
@@ -125,21 +128,26 @@ def test_reference_is_bit_exact_with_keras_and_every_implementation_agrees(kerne
             f"k={kernel_size} s={strides} d={dilation} {padding} op={output_padding} {data_format} "
             f"{activation} bias={use_bias}"
         )
-    expected = _keras_jitted(_Layers(layers), [[v.value for v in layer.trainable_variables] for layer in layers], xs)
     configs = tuple(ct.Conv1DTransposeConfig.from_keras(layer.get_config()) for layer in layers)
-    params = [_params(layer) for layer in layers]
-    for y, want, label in zip(_ours_jitted(params, xs, configs, "lhs_dilation"), expected, labels):
-        assert y.shape == want.shape, label
-        np.testing.assert_array_equal(np.asarray(y), np.asarray(want), err_msg=label)
     # The other implementations: a quarter of the cases per kernel size, in consecutive pairs (so
     # both data formats) rotating with it, so every geometry meets two or three kernel sizes (the
     # implementations are compared with the reference over wider grids in test_polyphase.py).
-    subset = [i for i in range(len(layers)) if (i // 2) % 4 == kernel_size % 4]
-    for name in sorted(set(ct.IMPLEMENTATIONS) - {"lhs_dilation"}):
-        ours = _ours_jitted(
-            [params[i] for i in subset], [xs[i] for i in subset], tuple(configs[i] for i in subset), name
-        )
-        for i, y in zip(subset, ours):
+    subset = tuple(i for i in range(len(layers)) if (i // 2) % 4 == kernel_size % 4)
+    others = tuple((name, subset) for name in sorted(set(ct.IMPLEMENTATIONS) - {"lhs_dilation"}))
+    expected, reference, ours = _keras_and_ours(
+        _Layers(layers),
+        configs,
+        others,
+        [[v.value for v in layer.trainable_variables] for layer in layers],
+        [_params(layer) for layer in layers],
+        xs,
+    )
+    for y, want, label in zip(reference, expected, labels):
+        assert y.shape == want.shape, label
+        np.testing.assert_array_equal(np.asarray(y), np.asarray(want), err_msg=label)
+    assert sorted(ours) == sorted(set(ct.IMPLEMENTATIONS) - {"lhs_dilation"})
+    for name, ys in ours.items():
+        for i, y in zip(subset, ys, strict=True):
             assert y.shape == expected[i].shape, labels[i]
             np.testing.assert_allclose(
                 np.asarray(y), np.asarray(expected[i]), rtol=2e-5, atol=2e-5, err_msg=f"{name}: {labels[i]}"

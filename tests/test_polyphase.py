@@ -110,9 +110,13 @@ def _grid():
     return cases
 
 
-def _every_output_padding():
+# (kernel_size, strides, dilation_rate, padding)
+OUTPUT_PADDING_GEOMETRIES = [(4, 3, 1, "valid"), (5, 4, 1, "same"), (3, 2, 3, (1, 2)), (2, 5, 1, 1)]
+
+
+def _every_output_padding(geometries=OUTPUT_PADDING_GEOMETRIES):
     cases = []
-    for k, s, d, padding in [(4, 3, 1, "valid"), (5, 4, 1, "same"), (3, 2, 3, (1, 2)), (2, 5, 1, 1)]:
+    for k, s, d, padding in geometries:
         for op in _legal_output_paddings(padding, s, d):
             for data_format in ("channels_last", "channels_first"):
                 cases.append(
@@ -165,49 +169,115 @@ def _random_inputs(config, steps, seed=0):
     return x, kernel
 
 
-# The grid compares a quarter of the plans that apply with the reference on each layer, rotating
-# with the layer's position, so that every plan meets many layers at a quarter of the compile time
-# (test_the_grid_runs_every_plan_on_many_layers keeps that true).
-SAMPLING = 4
+def _settings(config):
+    """The value of each setting of ``config`` that the grid varies (padding by its kind)."""
+    padding = config.padding if isinstance(config.padding, str) else type(config.padding).__name__
+    return {
+        ("kernel_size", config.kernel_size),
+        ("strides", config.strides),
+        ("dilation_rate", config.dilation_rate),
+        ("padding", padding),
+        ("output_padding", "None" if config.output_padding is None else "int"),
+        ("groups", config.groups),
+        ("data_format", config.data_format),
+    }
 
 
-def _sampled_plans(config, position):
-    return tuple(plan for plan in _plans_for(config) if (PLANS.index(plan) + position // SAMPLING) % SAMPLING == 0)
+@functools.cache
+def _grid_plans():
+    """The plans the grid compares with the reference, per layer: the one of the plans that apply
+    that meets the most settings it has not met yet, then the one that has met the fewest layers
+    (then the first in PLANS). So every plan meets every value of every setting it applies to, and
+    many layers, the few Winograd applies to most of theirs (test_the_grid_runs_every_plan_on_many_layers
+    keeps that true), at one compiled plan per layer."""
+    met, seen, chosen = dict.fromkeys(PLANS, 0), {plan: set() for plan in PLANS}, []
+    for config, _ in _grid():
+        settings = _settings(config)
+        plan = min(_plans_for(config), key=lambda plan: (-len(settings - seen[plan]), met[plan], PLANS.index(plan)))
+        met[plan] += 1
+        seen[plan] |= settings
+        chosen.append((plan,))
+    return chosen
 
 
-def _assert_matches_reference(config, steps, position=None):
-    x, kernel = _random_inputs(config, steps)
-    # Every layer takes the polyphase, GEMM and reference plans at least.
-    assert {Plan(), Plan.uniform("gemm"), Plan.uniform("lhs_dilation"), Plan("polyphase", "gemm", "gemm")} <= set(
-        _plans_for(config)
-    )
-    plans = _plans_for(config) if position is None else _sampled_plans(config, position)
-    reference, *polyphase = _outputs_and_gradients(x, kernel, 0.5, config, plans)
-    assert len(polyphase) == len(plans)
-    for plan, results in zip(plans, polyphase):
-        for name, want, got in zip(("output", "grad x", "grad kernel"), reference, results):
-            assert got.shape == want.shape, (plan, name)
-            np.testing.assert_allclose(got, want, err_msg=f"{name} ({plan})", **TOLERANCE)
+@functools.partial(jax.jit, static_argnums=(3,))
+def _many_outputs_and_gradients(xs, kernels, cotangent_seed, layers):
+    """:func:`_outputs_and_gradients` of several layers (``(config, plans)`` each) in one program:
+    one compile instead of one per layer."""
+    return [_outputs_and_gradients(x, k, cotangent_seed, *layer) for x, k, layer in zip(xs, kernels, layers)]
+
+
+def _assert_match_reference(cases):
+    """Each ``(config, steps, plans)`` of ``cases`` (plans None: every plan that applies) equals
+    the reference, output and both gradients, under each of its plans."""
+    xs, kernels, layers = [], [], []
+    for config, steps, plans in cases:
+        x, kernel = _random_inputs(config, steps)
+        # Every layer takes the polyphase, GEMM and reference plans at least.
+        assert {Plan(), Plan.uniform("gemm"), Plan.uniform("lhs_dilation"), Plan("polyphase", "gemm", "gemm")} <= set(
+            _plans_for(config)
+        )
+        assert plans is None or set(plans) <= set(_plans_for(config))
+        xs.append(x)
+        kernels.append(kernel)
+        layers.append((config, _plans_for(config) if plans is None else tuple(plans)))
+    for (config, steps, _), (_, plans), (reference, *polyphase) in zip(
+        cases, layers, _many_outputs_and_gradients(xs, kernels, 0.5, tuple(layers))
+    ):
+        assert len(polyphase) == len(plans)
+        for plan, results in zip(plans, polyphase):
+            for name, want, got in zip(("output", "grad x", "grad kernel"), reference, results):
+                label = f"{name} ({plan}) of {_case_id((config, steps))}"
+                assert got.shape == want.shape, label
+                np.testing.assert_allclose(got, want, err_msg=label, **TOLERANCE)
 
 
 def test_the_grid_runs_every_plan_on_many_layers():
-    # Each plan applies to (and so is compared with the reference on) many layers of the grid.
-    cases = list(enumerate(_grid()))
+    # Each plan applies to (and so is compared with the reference on) many layers of the grid,
+    # with every value of every setting among them that it applies to.
+    grid = _grid()
     for plan in PLANS:
-        layers = sum(plan in _sampled_plans(config, i) for i, (config, _) in cases)
-        assert layers >= 8, (plan, layers)
+        layers = [config for (config, _), plans in zip(grid, _grid_plans()) if plan in plans]
+        assert len(layers) >= 8, (plan, len(layers))
+        applies = set().union(*(_settings(config) for config, _ in grid if _applies(plan, config)))
+        assert set().union(*map(_settings, layers)) == applies, plan
+    # Every layer with a plan that applies.
+    assert all(len(plans) == 1 and _applies(plans[0], config) for (config, _), plans in zip(grid, _grid_plans()))
 
 
-@pytest.mark.parametrize(
-    "position, case", list(enumerate(_grid())), ids=lambda v: _case_id(v) if isinstance(v, tuple) else str(v)
-)
-def test_output_and_gradients_equal_the_reference_over_the_grid(position, case):
-    _assert_matches_reference(*case, position=position)
+# One test per kernel size (its 25 layers compile as one program), the layers in _grid()'s order.
+@pytest.mark.parametrize("kernel_size", range(1, 10))
+def test_output_and_gradients_equal_the_reference_over_the_grid(kernel_size):
+    cases = [
+        (config, steps, plans)
+        for (config, steps), plans in zip(_grid(), _grid_plans())
+        if config.kernel_size == kernel_size
+    ]
+    assert len(cases) == 25
+    _assert_match_reference(cases)
 
 
-@pytest.mark.parametrize("case", _every_output_padding(), ids=_case_id)
-def test_output_and_gradients_equal_the_reference_for_every_output_padding(case):
-    _assert_matches_reference(*case)
+# The layers of the grid whose crop leaves whole taps of the dilated kernel outside the output (one
+# input step, dilation 3 > stride 2, padding past the first taps), where the GEMM forms skip them.
+TAPS_OUTSIDE_THE_OUTPUT = ["k7-s2-d3-p(1, 3)-op1-g2-last-n1", "k8-s2-d3-p(2, 2)-op1-g2-last-n1"]
+
+
+def test_the_gemm_forms_skip_the_taps_outside_the_output_and_equal_the_reference():
+    cases = [case for case in _grid() if _case_id(case) in TAPS_OUTSIDE_THE_OUTPUT]
+    assert len(cases) == len(TAPS_OUTSIDE_THE_OUTPUT)
+    gemm = [plan for plan in PLANS if "gemm" in (plan.forward, plan.input_gradient, plan.kernel_gradient)]
+    _assert_match_reference(
+        [(config, steps, [plan for plan in gemm if _applies(plan, config)]) for config, steps in cases]
+    )
+
+
+# One test per geometry (its layers compile as one program): every output padding and both data
+# formats, under every plan.
+@pytest.mark.parametrize("geometry", OUTPUT_PADDING_GEOMETRIES, ids=lambda g: "k{}-s{}-d{}-p{}".format(*g))
+def test_output_and_gradients_equal_the_reference_for_every_output_padding(geometry):
+    cases = _every_output_padding([geometry])
+    assert len(cases) >= 6
+    _assert_match_reference([(config, steps, None) for config, steps in cases])
 
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
@@ -788,19 +858,21 @@ def test_on_cpu_bfloat16_with_64_channels_is_multiplied_as_a_matrix_product(dtyp
 # --- forward-mode and higher derivatives --------------------------------------------------------
 
 
-def _plan_cases(configs, config_id):
-    """``(config, plan)`` for each of ``configs`` and each plan of PLANS that applies to it."""
-    return [
-        pytest.param(config, plan, id=f"{config_id(config)}-{_plan_id(plan)}")
-        for config in configs
-        for plan in _plans_for(config)
-    ]
-
-
 def test_the_forward_mode_cases_run_every_plan_on_several_layers():
     for plan in PLANS:
         assert sum(_applies(plan, config) for config, _ in _grid()[::11]) >= 3, plan
-        assert any(case.values[1] == plan for case in _plan_cases(HLO_CONFIGS, str)), plan
+        assert any(_applies(plan, config) for config in HLO_CONFIGS), plan
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5))
+def _jvps(x, kernel, dx, dkernel, config, plans):
+    """``(y, tangent)`` of the reference, then of the polyphase path under each of ``plans``, in one
+    program (op by op, a jvp of a phase form is slow)."""
+    primals, tangents = (x, kernel), (dx, dkernel)
+    return (
+        jax.jvp(lambda x, k: lhs_dilation_conv(x, k, config), primals, tangents),
+        *[jax.jvp(lambda x, k, plan=plan: convolve(x, k, config, None, plan), primals, tangents) for plan in plans],
+    )
 
 
 @pytest.mark.parametrize("case", _grid()[::11], ids=_case_id)
@@ -808,30 +880,38 @@ def test_jvp_equals_the_reference_jvp(case):
     config, steps = case
     x, kernel = _random_inputs(config, steps)
     dx, dkernel = _random_inputs(config, steps, seed=1)
-    jvp = jax.jit(jax.jvp, static_argnums=0)  # compiled: op by op, a jvp of a phase form is slow
-    want = jvp(lambda x, k: lhs_dilation_conv(x, k, config), (x, kernel), (dx, dkernel))
-    for plan in _plans_for(config):
-        got = jvp(lambda x, k, plan=plan: convolve(x, k, config, None, plan), (x, kernel), (dx, dkernel))
+    plans = _plans_for(config)
+    want, *gots = _jvps(x, kernel, dx, dkernel, config, plans)
+    assert len(gots) == len(plans)
+    for plan, got in zip(plans, gots):
         for name, w, g in zip(("output", "tangent"), want, got):
             np.testing.assert_allclose(g, w, err_msg=f"{name} ({plan})", **TOLERANCE)
 
 
-@pytest.mark.parametrize("config, plan", _plan_cases(HLO_CONFIGS, lambda config: HLO_IDS[HLO_CONFIGS.index(config)]))
-def test_second_derivatives_equal_the_reference(config, plan):
-    x, kernel = _random_inputs(config, 5)
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _hessians_of_a_cubic_loss(x, kernel, config, plans):
+    """d^2/dx dkernel of sum(y^3) (mixes both arguments and needs the derivative of a derivative)
+    of the reference, then of the polyphase path under each of ``plans``, in one program."""
 
-    def hessian_of_a_cubic_loss(fn):
-        # d^2/dx dkernel of sum(y^3): mixes both arguments and needs the derivative of a derivative.
+    def hessian(fn):
         loss = lambda x, k: jnp.sum(fn(x, k) ** 3)
-        return jax.jit(jax.jacfwd(jax.grad(loss, argnums=0), argnums=1))(x, kernel)
+        return jax.jacfwd(jax.grad(loss, argnums=0), argnums=1)(x, kernel)
 
-    polyphase = lambda x, k: convolve(x, k, config, None, plan)
-    np.testing.assert_allclose(
-        hessian_of_a_cubic_loss(polyphase),
-        hessian_of_a_cubic_loss(lambda x, k: lhs_dilation_conv(x, k, config)),
-        rtol=1e-4,
-        atol=1e-4,
+    return (
+        hessian(lambda x, k: lhs_dilation_conv(x, k, config)),
+        *[hessian(lambda x, k, plan=plan: convolve(x, k, config, None, plan)) for plan in plans],
     )
+
+
+# One test per layer, every plan that applies to it (the reference's Hessian compiles once).
+@pytest.mark.parametrize("config", HLO_CONFIGS, ids=HLO_IDS)
+def test_second_derivatives_equal_the_reference(config):
+    x, kernel = _random_inputs(config, 5)
+    plans = _plans_for(config)
+    want, *gots = _hessians_of_a_cubic_loss(x, kernel, config, plans)
+    assert len(gots) == len(plans)
+    for plan, got in zip(plans, gots):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=str(plan))
 
 
 def test_bfloat16_matrix_products_are_differentiated_through_convolutions():

@@ -4,6 +4,7 @@ fewer multiplications they promise in the forward pass and in the gradients."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -42,10 +43,14 @@ def test_the_correlation_equals_the_direct_sum_for_every_length(data_format, tap
     rng = np.random.default_rng(taps * 10 + step)
     config = ct.Conv1DTransposeConfig(filters=5, kernel_size=taps, data_format=data_format)
     rhs = rng.standard_normal((taps, 5, 3)).astype(np.float32)
-    for steps in range(1, 4 * step + 3):
-        n = steps + (taps - 1) * step
-        xp = rng.standard_normal((2, n, 3) if data_format == "channels_last" else (2, 3, n)).astype(np.float32)
-        got = winograd.correlate(jnp.asarray(xp), jnp.asarray(rhs), step, config)
+    lengths = [steps + (taps - 1) * step for steps in range(1, 4 * step + 3)]
+    xps = [
+        rng.standard_normal((2, n, 3) if data_format == "channels_last" else (2, 3, n)).astype(np.float32)
+        for n in lengths
+    ]
+    # Every length in one program (one compile).
+    gots = jax.jit(lambda xps, rhs: [winograd.correlate(xp, rhs, step, config) for xp in xps])(xps, rhs)
+    for steps, xp, got in zip(range(1, 4 * step + 3), xps, gots, strict=True):
         want = _direct_correlation(xp, rhs, step, data_format == "channels_last")
         assert got.shape == want.shape
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, err_msg=f"{steps} output steps")
@@ -107,15 +112,17 @@ def _output_and_gradients(config, x, kernel, fn=transposed_convolution, **implem
     return (y, *vjp(jnp.cos(jnp.arange(y.size, dtype=jnp.float32)).reshape(y.shape).astype(y.dtype)))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _default_and_reference(config, x, kernel):
+    """:func:`_output_and_gradients` of the default path and of the reference, in one program."""
+    return _output_and_gradients(config, x, kernel), _output_and_gradients(config, x, kernel, fn=lhs_dilation_conv)
+
+
 @pytest.mark.parametrize("config", WIDE_CONFIGS, ids=WIDE_IDS)
 def test_the_default_output_and_gradients_equal_the_reference_from_64_channels(config):
     x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=19)
     assert ct.plan(config, x.shape, platform="cpu") == Plan.uniform("winograd")
-    for name, got, want in zip(
-        ("output", "grad x", "grad kernel"),
-        _output_and_gradients(config, x, kernel),
-        _output_and_gradients(config, x, kernel, fn=lhs_dilation_conv),
-    ):
+    for name, got, want in zip(("output", "grad x", "grad kernel"), *_default_and_reference(config, x, kernel)):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
 
 
@@ -304,6 +311,12 @@ def test_float64_takes_it_too_and_matches_the_numpy_reference_to_1e12(config):
 def test_jax_vmap_of_the_default_equals_the_unbatched_calls(config):
     x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=9)
     stacked = jnp.stack([x, 2 * x[::-1]])
-    mapped = jax.vmap(lambda x: transposed_convolution(x, kernel, config))(stacked)
+
+    @jax.jit  # the mapped and the unbatched calls in one program
+    def mapped_and_unbatched(stacked, kernel):
+        mapped = jax.vmap(lambda x: transposed_convolution(x, kernel, config))(stacked)
+        return mapped, [transposed_convolution(stacked[i], kernel, config) for i in range(2)]
+
+    mapped, unbatched = mapped_and_unbatched(stacked, kernel)
     for i in range(2):
-        np.testing.assert_allclose(mapped[i], transposed_convolution(stacked[i], kernel, config), rtol=2e-5, atol=2e-5)
+        np.testing.assert_allclose(mapped[i], unbatched[i], rtol=2e-5, atol=2e-5)
