@@ -266,6 +266,7 @@ def test_an_unwritable_cache_path_keeps_plans_in_memory_with_a_warning(timings, 
     ("times", "chosen"),
     [
         ({"static": 1.00, "other": 0.99}, "static"),  # within the margin: the static part stays
+        ({"static": 1.00, "other": 0.96}, "static"),  # 4% is within a shared machine's noise
         ({"static": 1.00, "other": 0.90}, "other"),
         ({"static": 0.90, "other": 1.00}, "static"),
         ({"other": 1.0, "third": 0.5}, "third"),  # the static part could not run

@@ -47,13 +47,15 @@ ENABLE_VARIABLE = "CONVTRANS_AUTOTUNE"
 _ON = ("1", "true", "yes", "on")
 _OFF = ("", "0", "false", "no", "off")
 
-# A candidate must beat the static plan's median by this fraction to replace it.
-TIE_MARGIN = 0.03
-# Interleaved rounds per candidate, and the least time one sample lasts (enough calls to last it).
-ROUNDS = 5
+# A candidate must beat the static plan's median by this fraction to replace it: on a shared
+# CPU the medians of a few rounds of millisecond calls move by a few percent between runs.
+TIE_MARGIN = 0.05
+# Interleaved rounds per candidate, and the least time one sample lasts (enough calls to last it):
+# a sample of several calls averages out the scheduler's preemptions of a single call.
+ROUNDS = 7
 SLOW_ROUNDS = 3  # when one call of some candidate takes over SLOW_CALL_S
 SLOW_CALL_S = 0.25
-SAMPLE_S = 0.004
+SAMPLE_S = 0.01
 
 
 class _Setting:
