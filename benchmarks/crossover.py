@@ -16,6 +16,7 @@ docs/performance.md, and nothing else of that document. The proposals come from
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import math
@@ -125,9 +126,8 @@ class Sweep:
         return "min" if "_MIN_" in self.name else "max"
 
 
-def _three(geometry: dict, steps: int) -> tuple[Series, ...]:
+def _gradients(geometry: dict, steps: int) -> tuple[Series, ...]:
     return (
-        Series(**geometry, steps=steps, mode="forward"),
         Series(**geometry, steps=steps, mode="forward+backward"),
         Series(**geometry, steps=steps, dtype="bfloat16", mode="forward+backward"),
     )
@@ -138,11 +138,23 @@ SWEEPS = (
         "WINOGRAD_MIN_CHANNELS",
         (8, 16, 32, 48, 64, 96, 128, 256),
         (16, 64, 256),
-        _three(dict(k=16, s=8), 1024)
-        + _three(dict(k=4, s=2), 2048)
-        + _three(dict(k=3, s=1, d=2, out_per_in=1.0), 1024),
-        "Phases of 2 taps (k16 s8, k4 s2) and of 3 taps (k3 s1 d2); bfloat16 keeps its forward on "
-        "both sides, so its rows time the gradients",
+        _gradients(dict(k=16, s=8), 1024)
+        + _gradients(dict(k=4, s=2), 2048)
+        + _gradients(dict(k=3, s=1, d=2, out_per_in=1.0), 1024),
+        "Phases of 2 taps (k16 s8, k4 s2) and of 3 taps (k3 s1 d2); below WINOGRAD_FORWARD_MIN_CHANNELS "
+        "and for bfloat16 the forward is the same on both sides, so these rows time the gradients",
+    ),
+    Sweep(
+        "WINOGRAD_FORWARD_MIN_CHANNELS",
+        (64, 96, 128, 192, 256, 384),
+        (64, 128, 256),
+        (
+            Series(16, 8, steps=1024, mode="forward"),
+            Series(4, 2, steps=2048, mode="forward"),
+            Series(3, 1, 2, steps=1024, mode="forward", out_per_in=1.0),
+        ),
+        "Winograd's geometries from WINOGRAD_MIN_CHANNELS up, below GEMM_MIN_CHANNELS (where the GEMM "
+        "forward comes first): Winograd's forward against the polyphase convolution",
     ),
     Sweep(
         "GEMM_MIN_CHANNELS",
@@ -151,10 +163,11 @@ SWEEPS = (
         (
             Series(8, 2, steps=256, mode="forward"),
             Series(8, 2, steps=256, mode="forward+backward"),
+            Series(16, 8, steps=64, mode="forward"),
             Series(16, 8, steps=256, dtype="bfloat16", mode="forward"),
         ),
-        "k8 s2 has 4-tap phases, where Winograd does not apply; on Winograd's geometries the policy "
-        "takes Winograd first, so this threshold decides only the bfloat16 forward there (k16 s8)",
+        "k8 s2 has 4-tap phases, where Winograd does not apply; on Winograd's geometries (k16 s8) "
+        "this threshold decides the forward (GEMM before Winograd) and Winograd keeps the gradients",
     ),
     Sweep(
         "ZERO_PADDED_MAX_CHANNELS",
@@ -200,6 +213,11 @@ SWEEP_NAMES = tuple(sweep.name for sweep in SWEEPS)
 # --- the two sides of a decision -----------------------------------------------------------------
 
 
+# Thresholds that decide something only where another's predicate holds: that one is held true on
+# both sides, so that a layer narrower than it still has two sides (the sweep's grids start there).
+PREREQUISITES = {"WINOGRAD_FORWARD_MIN_CHANNELS": ("WINOGRAD_MIN_CHANNELS",)}
+
+
 @contextmanager
 def policy_with(name: str, value: int) -> Iterator[None]:
     """The policy of ``convtrans._src.dispatch`` with the threshold ``name`` set to ``value``."""
@@ -217,7 +235,10 @@ def sides(name: str, config: ct.Conv1DTransposeConfig, channels: int, steps: int
     on, off = (0, _ALWAYS) if "_MIN_" in name else (_ALWAYS, _NEVER)
     plans = []
     for value in (on, off):
-        with policy_with(name, value):
+        with contextlib.ExitStack() as held:
+            for prerequisite in PREREQUISITES.get(name, ()):
+                held.enter_context(policy_with(prerequisite, 0))
+            held.enter_context(policy_with(name, value))
             plans.append(dispatch.select_plan(config, channels, steps, dtype, "cpu"))
     return plans[0], plans[1]
 

@@ -178,15 +178,15 @@ def test_the_section_has_the_run_the_summary_and_one_table_per_threshold():
     assert [row.split(" | ")[0] for row in rows] == [f"| {sweep.name}" for sweep in SWEEPS]
     winograd = rows[0].split(" | ")
     assert winograd[1:3] == ["64", "256"]  # ratios 0.5, 1.0, 1.5 over 16, 64, 256 channels
-    assert "k16 s8 float32 forward: 16: =, 64: 1.00, 256: 1.50" in winograd[3]
+    assert "k16 s8 float32 forward+backward: 16: =, 64: 1.00, 256: 1.50" in winograd[3]
     assert winograd[4] == "Fake CPU 9000, 2 cores (fake box) |"
-    assert rows[2].split(" | ")[1:3] == ["32", "16"]  # ZERO_PADDED: 1.5, 1.0, 0.5 over 16, 32, 128
-    assert rows[4].split(" | ")[2].startswith("16 MiB (kept: not slower at or below the bound; past the bound")
+    assert rows[3].split(" | ")[1:3] == ["32", "16"]  # ZERO_PADDED: 1.5, 1.0, 0.5 over 16, 32, 128
+    assert rows[5].split(" | ")[2].startswith("16 MiB (kept: not slower at or below the bound; past the bound")
     assert text.count("\n### ") == len(SWEEPS)
     table = text.split("### WINOGRAD_MIN_CHANNELS", 1)[1].split("### ", 1)[0]
     assert "| series | 16 | 64 | 256 | proposed |" in table
-    assert "| k16 s8 float32 forward (L1024) | = | 1.00 | 1.50 | 256 |" in table
-    assert "| k16 s8 float32 forward+backward (L1024) | 0.50 | 1.00 | 1.50 | 256 |" in table
+    assert "| k16 s8 float32 forward+backward (L1024) | = | 1.00 | 1.50 | 256 |" in table
+    assert "| k16 s8 bfloat16 forward+backward (L1024) | 0.50 | 1.00 | 1.50 | 256 |" in table
     assert "| 2 MiB |" not in text and "| 8 MiB | 32 MiB |" in text  # memory sweeps: sizes in MiB
 
 

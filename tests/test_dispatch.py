@@ -21,12 +21,17 @@ from convtrans._src.dispatch import Plan
 C = ct.Conv1DTransposeConfig
 POLYPHASE = Plan()
 CONVOLUTION_GRADIENTS = Plan("polyphase", "lhs_dilation", "polyphase")
+WIDE_UPSAMPLER = Plan("gemm", "winograd", "winograd")
+WINOGRAD_GRADIENTS = Plan("polyphase", "winograd", "winograd")
 
 # (config, x_shape, dtype, platform) -> plan. The shapes are those of the benchmark, of its
 # neighbours across each threshold, and of the per-example budgets.
 PLAN_TABLE = [
-    # HiFi-GAN / MelGAN upsamplers: two taps per phase, Winograd from 64 channels.
-    (C(256, 16, strides=8, padding="same"), (4, 64, 512), "float32", "cpu", Plan.uniform("winograd")),
+    # HiFi-GAN / MelGAN upsamplers: two taps per phase, Winograd from 64 channels; from 512
+    # channels the forward is the GEMM form's while its tap products fit, then Winograd's again.
+    (C(256, 16, strides=8, padding="same"), (4, 64, 512), "float32", "cpu", WIDE_UPSAMPLER),
+    (C(256, 16, strides=8, padding="same"), (1, 1024, 512), "float32", "cpu", WIDE_UPSAMPLER),
+    (C(256, 16, strides=8, padding="same"), (1, 1025, 512), "float32", "cpu", Plan.uniform("winograd")),
     (C(64, 4, strides=2, padding="same"), (4, 2048, 128), "float32", "cpu", Plan.uniform("winograd")),
     (C(128, 16, strides=8, padding="same"), (8, 256, 256), "float32", "cpu", Plan.uniform("winograd")),
     (C(64, 4, strides=2, padding="same"), (4, 2048, 63), "float32", "cpu", CONVOLUTION_GRADIENTS),
@@ -76,8 +81,11 @@ PLAN_TABLE = [
     ),
     (C(16, 9, strides=2, padding="same"), (16, 4096, 33), "float32", "cpu", CONVOLUTION_GRADIENTS),
     (C(16, 9, strides=2, padding=(1, 1), dilation_rate=2), (2, 50, 16), "float32", "cpu", CONVOLUTION_GRADIENTS),
-    # Stride 1: plain convolutions; three taps take Winograd from 64 channels.
-    (C(64, 3, dilation_rate=2, padding="same"), (8, 1024, 64), "float32", "cpu", Plan.uniform("winograd")),
+    # Stride 1: plain convolutions; three taps take Winograd's gradients from 64 channels, its
+    # forward from 128.
+    (C(64, 3, dilation_rate=2, padding="same"), (8, 1024, 64), "float32", "cpu", WINOGRAD_GRADIENTS),
+    (C(64, 3, dilation_rate=2, padding="same"), (8, 1024, 127), "float32", "cpu", WINOGRAD_GRADIENTS),
+    (C(64, 3, dilation_rate=2, padding="same"), (8, 1024, 128), "float32", "cpu", Plan.uniform("winograd")),
     (C(64, 5, padding="same"), (8, 1024, 64), "float32", "cpu", POLYPHASE),
     # Wide layers: the GEMM form, while its tap products fit the per-example budget.
     (C(256, 9, strides=2, padding="same"), (1, 256, 512), "float32", "cpu", Plan.uniform("gemm")),
@@ -108,7 +116,7 @@ def test_the_plan_table(row):
     assert ct.plan(config, shape, dtype, platform) == want
 
 
-@pytest.mark.parametrize("row", PLAN_TABLE[:6], ids=_row_id)
+@pytest.mark.parametrize("row", PLAN_TABLE[:8], ids=_row_id)
 def test_channels_first_gets_the_plan_of_channels_last(row):
     config, (batch, steps, channels), dtype, platform, want = row
     config = config.replace(data_format="channels_first")
@@ -120,7 +128,7 @@ def test_the_plan_depends_on_the_example_not_the_batch():
     plans = {
         ct.plan(config, shape, platform="cpu") for shape in [(64, 512), (1, 64, 512), (4096, 64, 512), (3, 5, 64, 512)]
     }
-    assert plans == {Plan.uniform("winograd")}
+    assert plans == {WIDE_UPSAMPLER}
 
 
 def test_a_symbolic_length_takes_forms_bounded_for_any_length():

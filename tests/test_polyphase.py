@@ -812,6 +812,26 @@ def test_wide_inputs_take_the_gemm_forward(in_channels, groups, convolutions):
     assert len(_convolutions(text)) == convolutions
 
 
+def _instructions_of_shape(hlo, dims):
+    """The opcodes of the instructions in ``hlo`` whose result has exactly these dimensions."""
+    shape = re.escape("[" + ",".join(map(str, dims)) + "]")
+    return re.findall(rf"= f32{shape}\{{[0-9,]*\}} ([a-z-]+)\(", hlo)
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_the_gemm_forward_multiplies_by_the_kernel_where_it_lies(data_format):
+    # Given a product with a batch axis XLA:CPU copies the whole kernel into (in, k * filters)
+    # before multiplying; for a short input that copy costs more than the product.
+    config = ct.Conv1DTransposeConfig(filters=24, kernel_size=4, strides=2, padding="same", data_format=data_format)
+    kernel, x = _abstract_inputs(config, 40, steps=5, batch=1)
+    forward = lambda k, x: transposed_convolution(x, k, config, implementation="gemm")
+    text = jax.jit(forward).lower(kernel, x).compile().as_text()
+    kernel_sized = [(4, 24, 40), (96, 40), (40, 96), (40, 4, 24), (4, 40, 24), (24, 4, 40)]
+    ops = {op for dims in kernel_sized for op in _instructions_of_shape(text, dims)}
+    assert ops <= {"parameter", "bitcast"}
+    assert len(_convolutions(text)) == 0
+
+
 def _temp_bytes_over_output(function, config, steps, in_channels=16):
     params = {"kernel": jnp.ones(config.kernel_shape(in_channels)), "bias": jnp.zeros(config.filters)}
     x = jax.ShapeDtypeStruct((1, steps, in_channels), jnp.float32)

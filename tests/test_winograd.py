@@ -16,7 +16,7 @@ import pytest
 import convtrans as ct
 from convtrans import Plan
 from convtrans._src.api import transposed_convolution
-from convtrans._src.dispatch import WINOGRAD_MAX_BYTES, WINOGRAD_MIN_CHANNELS
+from convtrans._src.dispatch import WINOGRAD_FORWARD_MIN_CHANNELS, WINOGRAD_MAX_BYTES, WINOGRAD_MIN_CHANNELS
 from convtrans._src.kernels import winograd
 from convtrans._src.kernels.polyphase import convolve
 from convtrans._src.kernels.reference import lhs_dilation_conv
@@ -95,6 +95,8 @@ WIDE_CONFIGS = [
     ct.Conv1DTransposeConfig(filters=8, kernel_size=3, strides=2, dilation_rate=2, padding=(1, 2)),
 ]
 WIDE_IDS = ["k16-s8", "k4-s2-first", "k5-s2", "k3-s1-d2", "k3-s2-d2-torch"]
+# The narrowest layers whose default plan is Winograd's for the forward pass and both gradients.
+WINOGRAD_CHANNELS = max(WINOGRAD_MIN_CHANNELS, WINOGRAD_FORWARD_MIN_CHANNELS)
 
 
 def _inputs(config, in_channels, steps, dtype=jnp.float32, seed=0):
@@ -119,9 +121,18 @@ def _default_and_reference(config, x, kernel):
 
 
 @pytest.mark.parametrize("config", WIDE_CONFIGS, ids=WIDE_IDS)
-def test_the_default_output_and_gradients_equal_the_reference_from_64_channels(config):
-    x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=19)
+def test_the_default_output_and_gradients_equal_the_reference_where_winograd_computes_all_three(config):
+    x, kernel = _inputs(config, WINOGRAD_CHANNELS, steps=19)
     assert ct.plan(config, x.shape, platform="cpu") == Plan.uniform("winograd")
+    for name, got, want in zip(("output", "grad x", "grad kernel"), *_default_and_reference(config, x, kernel)):
+        np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("config", [WIDE_CONFIGS[0], WIDE_CONFIGS[3]], ids=[WIDE_IDS[0], WIDE_IDS[3]])
+def test_narrower_layers_take_its_gradients_under_the_polyphase_forward(config):
+    # Below WINOGRAD_FORWARD_MIN_CHANNELS the forward's kernel transform costs more than it saves.
+    x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=19)
+    assert ct.plan(config, x.shape, platform="cpu") == Plan("polyphase", "winograd", "winograd")
     for name, got, want in zip(("output", "grad x", "grad kernel"), *_default_and_reference(config, x, kernel)):
         np.testing.assert_allclose(got, want, rtol=2e-5, atol=2e-5, err_msg=name)
 
@@ -161,7 +172,7 @@ def _multiply_adds(jaxpr):
 
 @pytest.mark.parametrize("config, taps", [(WIDE_CONFIGS[0], 2), (WIDE_CONFIGS[3], 3)], ids=["2-taps", "3-taps"])
 def test_the_default_does_r_plus_1_products_for_every_2r_of_the_direct_sum(config, taps):
-    batch, steps, in_channels = 2, 256, WINOGRAD_MIN_CHANNELS
+    batch, steps, in_channels = 2, 256, WINOGRAD_CHANNELS
     x = jax.ShapeDtypeStruct((batch, steps, in_channels), jnp.float32)
     kernel = jax.ShapeDtypeStruct(config.kernel_shape(in_channels), jnp.float32)
     direct = batch * steps * config.kernel_size * in_channels * config.filters
@@ -252,7 +263,7 @@ def test_bfloat16_takes_it_for_the_gradients_only():
 
 def test_the_default_for_a_vocoder_layer_is_winograd():
     config = WIDE_CONFIGS[0]
-    x, kernel = _inputs(config, WINOGRAD_MIN_CHANNELS, steps=16)
+    x, kernel = _inputs(config, WINOGRAD_CHANNELS, steps=16)
     assert ct.plan(config, x.shape, platform="cpu") == Plan.uniform("winograd")
     np.testing.assert_array_equal(
         transposed_convolution(x, kernel, config), convolve(x, kernel, config, None, Plan.uniform("winograd"))
@@ -263,7 +274,7 @@ def test_the_default_for_a_vocoder_layer_is_winograd():
 def test_a_long_example_keeps_the_convolutions_whatever_the_batch():
     # WINOGRAD_MAX_BYTES bounds the temporaries of ONE example: (r + 1) / 2 times its input plus
     # output, in the accumulation dtype. A batch of short examples is not bounded by it.
-    config, in_channels = WIDE_CONFIGS[0], WINOGRAD_MIN_CHANNELS  # two taps per phase
+    config, in_channels = WIDE_CONFIGS[0], WINOGRAD_CHANNELS  # two taps per phase
     per_step = 3 * (config.strides * config.filters + in_channels) * 4 // 2  # bytes per input step
     fits = WINOGRAD_MAX_BYTES // per_step
     assert 3 * (ct.output_length(config, fits) * config.filters + fits * in_channels) * 4 // 2 <= WINOGRAD_MAX_BYTES
@@ -284,7 +295,7 @@ def test_a_long_example_keeps_the_convolutions_whatever_the_batch():
 @pytest.mark.parametrize("config", WIDE_CONFIGS, ids=WIDE_IDS)
 def test_float64_takes_it_too_and_matches_the_numpy_reference_to_1e12(config):
     rng = np.random.default_rng(5)
-    in_channels = WINOGRAD_MIN_CHANNELS
+    in_channels = WINOGRAD_CHANNELS
     shape = (2, 11, in_channels) if config.data_format == "channels_last" else (2, in_channels, 11)
     x, kernel = rng.standard_normal(shape), rng.standard_normal(config.kernel_shape(in_channels))
     want = numpy_reference(

@@ -51,6 +51,21 @@ def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
     """
     g = config.groups
     k, f_g, in_channels = kernel.shape
+    channel_axis = 2 if config.data_format == "channels_last" else 1
+    if g == 1:
+        # The kernel as a two-dimensional (k * filters, in), contracted along its last axis where
+        # it lies: given a kernel of more axes, or a size-1 batch axis, XLA:CPU first copies the
+        # whole kernel into (in, k * filters), which costs more than the product when the input is
+        # short. The input keeps its batch axis (merging it with time would gather a sharded one).
+        channel_axis = 2 if config.data_format == "channels_last" else 1
+        z = lax.dot_general(
+            x,
+            kernel.reshape(k * f_g, in_channels),
+            (((channel_axis,), (1,)), ((), ())),
+            precision=precision,
+            preferred_element_type=accumulation_dtype(x.dtype),
+        )
+        return z.reshape(*z.shape[:2], k, f_g)  # (batch, n, k * filters): x's free axes, then the kernel's
     w = kernel.reshape(k, f_g, g, in_channels // g)
     if config.data_format == "channels_last":
         batch, n, _ = x.shape
