@@ -1,7 +1,7 @@
 """Property-based tests: random configurations, lengths and data formats against the NumPy oracle.
 
-Example counts add up to 550 per run (op 400 over the registered implementations, streaming 120,
-gradients 30). Shapes are small and channel counts few, so compiled functions are reused across
+Example counts add up to 154 per run (op 100 over the registered implementations, streaming 40,
+gradients 14). Shapes are small and channel counts few, so compiled functions are reused across
 examples and the file runs in well under a minute.
 """
 
