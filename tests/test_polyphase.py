@@ -424,13 +424,82 @@ BFLOAT16_GRADIENTS = [
 
 
 def _bfloat16_cases(plans):
-    """``(config, plan)`` for every config of BFLOAT16_CONFIGS and every plan that applies to it."""
+    """``(config, plan)`` for every config of BFLOAT16_CONFIGS and every plan that applies to it,
+    each config's in one xdist group: its tests share the one program that computes all its plans."""
     return [
-        pytest.param(config, plan, id=f"{name}-{'default' if plan is None else _plan_id(plan)}")
+        pytest.param(
+            config,
+            plan,
+            id=f"{name}-{'default' if plan is None else _plan_id(plan)}",
+            marks=pytest.mark.xdist_group(f"bfloat16-{name}"),
+        )
         for config, name in zip(BFLOAT16_CONFIGS, BFLOAT16_IDS)
         for plan in plans
         if plan is None or _applies(plan, config)
     ]
+
+
+def _plans_of(config, plans):
+    return tuple(plan for plan in plans if plan is None or _applies(plan, config))
+
+
+# One program per config computes every plan's results (about ten small op-by-op compiles per
+# plan otherwise). Inside one program XLA may keep intermediates wider than bfloat16 ("excess
+# precision"), which op by op it cannot; that is turned off, so a plan that rounded its partial
+# sums to bfloat16 still fails these tests.
+_exact_jit = functools.partial(jax.jit, compiler_options={"xla_allow_excess_precision": False})
+
+
+@functools.cache
+def _bfloat16_outputs(config, in_per_group):
+    """``({plan: bfloat16 output}, float32 reference output)`` for every forward plan that applies
+    to ``config``."""
+    in_channels = in_per_group * config.groups
+    rng = np.random.default_rng(7)
+    shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
+    kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
+    plans = _plans_of(config, BFLOAT16_FORWARDS)
+
+    @_exact_jit
+    def run(x, kernel):
+        want = lhs_dilation_conv(
+            x.astype(jnp.float32), kernel.astype(jnp.float32), config, precision=jax.lax.Precision.HIGHEST
+        )
+        return [transposed_convolution(x, kernel, config, implementation=plan) for plan in plans], want
+
+    outputs, want = run(x, kernel)
+    return dict(zip(plans, outputs)), np.asarray(want)
+
+
+@functools.cache
+def _bfloat16_gradients(config):
+    """``({plan: bfloat16 (dL/dx, dL/dkernel)}, float32 reference gradients)`` for every gradient
+    plan that applies to ``config``, with one bfloat16 cotangent."""
+    in_channels = 64 * config.groups
+    rng = np.random.default_rng(8)
+    shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
+    kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
+    out_shape = jax.eval_shape(lambda x, k: lhs_dilation_conv(x, k, config), x, kernel).shape
+    cotangent = jnp.asarray(rng.standard_normal(out_shape), jnp.bfloat16)
+    plans = _plans_of(config, BFLOAT16_GRADIENTS)
+    reference = lambda x, k: lhs_dilation_conv(x, k, config, precision=jax.lax.Precision.HIGHEST)
+
+    @_exact_jit
+    def run(x, kernel, cotangent):
+        got = []
+        for plan in plans:
+            y, vjp = jax.vjp(
+                lambda x, k, plan=plan: transposed_convolution(x, k, config, implementation=plan), x, kernel
+            )
+            assert y.shape == cotangent.shape
+            got.append(vjp(cotangent))
+        _, vjp32 = jax.vjp(reference, x.astype(jnp.float32), kernel.astype(jnp.float32))
+        return got, vjp32(cotangent.astype(jnp.float32))
+
+    got, want = run(x, kernel, cotangent)
+    return dict(zip(plans, got)), [np.asarray(w) for w in want]
 
 
 def test_every_bfloat16_plan_runs_on_some_config():
@@ -444,17 +513,8 @@ def test_every_bfloat16_plan_runs_on_some_config():
 def test_bfloat16_outputs_are_the_float32_sums_rounded_once(config, plan, in_per_group):
     # Products accumulate in float32 and only the output is rounded: within one bfloat16 unit in
     # the last place of the float32 result (a sum of rounded partial products is not).
-    in_channels = in_per_group * config.groups
-    rng = np.random.default_rng(7)
-    shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
-    x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
-    kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
-    y16 = transposed_convolution(x, kernel, config, implementation=plan)
-    want = np.asarray(
-        lhs_dilation_conv(
-            x.astype(jnp.float32), kernel.astype(jnp.float32), config, precision=jax.lax.Precision.HIGHEST
-        )
-    )
+    outputs, want = _bfloat16_outputs(config, in_per_group)
+    y16 = outputs[plan]
     assert y16.dtype == jnp.bfloat16
     assert y16.shape == want.shape
     np.testing.assert_array_less(np.abs(np.asarray(y16, np.float32) - want), 2.0**-7 * np.abs(want) + 1e-5)
@@ -462,18 +522,9 @@ def test_bfloat16_outputs_are_the_float32_sums_rounded_once(config, plan, in_per
 
 @pytest.mark.parametrize("config, plan", _bfloat16_cases(BFLOAT16_GRADIENTS))
 def test_bfloat16_gradients_are_the_float32_sums_rounded_once(config, plan):
-    in_channels = 64 * config.groups
-    rng = np.random.default_rng(8)
-    shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
-    x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
-    kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
-    y, vjp = jax.vjp(lambda x, k: transposed_convolution(x, k, config, implementation=plan), x, kernel)
-    cotangent = jnp.asarray(rng.standard_normal(y.shape), jnp.bfloat16)
-    reference = lambda x, k: lhs_dilation_conv(x, k, config, precision=jax.lax.Precision.HIGHEST)
-    _, vjp32 = jax.vjp(reference, x.astype(jnp.float32), kernel.astype(jnp.float32))
-    for name, got, want in zip(("grad x", "grad kernel"), vjp(cotangent), vjp32(cotangent.astype(jnp.float32))):
+    gradients, wants = _bfloat16_gradients(config)
+    for name, got, want in zip(("grad x", "grad kernel"), gradients[plan], wants):
         assert got.dtype == jnp.bfloat16
-        want = np.asarray(want)
         np.testing.assert_array_less(
             np.abs(np.asarray(got, np.float32) - want), 2.0**-7 * np.abs(want) + 1e-5, err_msg=name
         )
