@@ -25,13 +25,14 @@ CONFIGS = [
 
 
 def _inputs(config, key=0, batch=2, steps=5, in_channels=2):
-    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(key), 3)
+    # NumPy draws: jax.random compiles a program per shape drawn (about half a second each).
+    rng = np.random.default_rng(key)
     shape = (batch, steps, in_channels) if config.data_format == "channels_last" else (batch, in_channels, steps)
     params = {
-        "kernel": 0.5 * jax.random.normal(k1, config.kernel_shape(in_channels)),
-        "bias": jax.random.normal(k2, (config.filters,)),
+        "kernel": 0.5 * rng.standard_normal(config.kernel_shape(in_channels), np.float32),
+        "bias": rng.standard_normal((config.filters,), np.float32),
     }
-    return params, jax.random.normal(k3, shape)
+    return params, rng.standard_normal(shape, np.float32)
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -55,8 +56,7 @@ def test_vmap_over_an_extra_leading_axis_equals_a_loop(config):
 
 def test_vmap_over_parameters_of_an_ensemble():
     config = CONFIGS[0]
-    keys = jnp.arange(4)
-    params = jax.vmap(lambda k: _inputs(config, key=k)[0])(keys)
+    params = jax.tree.map(lambda *members: np.stack(members), *[_inputs(config, key=k)[0] for k in range(4)])
     x = _inputs(config)[1]
     ys = jax.vmap(lambda p: ct.conv1d_transpose(p, x, config)[0])(params)
     for i in range(4):
