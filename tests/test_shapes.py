@@ -151,21 +151,25 @@ def test_leading_axes_are_batch_axes_and_an_unbatched_input_is_one_example(confi
     params = _params(config, 4)
     x = _x((2, 3) + _x_shape(config, 1, 6, 4)[1:], jnp.float32)
     flat = x.reshape((6,) + x.shape[2:])
-    want, want_aux = ct.conv1d_transpose(params, flat, config)
-    got, got_aux = ct.conv1d_transpose(params, x, config)
+
+    # Every call in one program: one compile where op by op each call compiled its own dozens.
+    @jax.jit
+    def calls(params, x, flat):
+        return [ct.conv1d_transpose(params, inputs, config) for inputs in (flat, x, flat[0], flat[:1])]
+
+    (want, want_aux), (got, got_aux), (single, single_aux), (_, one) = calls(params, x, flat)
     np.testing.assert_array_equal(got, want.reshape((2, 3) + want.shape[1:]))
     np.testing.assert_allclose(got_aux["activity"], want_aux["activity"], rtol=1e-6)
-    single, single_aux = ct.conv1d_transpose(params, flat[0], config)
     np.testing.assert_allclose(single, want[0], rtol=1e-6, atol=1e-6)
-    one = ct.conv1d_transpose(params, flat[:1], config)[1]
     np.testing.assert_allclose(single_aux["activity"], one["activity"], rtol=1e-6)
 
 
 def test_a_per_example_vmap_equals_the_batched_call():
     config = C(8, 16, strides=8, padding="same")
     params, x = _params(config, 64), _x((3, 10, 64), jnp.float32)
-    mapped = jax.jit(jax.vmap(lambda example: ct.conv1d_transpose(params, example, config)[0]))(x)
-    np.testing.assert_allclose(mapped, ct.conv1d_transpose(params, x, config)[0], rtol=1e-6, atol=1e-5)
+    batched = lambda x: ct.conv1d_transpose(params, x, config)[0]
+    mapped, want = jax.jit(lambda x: (jax.vmap(batched)(x), batched(x)))(x)
+    np.testing.assert_allclose(mapped, want, rtol=1e-6, atol=1e-5)
     loss = lambda x: jnp.sum(ct.conv1d_transpose(params, x, config)[0])
     grads = jax.jit(jax.vmap(jax.grad(loss)))(x)
     want = jax.jit(jax.grad(loss))(x)
@@ -174,19 +178,25 @@ def test_a_per_example_vmap_equals_the_batched_call():
 
 def test_the_linen_module_takes_any_rank():
     model = ct.Conv1DTranspose(4, 3, strides=2)
-    variables = model.init(jax.random.key(0), jnp.ones((5, 2)))
+    variables = jax.jit(model.init)(jax.random.key(0), jnp.ones((5, 2)))
     x = _x((2, 3, 5, 2), jnp.float32)
-    want = model.apply(variables, x.reshape(6, 5, 2))
-    np.testing.assert_array_equal(model.apply(variables, x), want.reshape((2, 3) + want.shape[1:]))
-    np.testing.assert_allclose(model.apply(variables, x[0, 0]), want[0], rtol=1e-6, atol=1e-6)
+    # One program for the three calls, not op by op.
+    want, got, single = jax.jit(lambda v, x: [model.apply(v, inputs) for inputs in (x.reshape(6, 5, 2), x, x[0, 0])])(
+        variables, x
+    )
+    np.testing.assert_array_equal(got, want.reshape((2, 3) + want.shape[1:]))
+    np.testing.assert_allclose(single, want[0], rtol=1e-6, atol=1e-6)
 
 
 def test_the_nnx_module_takes_any_rank():
     model = ct.nnx.Conv1DTranspose(2, 4, 3, strides=2, rngs=nnx.Rngs(0))
     x = _x((2, 3, 5, 2), jnp.float32)
-    want = model(x.reshape(6, 5, 2))
-    np.testing.assert_array_equal(model(x), want.reshape((2, 3) + want.shape[1:]))
-    np.testing.assert_allclose(model(x[1, 2]), want[5], rtol=1e-6, atol=1e-6)
+    # One program for the three calls, not op by op.
+    want, got, single = nnx.jit(lambda model, x: [model(inputs) for inputs in (x.reshape(6, 5, 2), x, x[1, 2])])(
+        model, x
+    )
+    np.testing.assert_array_equal(got, want.reshape((2, 3) + want.shape[1:]))
+    np.testing.assert_allclose(single, want[5], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("batch", [(), (2, 3)], ids=["unbatched", "two_batch_axes"])
@@ -196,19 +206,25 @@ def test_streaming_takes_any_rank(batch, data_format):
     params = _params(config, 2)
     time = -2 if data_format == "channels_last" else -1
     x = _x(batch + ((11, 2) if data_format == "channels_last" else (2, 11)), jnp.float32)
-    state = streaming.init(config, batch)
-    step = jax.jit(streaming.step, static_argnums=3)
-    pieces = []
-    for start, stop in [(0, 4), (4, 5), (5, 11)]:
-        state, y = step(params, state, jax.lax.slice_in_dim(x, start, stop, axis=time % x.ndim), config)
-        pieces.append(y)
-    pieces.append(streaming.finish(params, state, config))
-    stream = jnp.concatenate(pieces, axis=time)
+
+    # The stream, the whole-signal call and the chunked call in one program: one compile where
+    # each step's chunk length, the finish and the glue compiled their own.
+    @jax.jit
+    def run(params, x):
+        state = streaming.init(config, batch)
+        pieces = []
+        for start, stop in [(0, 4), (4, 5), (5, 11)]:
+            state, y = streaming.step(params, state, jax.lax.slice_in_dim(x, start, stop, axis=time % x.ndim), config)
+            pieces.append(y)
+        pieces.append(streaming.finish(params, state, config))
+        whole = ct.conv1d_transpose(params, x, config)[0]
+        chunked = streaming.chunked_conv1d_transpose(params, x, config, 4)[0]
+        return jnp.concatenate(pieces, axis=time), whole, chunked
+
+    stream, want, chunked = run(params, x)
     start = streaming.latency(config)
-    want = jax.jit(ct.conv1d_transpose, static_argnums=2)(params, x, config)[0]
     got = jax.lax.slice_in_dim(stream, start, start + want.shape[time], axis=time % x.ndim)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    chunked, _ = jax.jit(streaming.chunked_conv1d_transpose, static_argnums=(2, 3))(params, x, config, 4)
     np.testing.assert_allclose(chunked, want, rtol=1e-5, atol=1e-5)
 
 
