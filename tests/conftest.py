@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, settings
 
 # Many tests compile the same program from different jitted functions (a lambda per test, a
 # Streamer's step per instance, eager ops inside helpers); XLA's persistent cache serves the
-# repeats from disk by their HLO, which measured 10-25% less test time from an empty cache. One
+# repeats from disk by their HLO. From an empty cache it measured 10-25% less time on the files
+# with such repeats (the streamer and vocoder tests most), within noise on the whole suite. One
 # folder per process: JAX writes entries without a lock, so two xdist workers sharing one could
 # read each other's half-written files.
 _compilation_cache = tempfile.mkdtemp(prefix="convtrans-test-xla-")

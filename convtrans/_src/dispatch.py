@@ -245,10 +245,10 @@ def _gemm_fits(config: Any, length: Size, dtype: Any) -> _Verdict:
     return _Verdict(True, f"the tap products, {_mib(size)} per example, fit GEMM_MAX_BYTES")
 
 
-def _wide(per_group: int) -> _Verdict:
-    if per_group >= GEMM_MIN_CHANNELS:
-        return _Verdict(True, f"{per_group} >= GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels")
-    return _Verdict(False, f"{per_group} < GEMM_MIN_CHANNELS={GEMM_MIN_CHANNELS} input channels")
+def _at_least(per_group: int, name: str, value: int, purpose: str = "") -> _Verdict:
+    """Whether ``per_group`` input channels reach the channel threshold ``name`` (of ``value``)."""
+    holds = per_group >= value
+    return _Verdict(holds, f"{per_group} {'>=' if holds else '<'} {name}={value} input channels{purpose}")
 
 
 def _because(*verdicts: _Verdict) -> str:
@@ -267,7 +267,8 @@ def _decide(config: Any, in_channels: int, length: Size, dtype: Any, platform: s
     dtype = jnp.dtype(dtype)
     per_group = in_channels // config.groups
     winograd = _winograd_fits(config, in_channels, length, dtype)
-    fits, wide = _gemm_fits(config, length, dtype), _wide(per_group)
+    fits = _gemm_fits(config, length, dtype)
+    wide = _at_least(per_group, "GEMM_MIN_CHANNELS", GEMM_MIN_CHANNELS)
     grouped = _Verdict(
         config.groups > 1,
         f"groups={config.groups}: a grouped convolution's weight gradient is an "
@@ -312,10 +313,8 @@ def _decide(config: Any, in_channels: int, length: Size, dtype: Any, platform: s
     # The forward pass: the GEMM form for wide layers whose tap products fit, even where Winograd
     # applies (Winograd's kernel transform is a pass over a kernel that, this wide, outweighs the
     # products it saves); else Winograd's for full-precision inputs; else the polyphase convolution.
-    winograd_forward = _Verdict(
-        per_group >= WINOGRAD_FORWARD_MIN_CHANNELS,
-        f"{per_group} {'>=' if per_group >= WINOGRAD_FORWARD_MIN_CHANNELS else '<'} "
-        f"WINOGRAD_FORWARD_MIN_CHANNELS={WINOGRAD_FORWARD_MIN_CHANNELS} input channels for its forward",
+    winograd_forward = _at_least(
+        per_group, "WINOGRAD_FORWARD_MIN_CHANNELS", WINOGRAD_FORWARD_MIN_CHANNELS, " for its forward"
     )
     if fits.holds and wide.holds:
         forward, reasons["forward"] = "gemm", _because(wide, fits)
@@ -323,17 +322,10 @@ def _decide(config: Any, in_channels: int, length: Size, dtype: Any, platform: s
         forward, reasons["forward"] = "winograd", _because(winograd, winograd_forward, fits if wide.holds else wide)
     else:
         forward = "polyphase"
-        if not winograd.holds:
-            winograd_why = winograd
-        else:
-            winograd_why = full_precision if not full_precision.holds else winograd_forward
+        winograd_why = next(v for v in (winograd, full_precision, winograd_forward) if not v.holds)
         reasons["forward"] = _because(winograd_why, fits if wide.holds else wide)
 
-    stacked = _Verdict(
-        per_group >= STACKED_PRODUCT_MIN_CHANNELS,
-        f"{per_group} {'>=' if per_group >= STACKED_PRODUCT_MIN_CHANNELS else '<'} "
-        f"STACKED_PRODUCT_MIN_CHANNELS={STACKED_PRODUCT_MIN_CHANNELS} input channels",
-    )
+    stacked = _at_least(per_group, "STACKED_PRODUCT_MIN_CHANNELS", STACKED_PRODUCT_MIN_CHANNELS)
     if forward not in ("polyphase", "winograd"):
         correlation, reasons["correlation"] = "convolution", "the forward has no stride-1 correlations"
     elif dtype != jnp.bfloat16:

@@ -51,7 +51,6 @@ def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
     """
     g = config.groups
     k, f_g, in_channels = kernel.shape
-    channel_axis = 2 if config.data_format == "channels_last" else 1
     if g == 1:
         # The kernel as a two-dimensional (k * filters, in), contracted along its last axis where
         # it lies: given a kernel of more axes, or a size-1 batch axis, XLA:CPU first copies the
@@ -65,7 +64,7 @@ def tap_products(x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig,
             precision=precision,
             preferred_element_type=accumulation_dtype(x.dtype),
         )
-        return z.reshape(*z.shape[:2], k, f_g)  # (batch, n, k * filters): x's free axes, then the kernel's
+        return z.reshape(*z.shape[:2], k, f_g)  # z: x's free axes (batch, n), then the kernel's (k * filters)
     w = kernel.reshape(k, f_g, g, in_channels // g)
     if config.data_format == "channels_last":
         batch, n, _ = x.shape
