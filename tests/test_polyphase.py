@@ -1006,3 +1006,15 @@ def test_the_bfloat16_bias_gradient_is_a_plain_float32_sum():
     # Only float32 windowed sums (the kernel-sized one that keeps a NaN tap to its channel).
     windowed = [line for line in text.splitlines() if "reduce-window(" in line]
     assert all(re.search(r"= f32\[", line) for line in windowed), windowed
+
+
+@pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
+def test_a_stride_one_forward_hands_its_zero_padding_to_the_convolution(data_format):
+    # The same single convolution flax's ConvTranspose compiles to: no padded copy of the input.
+    config = ct.Conv1DTransposeConfig(
+        filters=8, kernel_size=3, dilation_rate=2, padding="same", data_format=data_format
+    )
+    text = _forward_hlo(config, *_abstract_inputs(config, IN_CHANNELS))
+    assert len(_convolutions(text)) == 1
+    assert re.search(r"window=\{size=3 pad=2_2 rhs_dilate=2\}", text), _convolutions(text)
+    assert not re.search(r"= f32\[[0-9,]*\]\{[0-9,]*\} pad\(", text)

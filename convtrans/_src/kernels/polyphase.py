@@ -235,12 +235,17 @@ def _in_accumulation_dtype(fn, a: jax.Array, b: jax.Array, config: Conv1DTranspo
 def _stride_one(
     x: jax.Array, kernel: jax.Array, config: Conv1DTransposeConfig, precision: Any, winograd: bool, stacked: bool
 ) -> jax.Array:
-    left, right = transpose_pads(config)
-    xp = pad_time(x, config, left, right)
+    pads = transpose_pads(config)
     if winograd and _correlates_by_winograd(x.dtype, config.kernel_size, config):
+        xp = pad_time(x, config, *pads)
         return winograd_correlation.correlate(xp, jnp.flip(kernel, axis=0), config.dilation_rate, config, precision)
     rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
-    return _correlate(xp, rhs, config.dilation_rate, config, precision, stacked)
+    if stacked or min(pads) < 0:
+        return _correlate(pad_time(x, config, *pads), rhs, config.dilation_rate, config, precision, stacked)
+    # Zero padding handed to the convolution itself, as flax's ConvTranspose does, costs no padded
+    # copy of the input. (Crops stay outside: XLA:CPU's gradients of a convolution with negative
+    # padding ran several times slower.)
+    return _correlate(x, rhs, config.dilation_rate, config, precision, pads=pads)
 
 
 def _correlates_by_winograd(dtype: Any, taps: int, config: Conv1DTransposeConfig) -> bool:
@@ -248,9 +253,18 @@ def _correlates_by_winograd(dtype: Any, taps: int, config: Conv1DTransposeConfig
 
 
 def _correlate(
-    xp: jax.Array, rhs: jax.Array, step: int, config: Conv1DTransposeConfig, precision: Any, stacked: bool = False
+    xp: jax.Array,
+    rhs: jax.Array,
+    step: int,
+    config: Conv1DTransposeConfig,
+    precision: Any,
+    stacked: bool = False,
+    pads: tuple[int, int] = (0, 0),
 ) -> jax.Array:
     """``z[b, q, o] = sum_{i, c} xp[b, q + i * step, c] rhs[i, c, o]`` per group, in ``xp``'s layout.
+
+    ``pads = (left, right) >= 0`` zero steps are added to ``xp`` along time by the convolution
+    itself (not with ``stacked``, whose caller pads).
 
     ``rhs`` is ``(taps, in/groups, groups * out/groups)`` (WIO); the result has
     ``xp_steps - (taps - 1) * step`` steps. A stride-1 convolution, or, with ``stacked``, the
@@ -264,12 +278,13 @@ def _correlate(
             xp,
             rhs,
             window_strides=(1,),
-            padding=[(0, 0)],
+            padding=[pads],
             rhs_dilation=(step,),
             dimension_numbers=dimension_numbers(config),
             feature_group_count=config.groups,
             precision=precision,
         )
+    assert pads == (0, 0), "the stacked product's caller pads"
     g = config.groups
     time_axis = config.time_axis % 3
     steps = xp.shape[time_axis] - (taps - 1) * step
