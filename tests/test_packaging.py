@@ -24,7 +24,8 @@ pytestmark = pytest.mark.xdist_group("packaging")
 
 def _build(kind: str, out: Path) -> Path:
     code = f"import sys; from setuptools import build_meta; build_meta.build_{kind}(sys.argv[1])"
-    subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT, check=True, capture_output=True)
+    result = subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, f"building the {kind} failed:\n{result.stderr[-4000:]}"
     (built,) = out.glob("*.whl" if kind == "wheel" else "*.tar.gz")
     return built
 
