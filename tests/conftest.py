@@ -12,8 +12,8 @@ os.environ["CONVTRANS_CACHE_DIR"] = tempfile.mkdtemp(prefix="convtrans-test-plan
 # Eight simulated CPU devices, so sharding tests run on any machine. LLVM's optimization level 0
 # for XLA's CPU code: most of this suite's time is compiling small programs, and at level 0 it ran
 # in about two thirds of the time (10 against 16 minutes on 2 cores). The level changes neither the
-# HLO that the structure tests read nor any result beyond rounding; the tests that
-# assert bit-exactness across two programs compile at XLA's default level, the one users run
+# HLO that the structure tests read nor any result beyond rounding; the tests that assert
+# bit-exactness across two programs compile at XLA's default level, the one users run
 # (test_keras_oracle.DEFAULT_OPTIMIZATION).
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0")
 

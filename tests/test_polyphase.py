@@ -450,15 +450,19 @@ def _plans_of(config, plans):
 _exact_jit = functools.partial(jax.jit, compiler_options={"xla_allow_excess_precision": False})
 
 
+def _bfloat16_inputs(config, in_channels, rng):
+    """``(x, kernel)`` in bfloat16: a batch of 2 and 9 steps in ``config``'s layout."""
+    shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
+    return x, jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
+
+
 @functools.cache
 def _bfloat16_outputs(config, in_per_group):
     """``({plan: bfloat16 output}, float32 reference output)`` for every forward plan that applies
     to ``config``."""
-    in_channels = in_per_group * config.groups
     rng = np.random.default_rng(7)
-    shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
-    x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
-    kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
+    x, kernel = _bfloat16_inputs(config, in_per_group * config.groups, rng)
     plans = _plans_of(config, BFLOAT16_FORWARDS)
 
     @_exact_jit
@@ -476,11 +480,8 @@ def _bfloat16_outputs(config, in_per_group):
 def _bfloat16_gradients(config):
     """``({plan: bfloat16 (dL/dx, dL/dkernel)}, float32 reference gradients)`` for every gradient
     plan that applies to ``config``, with one bfloat16 cotangent."""
-    in_channels = 64 * config.groups
     rng = np.random.default_rng(8)
-    shape = (2, 9, in_channels) if config.data_format == "channels_last" else (2, in_channels, 9)
-    x = jnp.asarray(rng.standard_normal(shape), jnp.bfloat16)
-    kernel = jnp.asarray(rng.standard_normal(config.kernel_shape(in_channels)), jnp.bfloat16)
+    x, kernel = _bfloat16_inputs(config, 64 * config.groups, rng)
     out_shape = jax.eval_shape(lambda x, k: lhs_dilation_conv(x, k, config), x, kernel).shape
     cotangent = jnp.asarray(rng.standard_normal(out_shape), jnp.bfloat16)
     plans = _plans_of(config, BFLOAT16_GRADIENTS)

@@ -240,12 +240,12 @@ def _stride_one(
         xp = pad_time(x, config, *pads)
         return winograd_correlation.correlate(xp, jnp.flip(kernel, axis=0), config.dilation_rate, config, precision)
     rhs = jnp.flip(conv_kernel_to_wio(kernel, config.groups), axis=0)
-    if stacked or min(pads) < 0:
-        return _correlate(pad_time(x, config, *pads), rhs, config.dilation_rate, config, precision, stacked)
     # Zero padding handed to the convolution itself, as flax's ConvTranspose does, costs no padded
-    # copy of the input. (Crops stay outside: XLA:CPU's gradients of a convolution with negative
-    # padding ran several times slower.)
-    return _correlate(x, rhs, config.dilation_rate, config, precision, pads=pads)
+    # copy of the input. Crops stay outside (XLA:CPU's gradients of a convolution with negative
+    # padding ran several times slower), and the stacked product slices the padded input.
+    if stacked or min(pads) < 0:
+        x, pads = pad_time(x, config, *pads), (0, 0)
+    return _correlate(x, rhs, config.dilation_rate, config, precision, stacked, pads)
 
 
 def _correlates_by_winograd(dtype: Any, taps: int, config: Conv1DTransposeConfig) -> bool:
@@ -267,10 +267,10 @@ def _correlate(
     itself (not with ``stacked``, whose caller pads).
 
     ``rhs`` is ``(taps, in/groups, groups * out/groups)`` (WIO); the result has
-    ``xp_steps - (taps - 1) * step`` steps. A stride-1 convolution, or, with ``stacked``, the
-    ``taps`` shifted windows of ``xp`` stacked (``taps`` times the input) and multiplied in ONE
-    ``dot_general`` accumulated in :func:`accumulation_dtype`, rounded to the input's dtype once,
-    like the convolution.
+    ``left + xp_steps + right - (taps - 1) * step`` steps. A stride-1 convolution, or, with
+    ``stacked``, the ``taps`` shifted windows of ``xp`` stacked (``taps`` times the input) and
+    multiplied in ONE ``dot_general`` accumulated in :func:`accumulation_dtype`, rounded to the
+    input's dtype once, like the convolution.
     """
     taps, in_per_group, out_channels = rhs.shape
     if not stacked:
