@@ -22,6 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.xdist_group("packaging")
 
 
+def test_this_file_runs_as_one_xdist_group(request):
+    # Guards the builds below against running on two workers at once: under `--dist loadgroup`,
+    # pytest-xdist marks a grouped test's node id with its group, and schedules by that mark (its
+    # workers, which run the tests, carry the setting as the `loadgroup` option).
+    if getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@packaging"), request.node.nodeid
+
+
 def _build(kind: str, out: Path) -> Path:
     code = f"import sys; from setuptools import build_meta; build_meta.build_{kind}(sys.argv[1])"
     result = subprocess.run([sys.executable, "-c", code, str(out)], cwd=ROOT, capture_output=True, text=True)
